@@ -1,0 +1,117 @@
+"""The console adapter: a real adapter on stdin/stdout, for local use and for tests.
+
+A line starting with ``/mentor`` is a command; any other line is a reply. With piped
+input it handles each line to completion, in order, and returns at end of input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+from typing import TextIO
+
+from bot.commands import PREFIX, is_command
+from bot.messages import EventKind, IncomingEvent, OutgoingMessage, SendResult
+from bot.ports import EventSink
+
+PLATFORM = "console"
+WORKSPACE = "local"
+
+
+def render(message: OutgoingMessage) -> str:
+    """Plain lines: headings underlined, buttons shown as the commands they stand for."""
+    out: list[str] = []
+    if message.title:
+        out += [message.title, "=" * min(len(message.title), 72)]
+    for section in message.sections:
+        if section.title:
+            out += ["", f"## {section.title}"]
+        out.append(section.body)
+    if message.question:
+        out += ["", f"❓ {message.question}"]
+    if message.text:
+        if out:
+            out.append("")
+        out.append(message.text)
+    if message.actions:
+        buttons = "  ".join(
+            f"[{a.label}: type your answer]"
+            if a.opens_reply_form
+            else f"[{a.label}: {PREFIX} {a.command}]"
+            for a in message.actions
+        )
+        out.append(buttons)
+    return "\n".join(out)
+
+
+class ConsoleAdapter:
+    platform = PLATFORM
+
+    def __init__(
+        self,
+        stdin: TextIO | None = None,
+        stdout: TextIO | None = None,
+        user: str | None = None,
+    ) -> None:
+        self.stdin = stdin or sys.stdin
+        self.stdout = stdout or sys.stdout
+        self.user = user or _local_user()
+        self._sent = 0
+        self._stopping = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    @property
+    def interactive(self) -> bool:
+        return self.stdin.isatty()
+
+    async def _write(self, text: str) -> None:
+        async with self._lock:
+            self.stdout.write(text + "\n")
+            self.stdout.flush()
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        self._sent += 1
+        await self._write("\n" + render(message) + "\n")
+        return SendResult(channel="console", message_ids=(f"console-{self._sent}",))
+
+    async def _respond(self, messages: list[OutgoingMessage]) -> None:
+        for message in messages:
+            await self._write(render(message))
+
+    async def start(self, sink: EventSink) -> None:
+        loop = asyncio.get_running_loop()
+        if self.interactive:
+            await self._write(
+                f"mentorbot console — type `{PREFIX} start` to begin, `{PREFIX} help` for "
+                "commands; anything else is your reply. Ctrl-D quits."
+            )
+        while not self._stopping.is_set():
+            line = await loop.run_in_executor(None, self.stdin.readline)
+            if line == "":  # end of input
+                break
+            text = line.rstrip("\r\n")
+            if not text.strip():
+                continue
+            event = IncomingEvent(
+                platform=PLATFORM,
+                workspace=WORKSPACE,
+                user=self.user,
+                user_name=self.user,
+                workspace_name="console",
+                kind=EventKind.COMMAND if is_command(text) else EventKind.MESSAGE,
+                text=text,
+                message_id=None,
+                platform_is_lead=True,
+            )
+            await sink.handle(event, self._respond)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+
+
+def _local_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "local"

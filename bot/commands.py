@@ -1,0 +1,109 @@
+"""One command grammar for every platform: ``/mentor <command> [arguments]``.
+
+Adapters hand over the text after ``/mentor`` (or the whole line; the prefix is
+stripped here). Mentions arrive in each platform's native form and are normalised to
+user ids, so lead commands can take ``@user`` arguments on any platform.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import shlex
+from dataclasses import dataclass
+
+PREFIX = "/mentor"
+_MENTION = re.compile(r"^<@!?(?P<id>[A-Za-z0-9_.-]+)(?:\|[^>]*)?>$")
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    name: str
+    usage: str
+    summary: str
+    lead_only: bool = False
+    hidden: bool = False  # button equivalents, not listed in help
+
+
+SPECS: tuple[CommandSpec, ...] = (
+    CommandSpec("help", "help", "show this help"),
+    CommandSpec("courses", "courses", "list the courses you can take"),
+    CommandSpec("start", "start [COURSE]", "enrol in a course (default: the first one)"),
+    CommandSpec("next", "next", "get the next lesson-day now"),
+    CommandSpec("skip", "skip", "skip the open question"),
+    CommandSpec("pause", "pause", "stop deliveries until you resume"),
+    CommandSpec("resume", "resume", "start deliveries again"),
+    CommandSpec("progress", "progress", "where you are in your course"),
+    CommandSpec("history", "history", "the replies you have written"),
+    CommandSpec("forget-me", "forget-me", "delete all your data (asks to confirm)"),
+    CommandSpec("continue", "continue", "go on to the next lesson", hidden=True),
+    CommandSpec("not-yet", "not-yet", "stay on this lesson for now", hidden=True),
+)
+_BY_NAME = {spec.name: spec for spec in SPECS}
+_ALIASES = {"forgetme": "forget-me", "forget": "forget-me", "h": "help", "?": "help"}
+
+
+class CommandError(ValueError):
+    """A command that cannot be run as typed; ``str(exc)`` is what the user sees."""
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    args: tuple[str, ...] = ()
+    mentions: tuple[str, ...] = ()
+
+    @property
+    def spec(self) -> CommandSpec:
+        return _BY_NAME[self.name]
+
+
+def is_command(text: str) -> bool:
+    stripped = text.lstrip()
+    return stripped == PREFIX or stripped.startswith(PREFIX + " ")
+
+
+def _tokens(text: str) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError:
+        # An unbalanced quote: fall back to plain words rather than refusing.
+        return text.split()
+
+
+def parse_command(text: str) -> Command:
+    """Parse a command line; raises ``CommandError`` with a helpful message."""
+    body = text.strip()
+    if body == PREFIX or body.startswith(PREFIX + " "):
+        body = body[len(PREFIX) :].strip()
+    tokens = _tokens(body)
+    if not tokens:
+        return Command("help")
+    word = tokens[0].lower().lstrip("/")
+    name = _ALIASES.get(word, word)
+    if name not in _BY_NAME:
+        known = [spec.name for spec in SPECS if not spec.hidden]
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" Did you mean `{PREFIX} {close[0]}`?" if close else ""
+        raise CommandError(f"Unknown command `{tokens[0]}`.{hint}")
+    args: list[str] = []
+    mentions: list[str] = []
+    for token in tokens[1:]:
+        match = _MENTION.match(token)
+        if match:
+            mentions.append(match.group("id"))
+        else:
+            args.append(token)
+    return Command(name, tuple(args), tuple(mentions))
+
+
+def help_text(include_lead: bool = False) -> str:
+    lines = ["Commands (type them after /mentor):"]
+    for spec in SPECS:
+        if spec.hidden or (spec.lead_only and not include_lead):
+            continue
+        lines.append(f"• `{PREFIX} {spec.usage}` — {spec.summary}")
+    lines.append(
+        "Anything else you write to me in this DM is kept as your answer to the open question."
+    )
+    return "\n".join(lines)

@@ -1,0 +1,110 @@
+"""Settings from the environment (and a `.env` file), with documented defaults.
+
+Read once at start-up by the entrypoint and passed down; nothing reads os.environ later,
+so tests build a ``Settings`` directly.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+DEFAULT_DATABASE_URL = "sqlite:///mentorbot.db"
+
+
+def bundled_content_dir() -> Path:
+    """The course shipped with mentorbot: the repo's content/ or the installed copy."""
+    here = Path(__file__).resolve().parent
+    repo_copy = here.parent / "content"
+    if repo_copy.is_dir():
+        return repo_copy
+    installed = here.parent / "mentorbot" / "bundled_content"
+    return installed
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    content_dir: Path = field(default_factory=bundled_content_dir)
+    log_level: str = "INFO"
+    default_course: str | None = None
+    snippets_per_day: int | None = None
+    timezone: str = "UTC"
+    delivery_time: str = "09:00"
+    delivery_days: str = "mon,tue,wed,thu,fri"
+    reminder_after_hours: float = 4.0
+    # Platform settings; an adapter starts when its credentials are present.
+    slack_bot_token: str | None = None
+    slack_signing_secret: str | None = None
+    slack_app_token: str | None = None
+    slack_client_id: str | None = None
+    slack_client_secret: str | None = None
+    slack_api_url: str | None = None
+    discord_token: str | None = None
+    discord_guild_id: str | None = None
+    discord_lead_role: str | None = None
+    discord_api_url: str | None = None
+    discord_gateway_url: str | None = None
+    port: int = 3000
+
+    @property
+    def has_slack(self) -> bool:
+        return bool(self.slack_bot_token or self.slack_client_id)
+
+    @property
+    def has_discord(self) -> bool:
+        return bool(self.discord_token)
+
+
+def _int_or_none(value: str | None, name: str) -> int | None:
+    if value is None or value.strip() == "":
+        return None
+    try:
+        number = int(value)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a whole number, got {value!r}") from exc
+    if number < 1:
+        raise ValueError(f"{name} must be at least 1, got {value!r}")
+    return number
+
+
+def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Settings:
+    """Build settings from ``env`` (default: the process environment plus ``.env``)."""
+    if env is None:
+        if dotenv:
+            load_dotenv(Path.cwd() / ".env", override=False)
+        env = dict(os.environ)
+
+    def get(name: str) -> str | None:
+        value = env.get(name)
+        return value if value not in (None, "") else None
+
+    content = get("MENTORBOT_CONTENT_DIR")
+    return Settings(
+        database_url=get("MENTORBOT_DATABASE_URL") or DEFAULT_DATABASE_URL,
+        content_dir=Path(content) if content else bundled_content_dir(),
+        log_level=(get("MENTORBOT_LOG_LEVEL") or "INFO").upper(),
+        default_course=get("MENTORBOT_DEFAULT_COURSE"),
+        snippets_per_day=_int_or_none(
+            get("MENTORBOT_SNIPPETS_PER_DAY"), "MENTORBOT_SNIPPETS_PER_DAY"
+        ),
+        timezone=get("MENTORBOT_TIMEZONE") or "UTC",
+        delivery_time=get("MENTORBOT_DELIVERY_TIME") or "09:00",
+        delivery_days=get("MENTORBOT_DELIVERY_DAYS") or "mon,tue,wed,thu,fri",
+        reminder_after_hours=float(get("MENTORBOT_REMINDER_AFTER") or 4),
+        slack_bot_token=get("SLACK_BOT_TOKEN"),
+        slack_signing_secret=get("SLACK_SIGNING_SECRET"),
+        slack_app_token=get("SLACK_APP_TOKEN"),
+        slack_client_id=get("SLACK_CLIENT_ID"),
+        slack_client_secret=get("SLACK_CLIENT_SECRET"),
+        slack_api_url=get("SLACK_API_URL"),
+        discord_token=get("DISCORD_TOKEN"),
+        discord_guild_id=get("DISCORD_GUILD_ID"),
+        discord_lead_role=get("DISCORD_LEAD_ROLE"),
+        discord_api_url=get("DISCORD_API_URL"),
+        discord_gateway_url=get("DISCORD_GATEWAY_URL"),
+        port=int(get("PORT") or 3000),
+    )

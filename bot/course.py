@@ -1,0 +1,499 @@
+"""Course content: the markdown lesson format, its parser and its validator.
+
+A course is a folder of lesson files (optionally with a ``course.yaml``); a content
+directory is a folder of courses. Parsing never raises on bad content: it collects
+``Problem`` records with file and line so an operator sees every mistake at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+LESSON_SUFFIXES = (".md", ".markdown", ".txt")
+QUESTIONS_TITLE = "discussion questions"
+PRACTICES_MARKER = "best practices"
+
+_LESSON_ID = re.compile(r"^\d+(?:\.\d+)*$")
+_SECTION_NUMBER = re.compile(r"^\d+(?:\.\d+)*\.?\s+")
+_BULLET = re.compile(r"^(?P<indent>\s*)[-*+]\s+(?P<text>.*)$")
+_NEXT_POINTER = re.compile(
+    r"^should we continue with\s+[`\"“']?(?P<id>\d+(?:\.\d+)*)\s+(?P<title>.+?)[`\"”']?\s*\??$",
+    re.IGNORECASE,
+)
+_RULE = re.compile(r"^\s*(?:-{3,}|\*{3,}|_{3,})\s*$")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong (or doubtful) with a content file, pinned to a line."""
+
+    path: Path
+    line: int
+    message: str
+    severity: str = "error"  # "error" or "warning"
+
+    def __str__(self) -> str:
+        prefix = "" if self.severity == "error" else "warning: "
+        return f"{self.path}:{self.line}: {prefix}{self.message}"
+
+
+class ContentError(Exception):
+    """Raised when a course cannot be used; carries every problem found."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = [p for p in problems if p.severity == "error"]
+        super().__init__("\n".join(str(p) for p in self.problems) or "invalid content")
+
+
+@dataclass(frozen=True)
+class Snippet:
+    """One `##` section of a lesson: a short piece of reading."""
+
+    title: str
+    body: str
+
+
+@dataclass(frozen=True)
+class LessonDay:
+    """What one lesson-day delivers: a share of the snippets, then (maybe) a question."""
+
+    number: int  # 1-based
+    snippets: tuple[Snippet, ...]
+    question: str | None
+
+
+@dataclass(frozen=True)
+class Lesson:
+    id: str
+    title: str
+    snippets: tuple[Snippet, ...]
+    questions: tuple[str, ...]
+    practices: tuple[str, ...]
+    next_id: str | None
+    next_title: str | None
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.id} {self.title}"
+
+    def day_count(self, snippets_per_day: int | None = None) -> int:
+        days = max(1, len(self.questions))
+        if snippets_per_day:
+            days = max(days, -(-len(self.snippets) // snippets_per_day))
+        return days
+
+    def days(self, snippets_per_day: int | None = None) -> list[LessonDay]:
+        """Split the lesson into lesson-days.
+
+        Each day gets an even share of the snippets in order (earlier days take the
+        remainder) followed by that day's question. ``snippets_per_day`` caps a day's
+        share by adding days; the extra days come after the question days.
+        """
+        count = self.day_count(snippets_per_day)
+        base, extra = divmod(len(self.snippets), count)
+        out: list[LessonDay] = []
+        start = 0
+        for index in range(count):
+            size = base + (1 if index < extra else 0)
+            question = self.questions[index] if index < len(self.questions) else None
+            out.append(LessonDay(index + 1, self.snippets[start : start + size], question))
+            start += size
+        return out
+
+    def day(self, number: int, snippets_per_day: int | None = None) -> LessonDay:
+        return self.days(snippets_per_day)[number - 1]
+
+
+@dataclass(frozen=True)
+class Course:
+    id: str
+    title: str
+    lessons: tuple[Lesson, ...]
+    path: Path
+    warnings: tuple[Problem, ...] = ()
+
+    def lesson(self, lesson_id: str) -> Lesson | None:
+        return next((lesson for lesson in self.lessons if lesson.id == lesson_id), None)
+
+    def first_lesson(self) -> Lesson:
+        return self.lessons[0]
+
+    def following(self, lesson: Lesson) -> tuple[str | None, str | None, Lesson | None]:
+        """The lesson after ``lesson``: (id, title, Lesson if it is in the content yet)."""
+        if lesson.next_id:
+            return lesson.next_id, lesson.next_title, self.lesson(lesson.next_id)
+        index = self.lessons.index(lesson)
+        if index + 1 < len(self.lessons):
+            nxt = self.lessons[index + 1]
+            return nxt.id, nxt.title, nxt
+        return None, None, None
+
+
+@dataclass
+class Catalog:
+    """Every course the bot can teach, keyed by course id, in a stable order."""
+
+    courses: dict[str, Course] = field(default_factory=dict)
+    warnings: list[Problem] = field(default_factory=list)
+
+    def get(self, course_id: str) -> Course | None:
+        wanted = course_id.strip().lower()
+        for course in self.courses.values():
+            if course.id.lower() == wanted or course.title.lower() == wanted:
+                return course
+        return None
+
+    @property
+    def default(self) -> Course:
+        return next(iter(self.courses.values()))
+
+
+def lesson_sort_key(lesson_id: str) -> tuple[int, ...]:
+    """Compare lesson ids numerically, so 0.2.10 follows 0.2.9."""
+    return tuple(int(part) for part in lesson_id.split("."))
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _decode(path: Path, raw: bytes, problems: list[Problem]) -> str | None:
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        problems.append(
+            Problem(path, line, f"not valid UTF-8 (byte 0x{raw[exc.start]:02x}); save as UTF-8")
+        )
+        return None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _split_front_matter(
+    path: Path, lines: list[str], problems: list[Problem]
+) -> tuple[dict[str, object], int]:
+    """Return (front matter mapping, index of the first body line)."""
+    if not lines or lines[0].strip() != "---":
+        return {}, 0
+    for end in range(1, len(lines)):
+        if lines[end].strip() == "---":
+            try:
+                data = yaml.safe_load("\n".join(lines[1:end])) or {}
+            except yaml.YAMLError as exc:
+                mark = getattr(exc, "problem_mark", None)
+                line = (mark.line + 2) if mark else 1
+                problems.append(Problem(path, line, f"front matter is not valid YAML: {exc}"))
+                return {}, end + 1
+            if not isinstance(data, dict):
+                problems.append(Problem(path, 1, "front matter must be a YAML mapping"))
+                return {}, end + 1
+            return data, end + 1
+    return {}, 0  # an opening rule with no closing one is just a rule
+
+
+def _bullets(lines: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """Top-level bullet items (line number, text), with continuation lines folded in."""
+    items: list[tuple[int, str]] = []
+    base_indent: int | None = None
+    for number, line in lines:
+        match = _BULLET.match(line)
+        if match:
+            indent = len(match.group("indent").expandtabs(4))
+            if base_indent is None:
+                base_indent = indent
+            if indent <= base_indent:
+                items.append((number, match.group("text").strip()))
+                continue
+        if items and line.strip() and line.startswith((" ", "\t")):
+            first, text = items[-1]
+            items[-1] = (first, f"{text} {line.strip()}")
+    return items
+
+
+def _clean_body(lines: list[tuple[int, str]]) -> str:
+    kept = [line.rstrip() for _, line in lines if not _RULE.match(line)]
+    return "\n".join(kept).strip("\n").strip()
+
+
+def parse_lesson(path: Path, raw: bytes | None = None) -> tuple[Lesson | None, list[Problem]]:
+    """Parse one lesson file; returns the lesson (or None) and every problem found."""
+    problems: list[Problem] = []
+    if raw is None:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            return None, [Problem(path, 1, f"cannot read file: {exc.strerror or exc}")]
+    text = _decode(path, raw, problems)
+    if text is None:
+        return None, problems
+    lines = text.split("\n")
+    meta, start = _split_front_matter(path, lines, problems)
+
+    heading: tuple[int, str] | None = None
+    sections: list[tuple[int, str, list[tuple[int, str]]]] = []
+    preamble: list[tuple[int, str]] = []
+    in_fence = False
+    for index in range(start, len(lines)):
+        number, line = index + 1, lines[index]
+        if _FENCE.match(line):
+            in_fence = not in_fence
+        if not in_fence and line.startswith("# ") and heading is None:
+            heading = (number, line[2:].strip())
+            continue
+        if not in_fence and line.startswith("## "):
+            title = _SECTION_NUMBER.sub("", line[3:].strip()).strip()
+            sections.append((number, title, []))
+            continue
+        if sections:
+            sections[-1][2].append((number, line))
+        elif heading is not None:
+            preamble.append((number, line))
+
+    lesson_id = str(meta["id"]).strip() if meta.get("id") is not None else None
+    title = str(meta["title"]).strip() if meta.get("title") else None
+    if heading is None:
+        if not (lesson_id and title):
+            problems.append(
+                Problem(path, start + 1, "no lesson heading: start with '# <id> <title>'")
+            )
+            return None, problems
+    else:
+        head_line, head_text = heading
+        first, _, rest = head_text.partition(" ")
+        if _LESSON_ID.match(first):
+            lesson_id = lesson_id or first
+            title = title or rest.strip()
+        elif lesson_id is None:
+            problems.append(
+                Problem(
+                    path,
+                    head_line,
+                    f"heading '# {head_text}' must start with a lesson id, "
+                    f"e.g. '# 0.2.2 {head_text}'",
+                )
+            )
+            return None, problems
+        else:
+            title = title or head_text
+        if not title:
+            problems.append(Problem(path, head_line, "lesson heading has an id but no title"))
+    if lesson_id is None or not _LESSON_ID.match(lesson_id):
+        problems.append(Problem(path, 1, f"lesson id {lesson_id!r} must look like 0.2.2"))
+        return None, problems
+
+    snippets: list[Snippet] = []
+    intro = _clean_body(preamble)
+    if intro:
+        snippets.append(Snippet(title or lesson_id, intro))
+    questions: list[str] = []
+    practices: list[str] = []
+    next_id: str | None = None
+    next_title: str | None = None
+    saw_questions = False
+    for number, section_title, body in sections:
+        if section_title.lower() == QUESTIONS_TITLE:
+            saw_questions = True
+            for _, item in _bullets(body):
+                pointer = _NEXT_POINTER.match(item.strip("*_ "))
+                if pointer:
+                    next_id = pointer.group("id")
+                    next_title = pointer.group("title").strip().strip("`\"“”'")
+                else:
+                    questions.append(item)
+            if not questions:
+                problems.append(
+                    Problem(
+                        path,
+                        number,
+                        "'## Discussion Questions' has no questions: add '- <question>?' bullets",
+                    )
+                )
+            continue
+        if not section_title:
+            problems.append(Problem(path, number, "section heading '##' has no title"))
+            continue
+        content = _clean_body(body)
+        if not content:
+            problems.append(Problem(path, number, f"section '{section_title}' is empty", "warning"))
+            continue
+        snippets.append(Snippet(section_title, content))
+        if PRACTICES_MARKER in section_title.lower():
+            practices.extend(item for _, item in _bullets(body))
+
+    if meta.get("practices") is not None:
+        value = meta["practices"]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            practices = [v.strip() for v in value if v.strip()]
+        else:
+            problems.append(Problem(path, 1, "front matter 'practices' must be a list of text"))
+    if meta.get("next") is not None:
+        nxt = str(meta["next"]).strip()
+        next_id, _, rest = nxt.partition(" ")
+        next_title = rest.strip() or next_title
+    if not snippets:
+        problems.append(Problem(path, (heading or (1,))[0], "lesson has no '## ' sections"))
+    if not saw_questions:
+        problems.append(
+            Problem(
+                path,
+                (heading or (1,))[0],
+                "no '## Discussion Questions' section: learners will get no question",
+                "warning",
+            )
+        )
+    if any(p.severity == "error" for p in problems):
+        return None, problems
+    lesson = Lesson(
+        id=lesson_id,
+        title=title or lesson_id,
+        snippets=tuple(snippets),
+        questions=tuple(questions),
+        practices=tuple(practices),
+        next_id=next_id,
+        next_title=next_title,
+        path=path,
+    )
+    return lesson, problems
+
+
+def _lesson_files(folder: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in LESSON_SUFFIXES and not p.name.startswith(".")
+    )
+
+
+def load_course(folder: Path) -> tuple[Course | None, list[Problem]]:
+    """Load one course folder; returns the course (None if unusable) and all problems."""
+    problems: list[Problem] = []
+    meta: dict[str, object] = {}
+    meta_path = folder / "course.yaml"
+    if meta_path.exists():
+        try:
+            loaded = yaml.safe_load(meta_path.read_text(encoding="utf-8-sig"))
+            if loaded is None:
+                loaded = {}
+            if not isinstance(loaded, dict):
+                problems.append(Problem(meta_path, 1, "course.yaml must be a YAML mapping"))
+            else:
+                meta = loaded
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            mark = getattr(exc, "problem_mark", None)
+            problems.append(
+                Problem(meta_path, (mark.line + 1) if mark else 1, f"invalid course.yaml: {exc}")
+            )
+
+    lessons: list[Lesson] = []
+    seen: dict[str, Lesson] = {}
+    for path in _lesson_files(folder):
+        lesson, found = parse_lesson(path)
+        problems.extend(found)
+        if lesson is None:
+            continue
+        if lesson.id in seen:
+            problems.append(
+                Problem(
+                    path,
+                    1,
+                    f"duplicate lesson id {lesson.id}: already used by {seen[lesson.id].path.name}",
+                )
+            )
+            continue
+        seen[lesson.id] = lesson
+        lessons.append(lesson)
+
+    order = meta.get("order")
+    if order is not None:
+        if not isinstance(order, list):
+            problems.append(Problem(meta_path, 1, "'order' must be a list of lesson ids"))
+            order = None
+        else:
+            wanted = [str(item).strip() for item in order]
+            for item in wanted:
+                if item not in seen:
+                    problems.append(
+                        Problem(meta_path, 1, f"'order' names lesson {item}, which has no file")
+                    )
+            rest = sorted(
+                (lesson for lesson in lessons if lesson.id not in wanted),
+                key=lambda lesson: lesson_sort_key(lesson.id),
+            )
+            lessons = [seen[item] for item in wanted if item in seen] + rest
+    if order is None:
+        lessons.sort(key=lambda lesson: lesson_sort_key(lesson.id))
+
+    if not lessons and not any(p.severity == "error" for p in problems):
+        problems.append(Problem(folder, 1, "course folder has no lesson files (*.md)"))
+
+    ids = {lesson.id for lesson in lessons}
+    for lesson in lessons:
+        if lesson.next_id and lesson.next_id not in ids:
+            problems.append(
+                Problem(
+                    lesson.path,
+                    1,
+                    f"next lesson {lesson.next_id} is not in this course yet "
+                    "(learners will be told it is coming)",
+                    "warning",
+                )
+            )
+    if any(p.severity == "error" for p in problems):
+        return None, problems
+    course = Course(
+        id=str(meta.get("id") or folder.name),
+        title=str(meta.get("title") or folder.name.replace("-", " ").title()),
+        lessons=tuple(lessons),
+        path=folder,
+        warnings=tuple(p for p in problems if p.severity == "warning"),
+    )
+    return course, problems
+
+
+def is_course_folder(folder: Path) -> bool:
+    return (folder / "course.yaml").exists() or bool(_lesson_files(folder))
+
+
+def load_catalog(path: Path) -> tuple[Catalog | None, list[Problem]]:
+    """Load a content directory (a folder of courses) or a single course folder."""
+    if not path.exists():
+        return None, [Problem(path, 1, "content folder does not exist")]
+    if not path.is_dir():
+        return None, [Problem(path, 1, "content path is not a folder")]
+    folders = (
+        [path]
+        if is_course_folder(path)
+        else sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    )
+    problems: list[Problem] = []
+    catalog = Catalog()
+    for folder in folders:
+        if not is_course_folder(folder):
+            continue
+        course, found = load_course(folder)
+        problems.extend(found)
+        if course is None:
+            continue
+        if course.id in catalog.courses:
+            problems.append(Problem(folder, 1, f"duplicate course id {course.id}"))
+            continue
+        catalog.courses[course.id] = course
+    if not catalog.courses and not any(p.severity == "error" for p in problems):
+        problems.append(Problem(path, 1, "no courses found (a course is a folder of *.md lessons)"))
+    catalog.warnings = [p for p in problems if p.severity == "warning"]
+    if any(p.severity == "error" for p in problems):
+        return None, problems
+    return catalog, problems
+
+
+def load_catalog_or_raise(path: Path) -> Catalog:
+    catalog, problems = load_catalog(path)
+    if catalog is None:
+        raise ContentError(problems)
+    return catalog

@@ -1,0 +1,119 @@
+"""Database tables. Every row belongs to one workspace (tenant), directly or through its
+learner, and every query the core makes is scoped by it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Store naive UTC everywhere (SQLite has no time zones); hand back aware UTC."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use aware UTC")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def _when(nullable: bool = True, index: bool = False) -> sa.Column[datetime]:
+    return sa.Column(UTCDateTime(), nullable=nullable, index=index)
+
+
+class Workspace(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("platform", "external_id", name="uq_workspace"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=20)
+    external_id: str = Field(max_length=64)
+    name: str | None = Field(default=None, max_length=200)
+    timezone: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
+
+
+class Learner(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("workspace_id", "user_id", name="uq_learner"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    workspace_id: int = Field(foreign_key="workspace.id", index=True)
+    user_id: str = Field(max_length=64)
+    display_name: str | None = Field(default=None, max_length=200)
+    role: str = Field(default="learner", max_length=10)  # learner | lead
+    timezone: str | None = Field(default=None, max_length=64)
+    delivery_time: str | None = Field(default=None, max_length=5)  # HH:MM
+    delivery_days: str | None = Field(default=None, max_length=40)  # mon,tue,...
+    dm_channel: str | None = Field(default=None, max_length=64)
+    dm_blocked_at: datetime | None = Field(default=None, sa_column=_when())
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
+
+
+class Enrolment(SQLModel, table=True):
+    """A learner's place in a course. ``day`` is the last lesson-day delivered (0: none)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    learner_id: int = Field(foreign_key="learner.id", index=True)
+    course_id: str = Field(max_length=100)
+    lesson_id: str = Field(max_length=40)
+    day: int = 0
+    # active | paused | awaiting_continue | waiting_content | stopped
+    status: str = Field(default="active", max_length=20)
+    waiting_for_lesson: str | None = Field(default=None, max_length=40)
+    next_due_at: datetime | None = Field(default=None, sa_column=_when(index=True))
+    started_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
+
+
+class Delivery(SQLModel, table=True):
+    """The outbox: one row per message the bot owes a learner. ``key`` is unique, so the
+    same lesson-day can never be queued twice."""
+
+    __table_args__ = (sa.Index("ix_delivery_status_due", "status", "due_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=200, sa_column_kwargs={"unique": True})
+    learner_id: int = Field(foreign_key="learner.id", index=True)
+    enrolment_id: int | None = Field(default=None, foreign_key="enrolment.id", index=True)
+    kind: str = Field(max_length=20)  # lesson | continue | reminder | practice
+    course_id: str = Field(max_length=100)
+    lesson_id: str = Field(max_length=40)
+    day: int = 0
+    question: str | None = Field(default=None, sa_column=sa.Column(sa.Text()))
+    status: str = Field(default="pending", max_length=10)  # pending|sending|sent|failed
+    due_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
+    attempts: int = 0
+    lease_owner: str | None = Field(default=None, max_length=100)
+    lease_until: datetime | None = Field(default=None, sa_column=_when())
+    sent_at: datetime | None = Field(default=None, sa_column=_when())
+    skipped_at: datetime | None = Field(default=None, sa_column=_when())
+    platform_channel: str | None = Field(default=None, max_length=64)
+    platform_message_ids: str | None = Field(default=None, max_length=1000)  # comma-separated
+    error: str | None = Field(default=None, sa_column=sa.Column(sa.Text()))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
+
+
+class Reply(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    learner_id: int = Field(foreign_key="learner.id", index=True)
+    delivery_id: int | None = Field(default=None, foreign_key="delivery.id", index=True)
+    course_id: str = Field(max_length=100)
+    lesson_id: str = Field(max_length=40)
+    question: str = Field(sa_column=sa.Column(sa.Text(), nullable=False))
+    text: str = Field(sa_column=sa.Column(sa.Text(), nullable=False))
+    platform_message_id: str | None = Field(default=None, max_length=64, index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
+    edited_at: datetime | None = Field(default=None, sa_column=_when())

@@ -1,0 +1,126 @@
+"""The outbox of deliveries: queue once, claim atomically, record what happened.
+
+A row's ``key`` is unique, so queueing the same lesson-day twice is a no-op. Claims move
+``pending`` rows to ``sending`` under a lease in one statement, so two dispatchers (in
+one process or several replicas) never take the same row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, col, select
+
+from bot.models import Delivery, utcnow
+
+SENDING = "sending"
+PENDING = "pending"
+SENT = "sent"
+FAILED = "failed"
+
+
+def queue_delivery(session: Session, *, key: str, **values: object) -> Delivery | None:
+    """Insert an outbox row unless one with ``key`` exists; return the new row or None."""
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    row = {"key": key, "status": PENDING, "attempts": 0, "created_at": utcnow(), **values}
+    table = Delivery.__table__  # type: ignore[attr-defined]
+    statement = insert(table).values(**row).on_conflict_do_nothing(index_elements=["key"])
+    result = session.execute(statement.returning(table.c.id))
+    new_id = result.scalar_one_or_none()
+    return session.get(Delivery, new_id) if new_id is not None else None
+
+
+def claim(
+    session: Session,
+    *,
+    owner: str,
+    now: datetime,
+    lease: timedelta,
+    ids: Sequence[int] | None = None,
+    limit: int = 100,
+) -> list[int]:
+    """Take up to ``limit`` due rows (or exactly ``ids``) for ``owner`` until the lease ends.
+
+    Rows already ``sending`` under an expired lease are not taken here: their outcome is
+    unknown and ``recover_expired`` decides what to do with them.
+    """
+    table = Delivery.__table__  # type: ignore[attr-defined]
+    candidates = (
+        select(Delivery.id)
+        .where(Delivery.status == PENDING, col(Delivery.due_at) <= now)
+        .order_by(col(Delivery.due_at), col(Delivery.id))
+        .limit(limit)
+    )
+    if ids is not None:
+        candidates = select(Delivery.id).where(
+            Delivery.status == PENDING, col(Delivery.id).in_(list(ids))
+        )
+    if session.get_bind().dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    chosen = list(session.exec(candidates).all())
+    if not chosen:
+        return []
+    result = session.execute(
+        sa.update(table)
+        .where(table.c.id.in_(chosen), table.c.status == PENDING)
+        .values(
+            status=SENDING,
+            lease_owner=owner,
+            lease_until=now + lease,
+            attempts=table.c.attempts + 1,
+        )
+        .returning(table.c.id)
+    )
+    return sorted(result.scalars().all())
+
+
+def mark_sent(
+    session: Session,
+    delivery_id: int,
+    *,
+    owner: str,
+    channel: str | None,
+    message_ids: Sequence[str],
+) -> bool:
+    """Record a successful send; False if the row vanished (e.g. the learner was erased)."""
+    delivery = session.get(Delivery, delivery_id)
+    if delivery is None:
+        return False
+    delivery.status = SENT
+    delivery.sent_at = utcnow()
+    delivery.lease_owner = None
+    delivery.lease_until = None
+    delivery.platform_channel = channel
+    delivery.platform_message_ids = ",".join(message_ids) or None
+    delivery.error = None
+    session.add(delivery)
+    return True
+
+
+def mark_failed(session: Session, delivery_id: int, *, reason: str) -> None:
+    delivery = session.get(Delivery, delivery_id)
+    if delivery is None:
+        return
+    delivery.status = FAILED
+    delivery.error = reason[:2000]
+    delivery.lease_owner = None
+    delivery.lease_until = None
+    session.add(delivery)
+
+
+def release(session: Session, delivery_id: int, *, retry_at: datetime, reason: str | None) -> None:
+    """Give a row back for a later attempt (after a 429, a 5xx or a shutdown)."""
+    delivery = session.get(Delivery, delivery_id)
+    if delivery is None:
+        return
+    delivery.status = PENDING
+    delivery.due_at = retry_at
+    delivery.lease_owner = None
+    delivery.lease_until = None
+    delivery.error = reason
+    session.add(delivery)

@@ -1,0 +1,52 @@
+"""What the core needs from an adapter, and the errors an adapter reports sends with.
+
+The error classes are the shared vocabulary of failure: each adapter maps its
+platform's answers onto them, and the core alone decides what to do about each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from bot.messages import IncomingEvent, OutgoingMessage, SendResult
+
+Respond = Callable[[list[OutgoingMessage]], Awaitable[None]]
+
+
+class EventSink(Protocol):
+    async def handle(self, event: IncomingEvent, respond: Respond) -> None: ...
+
+
+class Adapter(Protocol):
+    """A platform connection: ``start`` runs until ``stop`` (or, for the console, EOF)."""
+
+    platform: str
+
+    async def start(self, sink: EventSink) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def send(self, message: OutgoingMessage) -> SendResult: ...
+
+
+class SendError(Exception):
+    """Base of every failure an adapter reports from ``send``."""
+
+
+class RateLimited(SendError):
+    def __init__(self, retry_after: float, detail: str = "rate limited") -> None:
+        super().__init__(f"{detail} (retry after {retry_after:g}s)")
+        self.retry_after = retry_after
+
+
+class TemporarySendError(SendError):
+    """5xx, timeouts, connection resets: worth retrying with backoff."""
+
+
+class PermanentSendError(SendError):
+    """The platform will never accept this (user gone, DMs blocked): do not retry."""
+
+    def __init__(self, reason: str, code: str | None = None) -> None:
+        super().__init__(reason)
+        self.code = code

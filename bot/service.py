@@ -1,0 +1,740 @@
+"""The mentoring core: turns one incoming event into answers and queued deliveries.
+
+Everything here is platform-neutral and synchronous; adapters call it through
+``bot.hub.Hub``, which runs it off the event loop. Each event is one unit of work, so a
+crash part-way leaves the database as it was before the event.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, func, or_
+from sqlmodel import Session, col, select
+
+from bot import commands as grammar
+from bot.commands import Command, CommandError
+from bot.config import Settings
+from bot.course import Catalog, Course, Lesson
+from bot.db import Store
+from bot.messages import Action, EventKind, IncomingEvent, Outcome, OutgoingMessage, Section
+from bot.models import Delivery, Enrolment, Learner, Reply, Workspace
+from bot.outbox import queue_delivery
+from bot.schedule import Schedule
+from bot.text import MAX_REPLY_CHARS, clean_reply, preview
+
+log = logging.getLogger(__name__)
+
+ACTIVE = "active"
+PAUSED = "paused"
+AWAITING_CONTINUE = "awaiting_continue"
+WAITING_CONTENT = "waiting_content"
+STOPPED = "stopped"
+CURRENT_STATES = (ACTIVE, PAUSED, AWAITING_CONTINUE, WAITING_CONTENT)
+QUESTION_KINDS = ("lesson", "practice")
+
+
+@dataclass
+class Context:
+    """The learner an event is about, loaded once per unit of work."""
+
+    session: Session
+    event: IncomingEvent
+    workspace: Workspace
+    learner: Learner
+
+    def answer(self, text: str, **extra: object) -> OutgoingMessage:
+        return OutgoingMessage(
+            platform=self.event.platform,
+            workspace=self.event.workspace,
+            user=self.event.user,
+            text=text,
+            ephemeral=True,
+            **extra,  # type: ignore[arg-type]
+        )
+
+
+class CatalogHolder:
+    """The course catalog in use; swapped whole when content is reloaded."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+
+class MentorService:
+    def __init__(
+        self,
+        store: Store,
+        catalog: CatalogHolder,
+        settings: Settings,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.catalog_holder = catalog
+        self.settings = settings
+        self.clock = clock
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.catalog_holder.catalog
+
+    # ------------------------------------------------------------------ entry point
+
+    def handle(self, event: IncomingEvent) -> Outcome:
+        return self.store.run(lambda session: self._handle(session, event))
+
+    def _handle(self, session: Session, event: IncomingEvent) -> Outcome:
+        workspace = self._workspace(session, event)
+        learner = self._learner(session, workspace, event)
+        ctx = Context(session, event, workspace, learner)
+        outcome = Outcome()
+        if event.kind is EventKind.COMMAND or event.kind is EventKind.ACTION:
+            self._command(ctx, outcome)
+        elif event.kind is EventKind.EDIT:
+            self._edit(ctx, outcome)
+        else:
+            self._reply(ctx, outcome)
+        return outcome
+
+    def _workspace(self, session: Session, event: IncomingEvent) -> Workspace:
+        workspace = session.exec(
+            select(Workspace).where(
+                Workspace.platform == event.platform, Workspace.external_id == event.workspace
+            )
+        ).first()
+        if workspace is None:
+            workspace = Workspace(
+                platform=event.platform, external_id=event.workspace, name=event.workspace_name
+            )
+            session.add(workspace)
+            session.flush()
+        elif event.workspace_name and workspace.name != event.workspace_name:
+            workspace.name = event.workspace_name
+        return workspace
+
+    def _learner(self, session: Session, workspace: Workspace, event: IncomingEvent) -> Learner:
+        learner = session.exec(
+            select(Learner).where(
+                Learner.workspace_id == workspace.id, Learner.user_id == event.user
+            )
+        ).first()
+        if learner is None:
+            learner = Learner(
+                workspace_id=workspace.id or 0,
+                user_id=event.user,
+                display_name=event.user_name,
+                timezone=event.timezone,
+                role="lead" if event.platform_is_lead else "learner",
+            )
+            session.add(learner)
+            session.flush()
+        else:
+            if event.user_name and learner.display_name != event.user_name:
+                learner.display_name = event.user_name
+            if event.timezone and not learner.timezone:
+                learner.timezone = event.timezone
+        return learner
+
+    # ------------------------------------------------------------------ schedules
+
+    def schedule_for(self, learner: Learner, workspace: Workspace | None = None) -> Schedule:
+        zone = learner.timezone or (workspace.timezone if workspace else None)
+        return Schedule.parse(
+            learner.delivery_time or self.settings.delivery_time,
+            learner.delivery_days or self.settings.delivery_days,
+            zone or self.settings.timezone,
+        )
+
+    def _next_slot(self, ctx: Context, delivered_today: bool) -> datetime:
+        schedule = self.schedule_for(ctx.learner, ctx.workspace)
+        now = self.clock()
+        today = schedule.local_date(now) if delivered_today else None
+        return schedule.next_after(now, not_on=today)
+
+    def _when(self, ctx: Context, instant: datetime | None) -> str:
+        if instant is None:
+            return "not scheduled"
+        schedule = self.schedule_for(ctx.learner, ctx.workspace)
+        local = schedule.local(instant)
+        return f"{local:%A %d %B at %H:%M} ({schedule.zone.key})"
+
+    # ------------------------------------------------------------------ lookups
+
+    def _enrolment(self, ctx: Context) -> Enrolment | None:
+        return ctx.session.exec(
+            select(Enrolment)
+            .where(
+                Enrolment.learner_id == ctx.learner.id, col(Enrolment.status).in_(CURRENT_STATES)
+            )
+            .order_by(col(Enrolment.id).desc())
+        ).first()
+
+    def _course_lesson(self, enrolment: Enrolment) -> tuple[Course | None, Lesson | None]:
+        course = self.catalog.get(enrolment.course_id)
+        return course, (course.lesson(enrolment.lesson_id) if course else None)
+
+    def _open_question(self, ctx: Context) -> Delivery | None:
+        """The newest question sent to the learner that is neither answered nor skipped."""
+        answered = select(Reply.delivery_id).where(col(Reply.delivery_id).is_not(None))
+        return ctx.session.exec(
+            select(Delivery)
+            .where(
+                Delivery.learner_id == ctx.learner.id,
+                col(Delivery.kind).in_(QUESTION_KINDS),
+                col(Delivery.question).is_not(None),
+                col(Delivery.status).in_(("sent", "sending")),
+                col(Delivery.skipped_at).is_(None),
+                col(Delivery.id).not_in(answered),
+            )
+            .order_by(col(Delivery.id).desc())
+        ).first()
+
+    def _last_question(self, ctx: Context) -> Delivery | None:
+        return ctx.session.exec(
+            select(Delivery)
+            .where(
+                Delivery.learner_id == ctx.learner.id,
+                col(Delivery.kind).in_(QUESTION_KINDS),
+                col(Delivery.question).is_not(None),
+                col(Delivery.status).in_(("sent", "sending")),
+            )
+            .order_by(col(Delivery.id).desc())
+        ).first()
+
+    # ------------------------------------------------------------------ commands
+
+    def _command(self, ctx: Context, outcome: Outcome) -> None:
+        try:
+            command = grammar.parse_command(ctx.event.text)
+        except CommandError as exc:
+            outcome.replies.append(ctx.answer(f"{exc}\n\n{grammar.help_text()}"))
+            return
+        handler = getattr(self, "_cmd_" + command.name.replace("-", "_"))
+        handler(ctx, command, outcome)
+
+    def _cmd_help(self, ctx: Context, _command: Command, outcome: Outcome) -> None:
+        enrolment = self._enrolment(ctx)
+        where = ""
+        if enrolment is not None:
+            where = f"\n\nYou are on {self._position(enrolment)}."
+        intro = (
+            "I'm mentorbot: each delivery day I send you a short lesson and one discussion "
+            "question in this DM. Your replies are kept so you can look back on them."
+        )
+        outcome.replies.append(ctx.answer(f"{intro}{where}\n\n{grammar.help_text()}"))
+
+    def _cmd_courses(self, ctx: Context, _command: Command, outcome: Outcome) -> None:
+        enrolment = self._enrolment(ctx)
+        lines = ["Courses:"]
+        for course in self.catalog.courses.values():
+            mark = " (your course)" if enrolment and enrolment.course_id == course.id else ""
+            lines.append(f"• `{course.id}` — {course.title}, {len(course.lessons)} lesson(s){mark}")
+        lines.append(f"Start one with `{grammar.PREFIX} start COURSE`.")
+        outcome.replies.append(ctx.answer("\n".join(lines)))
+
+    def _cmd_start(self, ctx: Context, command: Command, outcome: Outcome) -> None:
+        if command.args:
+            wanted = " ".join(command.args)
+            course = self.catalog.get(wanted)
+            if course is None:
+                names = ", ".join(f"`{c}`" for c in self.catalog.courses)
+                outcome.replies.append(
+                    ctx.answer(f"There is no course called `{wanted}`. Courses: {names}.")
+                )
+                return
+        else:
+            course = (
+                self.catalog.get(self.settings.default_course)
+                if self.settings.default_course
+                else None
+            ) or self.catalog.default
+        current = self._enrolment(ctx)
+        if current is not None and current.course_id == course.id:
+            outcome.replies.append(
+                ctx.answer(
+                    f"You are already taking {course.title} ({self._position(current)}). "
+                    f"Use `{grammar.PREFIX} next` to get the next lesson-day now."
+                )
+            )
+            return
+        now = self.clock()
+        if current is not None:
+            current.status = STOPPED
+            current.next_due_at = None
+            current.updated_at = now
+        first = course.first_lesson()
+        enrolment = Enrolment(
+            learner_id=ctx.learner.id or 0,
+            course_id=course.id,
+            lesson_id=first.id,
+            day=0,
+            status=ACTIVE,
+            started_at=now,
+            updated_at=now,
+        )
+        ctx.session.add(enrolment)
+        ctx.session.flush()
+        outcome.replies.append(
+            ctx.answer(
+                f"Welcome to **{course.title}**! Here is your first lesson-day. Reply in this DM "
+                "to answer its question; your answers are private to you."
+            )
+        )
+        self._deliver_next_day(ctx, enrolment, outcome)
+
+    def _cmd_next(self, ctx: Context, _command: Command, outcome: Outcome) -> None:
+        enrolment = self._enrolment(ctx)
+        if enrolment is None:
+            outcome.replies.append(self._not_enrolled(ctx))
+            return
+        if enrolment.status in (AWAITING_CONTINUE, WAITING_CONTENT):
+            self._advance_lesson(ctx, enrolment, outcome)
+            return
+        self._deliver_next_day(ctx, enrolment, outcome)
+
+    def _cmd_continue(self, ctx: Context, command: Command, outcome: Outcome) -> None:
+        self._cmd_next(ctx, command, outcome)
+
+    def _cmd_not_yet(self, ctx: Context, _command: Command, outcome: Outcome) -> None:
+        enrolment = self._enrolment(ctx)
+        if enrolment is None:
+            outcome.replies.append(self._not_enrolled(ctx))
+            return
+        outcome.replies.append(
+            ctx.answer(
+                "No rush. I'll ask again on your next delivery day, or say "
+                f"`{grammar.PREFIX} next` whenever you're ready."
+            )
+        )
+
+    def _cmd_skip(self, ctx: Context, _command: Command, outcome: Outcome) -> None:
+        question = self._targeted_question(ctx) or self._open_question(ctx)
+        if question is None:
+            outcome.replies.append(ctx.answer("There is no open question to skip."))
+            return
+        question.skipped_at = self.clock()
+        ctx.session.add(question)
+        outcome.replies.append(ctx.answer(f"Skipped: “{preview(question.question or '')}”."))
+        self._after_question_closed(ctx, question, outcome)
+
+    def _cmd_pause(self, ctx: Context, _command: Command, outcome: Outcome) -> None:
+        enrolment = self._enrolment(ctx)
+        if enrolment is None:
+            outcome.replies.append(self._not_enrolled(ctx))
+            return
+        if enrolment.status == PAUSED:
+            outcome.replies.append(ctx.answer("You are already paused."))
+            return
+        enrolment.status = PAUSED
+        enrolment.updated_at = self.clock()
+        outcome.replies.append(
+            ctx.answer(
+                f"Paused. I won't send anything until you say `{grammar.PREFIX} resume`. "
+                "Your place and your replies are kept."
+            )
+        )
+
+    def _cmd_resume(self, ctx: Context, _command: Command, outcome: Outcome) -> None:
+        enrolment = self._enrolment(ctx)
+        if enrolment is None:
+            outcome.replies.append(self._not_enrolled(ctx))
+            return
+        if enrolment.status != PAUSED:
+            outcome.replies.append(ctx.answer("You are not paused."))
+            return
+        enrolment.status = ACTIVE
+        enrolment.next_due_at = self._next_slot(ctx, delivered_today=False)
+        enrolment.updated_at = self.clock()
+        outcome.replies.append(
+            ctx.answer(f"Welcome back! Next lesson-day: {self._when(ctx, enrolment.next_due_at)}.")
+        )
+
+    def _cmd_progress(self, ctx: Context, _command: Command, outcome: Outcome) -> None:
+        enrolment = self._enrolment(ctx)
+        if enrolment is None:
+            outcome.replies.append(self._not_enrolled(ctx))
+            return
+        asked = ctx.session.exec(
+            select(func.count())
+            .select_from(Delivery)
+            .where(
+                Delivery.learner_id == ctx.learner.id,
+                Delivery.enrolment_id == enrolment.id,
+                col(Delivery.question).is_not(None),
+                Delivery.status == "sent",
+            )
+        ).one()
+        answered = ctx.session.exec(
+            select(func.count(func.distinct(Reply.delivery_id)))
+            .select_from(Reply)
+            .join(Delivery, col(Delivery.id) == Reply.delivery_id)
+            .where(Reply.learner_id == ctx.learner.id, Delivery.enrolment_id == enrolment.id)
+        ).one()
+        schedule = self.schedule_for(ctx.learner, ctx.workspace)
+        status = {
+            ACTIVE: "active",
+            PAUSED: "paused",
+            AWAITING_CONTINUE: "finished this lesson, waiting for you to continue",
+            WAITING_CONTENT: f"waiting for lesson {enrolment.waiting_for_lesson} to be published",
+        }[enrolment.status]
+        next_line = self._when(ctx, enrolment.next_due_at) if enrolment.status == ACTIVE else "—"
+        lines = [
+            f"Course: {self._position(enrolment)}",
+            f"Questions answered: {answered} of {asked}",
+            f"Status: {status}",
+            f"Schedule: {schedule.describe()}",
+            f"Next lesson-day: {next_line}",
+        ]
+        outcome.replies.append(ctx.answer("\n".join(lines), title="Your progress"))
+
+    def _cmd_history(self, ctx: Context, _command: Command, outcome: Outcome) -> None:
+        replies = ctx.session.exec(
+            select(Reply).where(Reply.learner_id == ctx.learner.id).order_by(col(Reply.id))
+        ).all()
+        if not replies:
+            outcome.replies.append(ctx.answer("You have not replied to any question yet."))
+            return
+        schedule = self.schedule_for(ctx.learner, ctx.workspace)
+        sections = tuple(
+            Section(
+                f"{r.lesson_id} · {schedule.local(r.created_at):%Y-%m-%d %H:%M} · {r.question}",
+                r.text if len(r.text) <= 1500 else preview(r.text, 1500),
+            )
+            for r in replies[-20:]
+        )
+        more = f" (the last 20 of {len(replies)})" if len(replies) > 20 else ""
+        outcome.replies.append(
+            ctx.answer(f"{len(replies)} reply(ies){more}.", title="Your replies", sections=sections)
+        )
+
+    def _cmd_forget_me(self, ctx: Context, command: Command, outcome: Outcome) -> None:
+        if [a.lower() for a in command.args] != ["confirm"]:
+            outcome.replies.append(
+                ctx.answer(
+                    "This deletes your replies, your course progress, your deliveries and "
+                    "your profile in this workspace. It cannot be undone. To go ahead, say "
+                    f"`{grammar.PREFIX} forget-me confirm`.",
+                    actions=(
+                        Action("forget_confirm", "Delete my data", "forget-me confirm", "danger"),
+                    ),
+                )
+            )
+            return
+        self.erase_learner(ctx.session, ctx.learner)
+        outcome.replies.append(
+            ctx.answer(
+                "Done: everything I stored about you in this workspace is deleted. "
+                f"Say `{grammar.PREFIX} start` if you ever want to begin again."
+            )
+        )
+
+    @staticmethod
+    def erase_learner(session: Session, learner: Learner) -> None:
+        session.exec(delete(Reply).where(col(Reply.learner_id) == learner.id))  # type: ignore[call-overload]
+        session.exec(delete(Delivery).where(col(Delivery.learner_id) == learner.id))  # type: ignore[call-overload]
+        session.exec(delete(Enrolment).where(col(Enrolment.learner_id) == learner.id))  # type: ignore[call-overload]
+        session.delete(learner)
+
+    # ------------------------------------------------------------------ lesson flow
+
+    def _position(self, enrolment: Enrolment) -> str:
+        course, lesson = self._course_lesson(enrolment)
+        course_title = course.title if course else enrolment.course_id
+        if lesson is None:
+            return f"{course_title}, lesson {enrolment.lesson_id}"
+        days = lesson.day_count(self.settings.snippets_per_day)
+        index = course.lessons.index(lesson) + 1 if course else 0
+        total = len(course.lessons) if course else 0
+        return (
+            f"{course_title}, lesson {index} of {total} ({lesson.name}), "
+            f"day {enrolment.day} of {days}"
+        )
+
+    def _not_enrolled(self, ctx: Context) -> OutgoingMessage:
+        return ctx.answer(
+            f"You are not taking a course yet. Say `{grammar.PREFIX} start` to begin "
+            f"(or `{grammar.PREFIX} courses` to see them all)."
+        )
+
+    def _deliver_next_day(self, ctx: Context, enrolment: Enrolment, outcome: Outcome) -> None:
+        course, lesson = self._course_lesson(enrolment)
+        if course is None or lesson is None:
+            outcome.replies.append(
+                ctx.answer(
+                    f"Lesson {enrolment.lesson_id} is not in the course content any more; "
+                    "please tell your lead."
+                )
+            )
+            return
+        days = lesson.day_count(self.settings.snippets_per_day)
+        if enrolment.day >= days:
+            outcome.replies.append(self._continue_prompt(ctx, course, lesson))
+            enrolment.status = AWAITING_CONTINUE
+            return
+        day = lesson.day(enrolment.day + 1, self.settings.snippets_per_day)
+        delivery = queue_delivery(
+            ctx.session,
+            key=f"lesson:{enrolment.id}:{lesson.id}:{day.number}",
+            learner_id=ctx.learner.id or 0,
+            enrolment_id=enrolment.id,
+            kind="lesson",
+            course_id=course.id,
+            lesson_id=lesson.id,
+            day=day.number,
+            question=day.question,
+            due_at=self.clock(),
+        )
+        enrolment.day = day.number
+        enrolment.updated_at = self.clock()
+        if enrolment.status != PAUSED:
+            enrolment.status = ACTIVE
+            enrolment.next_due_at = self._next_slot(ctx, delivered_today=True)
+        if delivery is not None:
+            outcome.deliveries.append(delivery.id or 0)
+        if day.question is None and day.number == days:
+            outcome.replies.append(self._continue_prompt(ctx, course, lesson))
+            enrolment.status = AWAITING_CONTINUE
+
+    def _continue_prompt(self, ctx: Context, course: Course, lesson: Lesson) -> OutgoingMessage:
+        next_id, next_title, _ = course.following(lesson)
+        if next_id is None:
+            return ctx.answer(
+                f"That was the last lesson of **{course.title}**. Well done! "
+                f"`{grammar.PREFIX} courses` lists what else you can take."
+            )
+        name = f"{next_id} {next_title}" if next_title else next_id
+        return ctx.answer(
+            f"You've finished {lesson.name}. Shall we continue with **{name}**?",
+            actions=(
+                Action("continue", "Yes, continue", "continue", "primary"),
+                Action("not_yet", "Not yet", "not-yet"),
+            ),
+            kind="continue",
+        )
+
+    def _advance_lesson(self, ctx: Context, enrolment: Enrolment, outcome: Outcome) -> None:
+        course, lesson = self._course_lesson(enrolment)
+        if course is None:
+            outcome.replies.append(self._not_enrolled(ctx))
+            return
+        if enrolment.status == WAITING_CONTENT and enrolment.waiting_for_lesson:
+            next_id, next_title, following = (
+                enrolment.waiting_for_lesson,
+                None,
+                course.lesson(enrolment.waiting_for_lesson),
+            )
+        elif lesson is not None:
+            next_id, next_title, following = course.following(lesson)
+        else:
+            next_id, next_title, following = None, None, None
+        if next_id is None:
+            outcome.replies.append(
+                ctx.answer(f"You have finished **{course.title}**. There is no next lesson.")
+            )
+            return
+        if following is None:
+            enrolment.status = WAITING_CONTENT
+            enrolment.waiting_for_lesson = next_id
+            enrolment.updated_at = self.clock()
+            name = f"{next_id} {next_title}" if next_title else next_id
+            outcome.replies.append(
+                ctx.answer(
+                    f"Lesson **{name}** isn't published yet. I've noted that you want it "
+                    "and will send it as soon as it is."
+                )
+            )
+            return
+        enrolment.lesson_id = following.id
+        enrolment.day = 0
+        enrolment.status = ACTIVE
+        enrolment.waiting_for_lesson = None
+        self._deliver_next_day(ctx, enrolment, outcome)
+
+    def _after_question_closed(self, ctx: Context, question: Delivery, outcome: Outcome) -> None:
+        """After the last question of a lesson is answered or skipped, ask to continue."""
+        if question.kind != "lesson" or question.enrolment_id is None:
+            return
+        enrolment = ctx.session.get(Enrolment, question.enrolment_id)
+        if enrolment is None or enrolment.status not in (ACTIVE, PAUSED):
+            return
+        course, lesson = self._course_lesson(enrolment)
+        if course is None or lesson is None or lesson.id != question.lesson_id:
+            return
+        if question.day == lesson.day_count(self.settings.snippets_per_day) == enrolment.day:
+            outcome.replies.append(self._continue_prompt(ctx, course, lesson))
+            enrolment.status = AWAITING_CONTINUE
+            enrolment.updated_at = self.clock()
+
+    # ------------------------------------------------------------------ replies
+
+    def _targeted_question(self, ctx: Context) -> Delivery | None:
+        """The question a button, modal, thread or reply points at, if any."""
+        if ctx.event.delivery_id is not None:
+            delivery = ctx.session.get(Delivery, ctx.event.delivery_id)
+            if delivery is not None and delivery.learner_id == ctx.learner.id:
+                return delivery
+            return None
+        ref = ctx.event.answers_message
+        if ref:
+            return ctx.session.exec(
+                select(Delivery).where(
+                    Delivery.learner_id == ctx.learner.id,
+                    col(Delivery.question).is_not(None),
+                    or_(
+                        Delivery.platform_message_ids == ref,
+                        col(Delivery.platform_message_ids).like(f"%,{ref}"),
+                        col(Delivery.platform_message_ids).like(f"{ref},%"),
+                        col(Delivery.platform_message_ids).like(f"%,{ref},%"),
+                    ),
+                )
+            ).first()
+        return None
+
+    def _reply(self, ctx: Context, outcome: Outcome) -> None:
+        text = clean_reply(ctx.event.text)
+        if not text.strip():
+            outcome.replies.append(
+                ctx.answer("That reply was empty, so I didn't keep it. Write your answer in words.")
+            )
+            return
+        if len(text) > MAX_REPLY_CHARS:
+            outcome.replies.append(
+                ctx.answer(
+                    f"That reply is {len(text):,} characters; I keep replies up to "
+                    f"{MAX_REPLY_CHARS:,}. Please shorten it or send it in parts."
+                )
+            )
+            return
+        if ctx.event.delivery_id is not None and self._targeted_question(ctx) is None:
+            outcome.replies.append(
+                ctx.answer("That question is no longer available, so I couldn't attach your reply.")
+            )
+            return
+        question = self._targeted_question(ctx)
+        added = False
+        if question is None:
+            question = self._open_question(ctx)
+        if question is None:
+            last = self._last_question(ctx)
+            enrolment = self._enrolment(ctx)
+            if last is not None and last.skipped_at is None and enrolment is not None:
+                question, added = last, True
+            else:
+                outcome.replies.append(self._no_open_question(ctx, enrolment))
+                return
+        reply = Reply(
+            learner_id=ctx.learner.id or 0,
+            delivery_id=question.id,
+            course_id=question.course_id,
+            lesson_id=question.lesson_id,
+            question=question.question or "",
+            text=text,
+            platform_message_id=ctx.event.message_id,
+            created_at=self.clock(),
+        )
+        ctx.session.add(reply)
+        enrolment = self._enrolment(ctx)
+        when = ""
+        if enrolment is not None and enrolment.status == ACTIVE:
+            when = f" Next lesson-day: {self._when(ctx, enrolment.next_due_at)}."
+        verb = "Added to your answer to" if added else "Thanks, I kept your answer to"
+        outcome.replies.append(
+            ctx.answer(f"{verb} “{preview(question.question or '', 80)}”.{when}", kind="ack")
+        )
+        if not added:
+            self._after_question_closed(ctx, question, outcome)
+
+    def _no_open_question(self, ctx: Context, enrolment: Enrolment | None) -> OutgoingMessage:
+        if enrolment is None:
+            return ctx.answer(
+                "Hi! I'm mentorbot, a mentoring bot: I send a short lesson and a discussion "
+                f"question each delivery day. Say `{grammar.PREFIX} start` to begin, or "
+                f"`{grammar.PREFIX} help` to see what I can do."
+            )
+        if enrolment.status == ACTIVE:
+            return ctx.answer(
+                "You have no open question right now. The next one comes "
+                f"{self._when(ctx, enrolment.next_due_at)}; say `{grammar.PREFIX} next` "
+                "to get it now."
+            )
+        if enrolment.status == PAUSED:
+            return ctx.answer(
+                "You have no open question, and deliveries are paused. Say "
+                f"`{grammar.PREFIX} resume` to start again, or `{grammar.PREFIX} next` for the "
+                "next lesson-day now."
+            )
+        return ctx.answer(
+            f"You have no open question. Say `{grammar.PREFIX} next` to go on to the next lesson."
+        )
+
+    def _edit(self, ctx: Context, outcome: Outcome) -> None:
+        if not ctx.event.message_id:
+            return
+        reply = ctx.session.exec(
+            select(Reply).where(
+                Reply.learner_id == ctx.learner.id,
+                Reply.platform_message_id == ctx.event.message_id,
+            )
+        ).first()
+        if reply is None:
+            return  # an edit of something that was not a reply: nothing to update
+        text = clean_reply(ctx.event.text)
+        if not text.strip() or len(text) > MAX_REPLY_CHARS:
+            outcome.replies.append(
+                ctx.answer("I kept your earlier answer: the edited text was empty or too long.")
+            )
+            return
+        reply.text = text
+        reply.edited_at = self.clock()
+        ctx.session.add(reply)
+
+    # ------------------------------------------------------------------ rendering
+
+    def render_delivery(self, delivery_id: int) -> OutgoingMessage | None:
+        """The message for an outbox row, or None when it can no longer be sent."""
+        return self.store.run(lambda session: self._render(session, delivery_id))
+
+    def _render(self, session: Session, delivery_id: int) -> OutgoingMessage | None:
+        delivery = session.get(Delivery, delivery_id)
+        if delivery is None:
+            return None
+        learner = session.get(Learner, delivery.learner_id)
+        workspace = session.get(Workspace, learner.workspace_id) if learner else None
+        if learner is None or workspace is None:
+            return None
+        course = self.catalog.get(delivery.course_id)
+        lesson = course.lesson(delivery.lesson_id) if course else None
+        base = {
+            "platform": workspace.platform,
+            "workspace": workspace.external_id,
+            "user": learner.user_id,
+            "channel": learner.dm_channel,
+            "kind": delivery.kind,
+            "delivery_id": delivery.id,
+            "delivery_key": delivery.key,
+        }
+        if delivery.kind == "lesson":
+            if lesson is None:
+                return None
+            day = lesson.day(delivery.day, self.settings.snippets_per_day)
+            days = lesson.day_count(self.settings.snippets_per_day)
+            actions: tuple[Action, ...] = ()
+            footer = ""
+            if day.question:
+                actions = (
+                    Action("reply", "Reply", "reply", "primary", opens_reply_form=True),
+                    Action("skip", "Skip", "skip"),
+                )
+                footer = "Reply in this DM to answer; your answer is private to you."
+            return OutgoingMessage(
+                text=footer,
+                title=f"{lesson.name} — day {day.number} of {days}",
+                sections=tuple(Section(s.title, s.body) for s in day.snippets),
+                question=day.question,
+                actions=actions,
+                **base,  # type: ignore[arg-type]
+            )
+        return OutgoingMessage(text=delivery.question or "", question=None, **base)  # type: ignore[arg-type]

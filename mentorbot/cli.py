@@ -1,0 +1,196 @@
+"""The ``mentorbot`` command line: run the bot, manage the database, check content,
+export replies. Exit codes: 0 ok, 1 a check failed, 2 bad usage or configuration."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from pathlib import Path
+
+from bot.config import Settings, load_settings
+from bot.course import ContentError, load_catalog
+from bot.db import Store
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ValueError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=getattr(logging, settings.log_level, logging.INFO),
+        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mentorbot.bootstrap import build, choose_adapters, serve
+
+    settings = _settings()
+    _logging(settings)
+    try:
+        app = build(settings)
+    except ContentError as exc:
+        print("mentorbot: refusing to start, the course content is invalid:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    try:
+        adapters = choose_adapters(settings, args.adapter)
+    except ValueError as exc:
+        print(f"mentorbot: {exc}", file=sys.stderr)
+        return 2
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(app, adapters))
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    settings = _settings()
+    store = Store(settings.database_url)
+    try:
+        if args.action == "upgrade":
+            store.upgrade()
+            print(f"database is at revision {store.current_revision()}")
+        else:
+            current, head = store.current_revision(), store.head_revision()
+            state = "up to date" if current == head else f"behind (newest is {head})"
+            print(f"database revision: {current or 'none'} — {state}")
+    finally:
+        store.dispose()
+    return 0
+
+
+def cmd_content(args: argparse.Namespace) -> int:
+    settings = _settings()
+    path = Path(args.path) if getattr(args, "path", None) else settings.content_dir
+    catalog, problems = load_catalog(path)
+    errors = [p for p in problems if p.severity == "error"]
+    if args.action == "check":
+        for problem in problems:
+            print(problem, file=sys.stderr if problem.severity == "error" else sys.stdout)
+        if catalog is None or errors:
+            print(f"{len(errors)} error(s) in {path}", file=sys.stderr)
+            return 1
+        for course in catalog.courses.values():
+            snippets = sum(len(lesson.snippets) for lesson in course.lessons)
+            questions = sum(len(lesson.questions) for lesson in course.lessons)
+            practices = sum(len(lesson.practices) for lesson in course.lessons)
+            print(
+                f"{course.id}: {course.title} — {len(course.lessons)} lesson(s), "
+                f"{snippets} snippet(s), {questions} question(s), {practices} practice(s)"
+            )
+            for lesson in course.lessons:
+                print(
+                    f"  {lesson.name}: {len(lesson.snippets)} snippets, "
+                    f"{len(lesson.questions)} questions, {len(lesson.practices)} practices, "
+                    f"{lesson.day_count(settings.snippets_per_day)} lesson-day(s)"
+                )
+        return 0
+    # show
+    if catalog is None:
+        for problem in errors:
+            print(problem, file=sys.stderr)
+        return 1
+    courses = [catalog.get(args.course)] if args.course else list(catalog.courses.values())
+    for course in courses:
+        if course is None:
+            print(f"no course called {args.course!r}", file=sys.stderr)
+            return 2
+        lesson = course.lesson(args.lesson_id)
+        if lesson is None:
+            continue
+        from adapters.console import render
+        from bot.messages import OutgoingMessage, Section
+
+        days = lesson.days(settings.snippets_per_day)
+        for day in days:
+            message = OutgoingMessage(
+                platform="console",
+                workspace="local",
+                user="preview",
+                text="",
+                title=f"{lesson.name} — day {day.number} of {len(days)}",
+                sections=tuple(Section(s.title, s.body) for s in day.snippets),
+                question=day.question,
+            )
+            print(render(message))
+            print()
+        next_id, next_title, present = course.following(lesson)
+        if next_id:
+            note = "" if present else " (not in the content yet)"
+            print(f"After the last day: continue with {next_id} {next_title or ''}{note}?")
+        return 0
+    print(f"no lesson {args.lesson_id!r} in {path}", file=sys.stderr)
+    return 2
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from bot.export import write_replies
+
+    settings = _settings()
+    store = Store(settings.database_url)
+    try:
+        store.upgrade()
+        if args.output:
+            with open(args.output, "w", encoding="utf-8", newline="") as out:
+                count = write_replies(store, out, args.format)
+            print(f"wrote {count} reply(ies) to {args.output}", file=sys.stderr)
+        else:
+            write_replies(store, sys.stdout, args.format)
+    finally:
+        store.dispose()
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="mentorbot", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the bot (console adapter when no platform is set up)")
+    run.add_argument(
+        "--adapter",
+        action="append",
+        choices=["console", "slack", "discord"],
+        help="adapter to run (repeatable); default: every platform with credentials, else console",
+    )
+    run.set_defaults(func=cmd_run)
+
+    db = sub.add_parser("db", help="database migrations")
+    db.add_argument("action", choices=["upgrade", "current"])
+    db.set_defaults(func=cmd_db)
+
+    content = sub.add_parser("content", help="check or preview course content")
+    content_sub = content.add_subparsers(dest="action", required=True)
+    check = content_sub.add_parser("check", help="validate a course folder or content folder")
+    check.add_argument("path", nargs="?", help="default: MENTORBOT_CONTENT_DIR")
+    show = content_sub.add_parser("show", help="print a lesson as the learner gets it, by day")
+    show.add_argument("lesson_id")
+    show.add_argument("--course", help="course id (default: the first course with that lesson)")
+    show.add_argument("--path", help="content folder (default: MENTORBOT_CONTENT_DIR)")
+    content.set_defaults(func=cmd_content)
+
+    export = sub.add_parser("export", help="export stored data")
+    export.add_argument("what", choices=["replies"])
+    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    export.add_argument("--output", help="file to write (default: standard output)")
+    export.set_defaults(func=cmd_export)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

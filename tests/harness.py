@@ -1,0 +1,92 @@
+"""A test backend for the core: a real implementation of the adapter port that keeps
+every message in an inbox, plus a ``Chat`` that plays one learner."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+from bot.commands import is_command
+from bot.messages import EventKind, IncomingEvent, OutgoingMessage, SendResult
+from mentorbot.bootstrap import App
+
+_ids = itertools.count(1)
+
+
+class InboxAdapter:
+    def __init__(self, platform: str = "console") -> None:
+        self.platform = platform
+        self.sent: list[OutgoingMessage] = []
+        self.fail_with: list[Exception] = []
+
+    async def start(self, sink: object) -> None:  # driven by Chat instead
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        if self.fail_with:
+            raise self.fail_with.pop(0)
+        self.sent.append(message)
+        return SendResult(channel=f"dm-{message.user}", message_ids=(f"msg-{next(_ids)}",))
+
+
+class Chat:
+    """One learner talking to the bot; ``say`` returns everything the bot said back."""
+
+    def __init__(
+        self,
+        app: App,
+        user: str = "ana",
+        workspace: str = "local",
+        platform: str = "console",
+        lead: bool = False,
+    ) -> None:
+        self.app = app
+        self.user = user
+        self.workspace = workspace
+        self.platform = platform
+        self.lead = lead
+        adapter = app.dispatcher.adapters.get(platform)
+        if not isinstance(adapter, InboxAdapter):
+            adapter = InboxAdapter(platform)
+            app.dispatcher.adapters[platform] = adapter
+        self.adapter = adapter
+
+    def event(self, kind: EventKind, text: str = "", **extra: object) -> IncomingEvent:
+        return IncomingEvent(
+            platform=self.platform,
+            workspace=self.workspace,
+            user=self.user,
+            user_name=self.user.title(),
+            kind=kind,
+            text=text,
+            platform_is_lead=self.lead,
+            **extra,  # type: ignore[arg-type]
+        )
+
+    def send(self, event: IncomingEvent) -> list[OutgoingMessage]:
+        out: list[OutgoingMessage] = []
+        before = len(self.adapter.sent)
+
+        async def respond(messages: list[OutgoingMessage]) -> None:
+            out.extend(messages)
+
+        async def run() -> None:
+            await self.app.hub.handle(event, respond)
+
+        asyncio.run(run())
+        delivered = self.adapter.sent[before:]
+        # Keep the order a user sees: answers, lessons, then any continue prompt.
+        first = [m for m in out if m.kind != "continue"]
+        last = [m for m in out if m.kind == "continue"]
+        return first + delivered + last
+
+    def say(self, text: str, **extra: object) -> list[OutgoingMessage]:
+        kind = EventKind.COMMAND if is_command(text) else EventKind.MESSAGE
+        return self.send(self.event(kind, text, **extra))
+
+    def text(self, text: str, **extra: object) -> str:
+        """What the learner sees, as plain text."""
+        return "\n---\n".join(m.plain_text() for m in self.say(text, **extra))

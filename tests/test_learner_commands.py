@@ -1,0 +1,233 @@
+"""Every learner command, driven through the hub and the real store (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import threading
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from bot.hub import BUSY_TEXT
+from bot.models import Delivery, Reply
+from mentorbot.bootstrap import App, build
+from tests.conftest import Clock
+from tests.harness import Chat
+
+Q1 = "Do you prefer individual work or guiding others?"
+Q2 = "Have you ever taken ownership of a system?"
+Q3 = "What part of leadership feels difficult to you?"
+
+
+def test_start_delivers_day_one_with_its_question(app: App) -> None:
+    chat = Chat(app)
+    messages = chat.say("/mentor start")
+    assert "Welcome to **Data Engineering Leadership**" in messages[0].text
+    lesson = messages[1]
+    assert lesson.kind == "lesson" and lesson.delivery_id is not None
+    assert lesson.title == "0.2.2 Senior / Lead Data Engineer — day 1 of 3"
+    assert next(s.title for s in lesson.sections) == "Concept Explanation"
+    assert len(lesson.sections) == 4
+    assert lesson.question == Q1
+    assert [a.id for a in lesson.actions] == ["reply", "skip"]
+
+
+def test_reply_is_kept_and_acknowledged(app: App) -> None:
+    chat = Chat(app)
+    chat.say("/mentor start")
+    ack = chat.text("I prefer guiding others")
+    assert "Thanks, I kept your answer" in ack and "individual work" in ack
+    assert "Next lesson-day: Thursday 26 November at 09:00 (UTC)" in ack
+    history = chat.text("/mentor history")
+    assert "I prefer guiding others" in history and Q1 in history
+
+
+def test_a_second_message_is_added_not_lost(app: App) -> None:
+    chat = Chat(app)
+    chat.say("/mentor start")
+    chat.say("First thought.")
+    assert "Added to your answer" in chat.text("And a second one.")
+    with Session(app.store.engine) as session:
+        assert [r.text for r in session.exec(select(Reply).order_by(Reply.id))] == [
+            "First thought.",
+            "And a second one.",
+        ]
+
+
+def test_whole_lesson_then_continue_to_a_lesson_not_yet_published(app: App) -> None:
+    chat = Chat(app)
+    chat.say("/mentor start")
+    chat.say("answer one")
+    day2 = chat.say("/mentor next")
+    assert day2[0].question == Q2 and len(day2[0].sections) == 3
+    chat.say("answer two")
+    day3 = chat.say("/mentor next")
+    assert day3[0].question == Q3 and day3[0].sections[-1].title == "Key Takeaway"
+    after_last = chat.say("answer three")
+    prompt = after_last[-1]
+    assert prompt.kind == "continue"
+    assert "0.2.3 Principal Data Engineer (GCP)" in prompt.text
+    assert [a.label for a in prompt.actions] == ["Yes, continue", "Not yet"]
+    assert "No rush" in chat.text("/mentor not-yet")
+    waiting = chat.text("/mentor continue")
+    assert "isn't published yet" in waiting and "as soon as it is" in waiting
+    progress = chat.text("/mentor progress")
+    assert "waiting for lesson 0.2.3" in progress
+    assert "Questions answered: 3 of 3" in progress
+
+
+def test_skip_closes_the_question(app: App) -> None:
+    chat = Chat(app)
+    chat.say("/mentor start")
+    assert "Skipped" in chat.text("/mentor skip")
+    assert "no open question to skip" in chat.text("/mentor skip")
+    reply = chat.text("a reply after skipping")
+    assert "no open question" in reply and "/mentor next" in reply
+
+
+def test_pause_resume_and_progress(app: App) -> None:
+    chat = Chat(app)
+    assert "not taking a course" in chat.text("/mentor pause")
+    chat.say("/mentor start")
+    assert "Paused" in chat.text("/mentor pause")
+    assert "already paused" in chat.text("/mentor pause")
+    assert "Status: paused" in chat.text("/mentor progress")
+    assert "Welcome back" in chat.text("/mentor resume")
+    progress = chat.text("/mentor progress")
+    assert "lesson 1 of 1 (0.2.2 Senior / Lead Data Engineer), day 1 of 3" in progress
+    assert "Questions answered: 0 of 1" in progress
+    assert "Schedule: 09:00 weekdays (UTC)" in progress
+
+
+def test_help_courses_unknown_command_and_unknown_course(app: App) -> None:
+    chat = Chat(app)
+    assert "/mentor start [COURSE]" in chat.text("/mentor help")
+    assert "`data-engineering` — Data Engineering Leadership" in chat.text("/mentor courses")
+    unknown = chat.text("/mentor dance")
+    assert "Unknown command `dance`" in unknown and "/mentor progress" in unknown
+    assert "no course called `cooking`" in chat.text("/mentor start cooking")
+    chat.say("/mentor start")
+    assert "already taking" in chat.text("/mentor start data-engineering")
+
+
+def test_free_text_before_enrolling_gets_an_invitation(app: App) -> None:
+    assert "Say `/mentor start` to begin" in Chat(app).text("hello?")
+
+
+def test_empty_reply_is_refused_clearly(app: App) -> None:
+    chat = Chat(app)
+    chat.say("/mentor start")
+    assert "empty" in chat.text("   \n  ")
+
+
+def test_huge_unicode_reply_is_stored_byte_for_byte(app: App) -> None:
+    chat = Chat(app)
+    chat.say("/mentor start")
+    unit = "I lead 🧑🏽‍💻 by example — שלום עולם مرحبا e\u0301 "
+    text = (unit * (40_000 // len(unit) + 1))[:40_000]
+    assert "Thanks, I kept your answer" in chat.text(text)
+    with Session(app.store.engine) as session:
+        stored = session.exec(select(Reply)).one()
+    assert stored.text.encode("utf-8") == text.encode("utf-8")
+    too_long = chat.text("x" * 60_000)
+    assert "60,000 characters" in too_long and "shorten" in too_long
+
+
+def test_forget_me_needs_confirmation_then_erases_everything(app: App) -> None:
+    chat = Chat(app)
+    chat.say("/mentor start")
+    chat.say("something personal")
+    ask = chat.say("/mentor forget-me")[0]
+    assert "cannot be undone" in ask.text and ask.actions[0].command == "forget-me confirm"
+    assert "Done" in chat.text("/mentor forget-me confirm")
+    with Session(app.store.engine) as session:
+        assert session.exec(select(Reply)).all() == []
+        assert session.exec(select(Delivery)).all() == []
+    assert "not replied" in chat.text("/mentor history")
+
+
+def test_learners_and_workspaces_do_not_mix(app: App) -> None:
+    ana, bo = Chat(app, user="ana"), Chat(app, user="bo", workspace="other")
+    ana.say("/mentor start")
+    ana.say("ana's answer")
+    assert "not taking a course" in bo.text("/mentor progress")
+    assert "not replied" in bo.text("/mentor history")
+
+
+def test_edit_updates_the_stored_reply(app: App) -> None:
+    from bot.messages import EventKind
+
+    chat = Chat(app)
+    chat.say("/mentor start")
+    chat.say("first draft", message_id="m-1")
+    chat.send(chat.event(EventKind.EDIT, "final wording", message_id="m-1"))
+    with Session(app.store.engine) as session:
+        reply = session.exec(select(Reply)).one()
+    assert reply.text == "final wording" and reply.edited_at is not None
+
+
+def test_replies_survive_a_restart(app: App, clock: Clock) -> None:
+    chat = Chat(app)
+    chat.say("/mentor start")
+    chat.say("kept across restarts")
+    app.store.dispose()
+    again = build(app.settings, clock=clock)
+    try:
+        assert "kept across restarts" in Chat(again).text("/mentor history")
+    finally:
+        again.store.dispose()
+
+
+def test_a_briefly_locked_sqlite_database_is_waited_for(sqlite_url: str, clock: Clock) -> None:
+    from bot.config import Settings, bundled_content_dir
+
+    app = build(Settings(database_url=sqlite_url, content_dir=bundled_content_dir()), clock=clock)
+    chat = Chat(app)
+    chat.say("/mentor start")
+    locker = sa.create_engine(sqlite_url)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_lock() -> None:
+        with locker.connect() as conn:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            locked.set()
+            release.wait(5)
+            conn.exec_driver_sql("ROLLBACK")
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    locked.wait(5)
+    threading.Timer(0.5, release.set).start()
+    ack = chat.text("written while locked")
+    holder.join()
+    assert "Thanks, I kept your answer" in ack
+    app.store.dispose()
+    locker.dispose()
+
+
+def test_a_database_locked_too_long_gets_a_clear_answer_and_loses_nothing(
+    sqlite_url: str, clock: Clock
+) -> None:
+    from bot.config import Settings, bundled_content_dir
+
+    app = build(Settings(database_url=sqlite_url, content_dir=bundled_content_dir()), clock=clock)
+    app.store.retries = 1
+    chat = Chat(app)
+    chat.say("/mentor start")
+    locker = sa.create_engine(sqlite_url, connect_args={"timeout": 0.1})
+    with locker.connect() as conn:
+        conn.exec_driver_sql("PRAGMA busy_timeout=100")
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        original = app.store.engine
+        fast = sa.create_engine(sqlite_url, connect_args={"timeout": 0.1})
+        sa.event.listen(fast, "connect", lambda c, _r: setattr(c, "isolation_level", None))
+        sa.event.listen(fast, "begin", lambda c: c.exec_driver_sql("BEGIN IMMEDIATE"))
+        app.store.engine = fast
+        answer = chat.text("an answer that cannot be saved yet")
+        conn.exec_driver_sql("ROLLBACK")
+    app.store.engine = original
+    fast.dispose()
+    assert answer == BUSY_TEXT
+    # Nothing half-written; the learner can simply send it again.
+    assert "Thanks, I kept your answer" in chat.text("an answer that cannot be saved yet")
+    app.store.dispose()
+    locker.dispose()
