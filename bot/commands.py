@@ -31,6 +31,14 @@ SPECS: tuple[CommandSpec, ...] = (
     CommandSpec("start", "start [COURSE]", "enrol in a course (default: the first one)"),
     CommandSpec("next", "next", "get the next lesson-day now"),
     CommandSpec("skip", "skip", "skip the open question"),
+    CommandSpec(
+        "snooze", "snooze [HOURS]", "remind me about the open question later (default 2 h)"
+    ),
+    CommandSpec(
+        "schedule",
+        "schedule [HH:MM] [weekdays|daily|mon,tue,...] [TIME_ZONE]",
+        "show or set when lessons arrive",
+    ),
     CommandSpec("pause", "pause", "stop deliveries until you resume"),
     CommandSpec("resume", "resume", "start deliveries again"),
     CommandSpec("progress", "progress", "where you are in your course"),
@@ -40,7 +48,14 @@ SPECS: tuple[CommandSpec, ...] = (
     CommandSpec("not-yet", "not-yet", "stay on this lesson for now", hidden=True),
 )
 _BY_NAME = {spec.name: spec for spec in SPECS}
-_ALIASES = {"forgetme": "forget-me", "forget": "forget-me", "h": "help", "?": "help"}
+_ALIASES = {
+    "forgetme": "forget-me",
+    "forget": "forget-me",
+    "h": "help",
+    "?": "help",
+    "later": "snooze",
+    "remind": "snooze",
+}
 
 
 class CommandError(ValueError):

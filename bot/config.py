@@ -36,6 +36,7 @@ class Settings:
     delivery_time: str = "09:00"
     delivery_days: str = "mon,tue,wed,thu,fri"
     reminder_after_hours: float = 4.0
+    tick_seconds: float = 60.0
     # Platform settings; an adapter starts when its credentials are present.
     slack_bot_token: str | None = None
     slack_signing_secret: str | None = None
@@ -49,6 +50,10 @@ class Settings:
     discord_api_url: str | None = None
     discord_gateway_url: str | None = None
     port: int = 3000
+    # Sending pace (messages per second), enforced by the core's rate limiter.
+    slack_channel_rate: float = 1.0
+    slack_workspace_rate: float = 10.0
+    discord_rate: float = 50.0
 
     @property
     def has_slack(self) -> bool:
@@ -68,6 +73,18 @@ def _int_or_none(value: str | None, name: str) -> int | None:
         raise ValueError(f"{name} must be a whole number, got {value!r}") from exc
     if number < 1:
         raise ValueError(f"{name} must be at least 1, got {value!r}")
+    return number
+
+
+def _positive(value: str | None, default: float, name: str) -> float:
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {value!r}") from exc
+    if number <= 0:
+        raise ValueError(f"{name} must be more than 0, got {value!r}")
     return number
 
 
@@ -94,7 +111,10 @@ def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Set
         timezone=get("MENTORBOT_TIMEZONE") or "UTC",
         delivery_time=get("MENTORBOT_DELIVERY_TIME") or "09:00",
         delivery_days=get("MENTORBOT_DELIVERY_DAYS") or "mon,tue,wed,thu,fri",
-        reminder_after_hours=float(get("MENTORBOT_REMINDER_AFTER") or 4),
+        reminder_after_hours=_positive(
+            get("MENTORBOT_REMINDER_AFTER"), 4.0, "MENTORBOT_REMINDER_AFTER"
+        ),
+        tick_seconds=_positive(get("MENTORBOT_TICK_SECONDS"), 60.0, "MENTORBOT_TICK_SECONDS"),
         slack_bot_token=get("SLACK_BOT_TOKEN"),
         slack_signing_secret=get("SLACK_SIGNING_SECRET"),
         slack_app_token=get("SLACK_APP_TOKEN"),
@@ -107,4 +127,11 @@ def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Set
         discord_api_url=get("DISCORD_API_URL"),
         discord_gateway_url=get("DISCORD_GATEWAY_URL"),
         port=int(get("PORT") or 3000),
+        slack_channel_rate=_positive(
+            get("MENTORBOT_SLACK_CHANNEL_RATE"), 1.0, "MENTORBOT_SLACK_CHANNEL_RATE"
+        ),
+        slack_workspace_rate=_positive(
+            get("MENTORBOT_SLACK_WORKSPACE_RATE"), 10.0, "MENTORBOT_SLACK_WORKSPACE_RATE"
+        ),
+        discord_rate=_positive(get("MENTORBOT_DISCORD_RATE"), 50.0, "MENTORBOT_DISCORD_RATE"),
     )

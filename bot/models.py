@@ -88,18 +88,26 @@ class Delivery(SQLModel, table=True):
     key: str = Field(max_length=200, sa_column_kwargs={"unique": True})
     learner_id: int = Field(foreign_key="learner.id", index=True)
     enrolment_id: int | None = Field(default=None, foreign_key="enrolment.id", index=True)
+    # A reminder points at the question it is about.
+    parent_id: int | None = Field(default=None, foreign_key="delivery.id")
     kind: str = Field(max_length=20)  # lesson | continue | reminder | practice
+    # Who asked for it: "schedule" (counts toward the daily cap) or "learner" (next, snooze).
+    origin: str = Field(
+        default="schedule", max_length=10, sa_column_kwargs={"server_default": "learner"}
+    )
     course_id: str = Field(max_length=100)
     lesson_id: str = Field(max_length=40)
     day: int = 0
     question: str | None = Field(default=None, sa_column=sa.Column(sa.Text()))
-    status: str = Field(default="pending", max_length=10)  # pending|sending|sent|failed
+    status: str = Field(default="pending", max_length=10)  # pending|sending|sent|failed|cancelled
     due_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
     attempts: int = 0
     lease_owner: str | None = Field(default=None, max_length=100)
     lease_until: datetime | None = Field(default=None, sa_column=_when())
     sent_at: datetime | None = Field(default=None, sa_column=_when())
     skipped_at: datetime | None = Field(default=None, sa_column=_when())
+    # When an unanswered question earns its reminder; cleared once decided.
+    remind_at: datetime | None = Field(default=None, sa_column=_when(index=True))
     platform_channel: str | None = Field(default=None, max_length=64)
     platform_message_ids: str | None = Field(default=None, max_length=1000)  # comma-separated
     error: str | None = Field(default=None, sa_column=sa.Column(sa.Text()))
@@ -117,3 +125,5 @@ class Reply(SQLModel, table=True):
     platform_message_id: str | None = Field(default=None, max_length=64, index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
     edited_at: datetime | None = Field(default=None, sa_column=_when())
+    # When the practice follow-up about this answer is due; cleared once queued.
+    follow_up_at: datetime | None = Field(default=None, sa_column=_when(index=True))

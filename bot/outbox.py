@@ -21,6 +21,7 @@ SENDING = "sending"
 PENDING = "pending"
 SENT = "sent"
 FAILED = "failed"
+CANCELLED = "cancelled"
 
 
 def queue_delivery(session: Session, *, key: str, **values: object) -> Delivery | None:
@@ -113,14 +114,75 @@ def mark_failed(session: Session, delivery_id: int, *, reason: str) -> None:
     session.add(delivery)
 
 
-def release(session: Session, delivery_id: int, *, retry_at: datetime, reason: str | None) -> None:
-    """Give a row back for a later attempt (after a 429, a 5xx or a shutdown)."""
+def release(
+    session: Session,
+    delivery_id: int,
+    *,
+    retry_at: datetime,
+    reason: str | None,
+    count_attempt: bool = True,
+) -> None:
+    """Give a row back for a later attempt. A 429 is the platform pacing us, not a
+    failure, so it does not count toward the attempt limit."""
     delivery = session.get(Delivery, delivery_id)
     if delivery is None:
         return
+    if not count_attempt:
+        delivery.attempts = max(0, delivery.attempts - 1)
     delivery.status = PENDING
     delivery.due_at = retry_at
     delivery.lease_owner = None
     delivery.lease_until = None
     delivery.error = reason
+    session.add(delivery)
+
+
+def claim_expired(
+    session: Session, *, owner: str, now: datetime, lease: timedelta, limit: int = 100
+) -> list[int]:
+    """Take over rows whose sender died mid-send (lease over, still ``sending``).
+
+    Their outcome is unknown: the message may or may not have reached the platform.
+    The dispatcher asks the adapter before sending again.
+    """
+    table = Delivery.__table__  # type: ignore[attr-defined]
+    candidates = (
+        select(Delivery.id)
+        .where(Delivery.status == SENDING, col(Delivery.lease_until) < now)
+        .order_by(col(Delivery.id))
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    chosen = list(session.exec(candidates).all())
+    if not chosen:
+        return []
+    result = session.execute(
+        sa.update(table)
+        .where(table.c.id.in_(chosen), table.c.status == SENDING, table.c.lease_until < now)
+        .values(lease_owner=owner, lease_until=now + lease)
+        .returning(table.c.id)
+    )
+    return sorted(result.scalars().all())
+
+
+def release_owned(session: Session, *, owner: str) -> int:
+    """Hand back every row this process holds (on shutdown), for another replica."""
+    table = Delivery.__table__  # type: ignore[attr-defined]
+    result = session.execute(
+        sa.update(table)
+        .where(table.c.status == SENDING, table.c.lease_owner == owner)
+        .values(status=PENDING, lease_owner=None, lease_until=None, attempts=table.c.attempts - 1)
+    )
+    return int(result.rowcount or 0)
+
+
+def cancel(session: Session, delivery_id: int, *, reason: str) -> None:
+    delivery = session.get(Delivery, delivery_id)
+    if delivery is None:
+        return
+    delivery.status = CANCELLED
+    delivery.error = reason
+    delivery.lease_owner = None
+    delivery.lease_until = None
     session.add(delivery)

@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 WEEKDAYS = frozenset(range(5))
 DAILY = frozenset(range(7))
+QUIET_FROM = time(18, 0)  # no reminders at or after this local time
+PRACTICE_OFFSET = timedelta(hours=2)  # after the delivery slot, so it never lands on the lesson
 _TIME = re.compile(r"^(?P<h>\d{1,2}):(?P<m>\d{2})$")
 _LONG_NAMES = {
     "monday": 0,
@@ -137,3 +139,22 @@ class Schedule:
 
     def local(self, instant: datetime) -> datetime:
         return instant.astimezone(self.zone)
+
+
+def reminder_time(schedule: Schedule, sent_at: datetime, after: timedelta) -> datetime | None:
+    """When an unanswered question earns its reminder: ``after`` the send, same local
+    day, before the quiet hour, on a delivery day. None when there is no such time."""
+    at = sent_at + after
+    local_sent, local_at = schedule.local(sent_at), schedule.local(at)
+    if local_at.date() != local_sent.date() or local_at.time() >= QUIET_FROM:
+        return None
+    if local_at.weekday() not in schedule.days:
+        return None
+    return at
+
+
+def practice_time(schedule: Schedule, replied_at: datetime) -> datetime:
+    """Two delivery days after a reply, a little after the delivery slot."""
+    instants = schedule.instants(schedule.local_date(replied_at) + timedelta(days=1))
+    next(instants)
+    return next(instants) + PRACTICE_OFFSET

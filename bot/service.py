@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, func, or_
 from sqlmodel import Session, col, select
@@ -23,7 +23,16 @@ from bot.db import Store
 from bot.messages import Action, EventKind, IncomingEvent, Outcome, OutgoingMessage, Section
 from bot.models import Delivery, Enrolment, Learner, Reply, Workspace
 from bot.outbox import queue_delivery
-from bot.schedule import Schedule
+from bot.schedule import (
+    QUIET_FROM,
+    Schedule,
+    ScheduleError,
+    format_days,
+    parse_days,
+    parse_time,
+    parse_zone,
+    practice_time,
+)
 from bot.text import MAX_REPLY_CHARS, clean_reply, preview
 
 log = logging.getLogger(__name__)
@@ -35,6 +44,7 @@ WAITING_CONTENT = "waiting_content"
 STOPPED = "stopped"
 CURRENT_STATES = (ACTIVE, PAUSED, AWAITING_CONTINUE, WAITING_CONTENT)
 QUESTION_KINDS = ("lesson", "practice")
+SNOOZE_HOURS = 2.0
 
 
 @dataclass
@@ -136,6 +146,8 @@ class MentorService:
                 learner.display_name = event.user_name
             if event.timezone and not learner.timezone:
                 learner.timezone = event.timezone
+            if learner.dm_blocked_at is not None and event.kind is EventKind.MESSAGE:
+                learner.dm_blocked_at = None  # they wrote to us in a DM, so DMs work again
         return learner
 
     # ------------------------------------------------------------------ schedules
@@ -320,6 +332,110 @@ class MentorService:
         outcome.replies.append(ctx.answer(f"Skipped: “{preview(question.question or '')}”."))
         self._after_question_closed(ctx, question, outcome)
 
+    def _cmd_schedule(self, ctx: Context, command: Command, outcome: Outcome) -> None:
+        if not command.args:
+            schedule = self.schedule_for(ctx.learner, ctx.workspace)
+            enrolment = self._enrolment(ctx)
+            nxt = enrolment.next_due_at if enrolment and enrolment.status == ACTIVE else None
+            outcome.replies.append(
+                ctx.answer(
+                    f"Lessons arrive at {schedule.describe()}. Next: {self._when(ctx, nxt)}.\n"
+                    f"Change it with `{grammar.PREFIX} schedule HH:MM [weekdays|daily|mon,tue,...] "
+                    "[TIME_ZONE]`, e.g. `/mentor schedule 08:30 mon,wed,fri Europe/Berlin`."
+                )
+            )
+            return
+        try:
+            at = parse_time(command.args[0])
+            days: frozenset[int] | None = None
+            zone = None
+            for arg in command.args[1:]:
+                if "/" in arg or arg.upper() in ("UTC", "GMT"):
+                    if zone is not None:
+                        raise ScheduleError(f"two time zones given: {zone.key} and {arg!r}")
+                    zone = parse_zone(arg)
+                elif days is None:
+                    days = parse_days(arg)
+                else:
+                    raise ScheduleError(
+                        f"unexpected {arg!r}: give a time, then days, then a time zone"
+                    )
+        except ScheduleError as exc:
+            outcome.replies.append(ctx.answer(f"Sorry, {exc}."))
+            return
+        ctx.learner.delivery_time = f"{at:%H:%M}"
+        if days is not None:
+            ctx.learner.delivery_days = format_days(days)
+        if zone is not None:
+            ctx.learner.timezone = zone.key
+        ctx.session.add(ctx.learner)
+        enrolment = self._enrolment(ctx)
+        nxt = None
+        if enrolment is not None and enrolment.status != PAUSED:
+            nxt = self._next_slot(ctx, delivered_today=self._lesson_today(ctx))
+            enrolment.next_due_at = nxt
+            enrolment.updated_at = self.clock()
+        schedule = self.schedule_for(ctx.learner, ctx.workspace)
+        outcome.replies.append(
+            ctx.answer(
+                f"Done: lessons arrive at {schedule.describe()}. Next: {self._when(ctx, nxt)}."
+            )
+        )
+
+    def _lesson_today(self, ctx: Context) -> bool:
+        """Did the learner already get a lesson-day today (their local date)?"""
+        last = ctx.session.exec(
+            select(Delivery.due_at)
+            .where(Delivery.learner_id == ctx.learner.id, Delivery.kind == "lesson")
+            .order_by(col(Delivery.due_at).desc())
+        ).first()
+        if last is None:
+            return False
+        schedule = self.schedule_for(ctx.learner, ctx.workspace)
+        return schedule.local_date(last) == schedule.local_date(self.clock())
+
+    def _cmd_snooze(self, ctx: Context, command: Command, outcome: Outcome) -> None:
+        question = self._targeted_question(ctx) or self._open_question(ctx)
+        if question is None:
+            outcome.replies.append(ctx.answer("There is no open question to be reminded about."))
+            return
+        hours = SNOOZE_HOURS
+        if command.args:
+            try:
+                hours = float(command.args[0])
+            except ValueError:
+                hours = -1
+            if not 0 < hours <= 72:
+                outcome.replies.append(
+                    ctx.answer(
+                        f"Sorry, {command.args[0]!r} is not a number of hours between 0 and 72."
+                    )
+                )
+                return
+        schedule = self.schedule_for(ctx.learner, ctx.workspace)
+        at = self.clock() + timedelta(hours=hours)
+        if schedule.local(at).time() >= QUIET_FROM or schedule.local(at).date() != (
+            schedule.local_date(self.clock())
+        ):
+            at = max(at, schedule.next_after(self.clock()))
+        queued = queue_delivery(
+            ctx.session,
+            key=f"snooze:{question.id}",
+            learner_id=ctx.learner.id or 0,
+            enrolment_id=question.enrolment_id,
+            parent_id=question.id,
+            kind="reminder",
+            origin="learner",
+            course_id=question.course_id,
+            lesson_id=question.lesson_id,
+            day=question.day,
+            due_at=at,
+        )
+        if queued is None:
+            outcome.replies.append(ctx.answer("I'll already remind you about this question."))
+            return
+        outcome.replies.append(ctx.answer(f"OK, I'll remind you {self._when(ctx, at)}."))
+
     def _cmd_pause(self, ctx: Context, _command: Command, outcome: Outcome) -> None:
         enrolment = self._enrolment(ctx)
         if enrolment is None:
@@ -388,7 +504,14 @@ class MentorService:
             f"Schedule: {schedule.describe()}",
             f"Next lesson-day: {next_line}",
         ]
-        outcome.replies.append(ctx.answer("\n".join(lines), title="Your progress"))
+        toggle = (
+            Action("resume", "Resume", "resume", "primary")
+            if enrolment.status == PAUSED
+            else Action("pause", "Pause", "pause")
+        )
+        outcome.replies.append(
+            ctx.answer("\n".join(lines), title="Your progress", actions=(toggle,), kind="progress")
+        )
 
     def _cmd_history(self, ctx: Context, _command: Command, outcome: Outcome) -> None:
         replies = ctx.session.exec(
@@ -498,22 +621,26 @@ class MentorService:
             outcome.replies.append(self._continue_prompt(ctx, course, lesson))
             enrolment.status = AWAITING_CONTINUE
 
-    def _continue_prompt(self, ctx: Context, course: Course, lesson: Lesson) -> OutgoingMessage:
+    def _continue_text(self, course: Course, lesson: Lesson) -> tuple[str, tuple[Action, ...]]:
         next_id, next_title, _ = course.following(lesson)
         if next_id is None:
-            return ctx.answer(
+            return (
                 f"That was the last lesson of **{course.title}**. Well done! "
-                f"`{grammar.PREFIX} courses` lists what else you can take."
+                f"`{grammar.PREFIX} courses` lists what else you can take.",
+                (),
             )
         name = f"{next_id} {next_title}" if next_title else next_id
-        return ctx.answer(
+        return (
             f"You've finished {lesson.name}. Shall we continue with **{name}**?",
-            actions=(
+            (
                 Action("continue", "Yes, continue", "continue", "primary"),
                 Action("not_yet", "Not yet", "not-yet"),
             ),
-            kind="continue",
         )
+
+    def _continue_prompt(self, ctx: Context, course: Course, lesson: Lesson) -> OutgoingMessage:
+        text, actions = self._continue_text(course, lesson)
+        return ctx.answer(text, actions=actions, kind="continue")
 
     def _advance_lesson(self, ctx: Context, enrolment: Enrolment, outcome: Outcome) -> None:
         course, lesson = self._course_lesson(enrolment)
@@ -574,6 +701,8 @@ class MentorService:
         """The question a button, modal, thread or reply points at, if any."""
         if ctx.event.delivery_id is not None:
             delivery = ctx.session.get(Delivery, ctx.event.delivery_id)
+            if delivery is not None and delivery.parent_id and delivery.kind == "reminder":
+                delivery = ctx.session.get(Delivery, delivery.parent_id)
             if delivery is not None and delivery.learner_id == ctx.learner.id:
                 return delivery
             return None
@@ -635,6 +764,9 @@ class MentorService:
             platform_message_id=ctx.event.message_id,
             created_at=self.clock(),
         )
+        if not added and question.kind == "lesson":
+            schedule = self.schedule_for(ctx.learner, ctx.workspace)
+            reply.follow_up_at = practice_time(schedule, reply.created_at)
         ctx.session.add(reply)
         enrolment = self._enrolment(ctx)
         when = ""
@@ -693,20 +825,23 @@ class MentorService:
 
     # ------------------------------------------------------------------ rendering
 
-    def render_delivery(self, delivery_id: int) -> OutgoingMessage | None:
-        """The message for an outbox row, or None when it can no longer be sent."""
+    def render_delivery(self, delivery_id: int) -> OutgoingMessage | str:
+        """The message for an outbox row, or the reason it must not be sent any more."""
         return self.store.run(lambda session: self._render(session, delivery_id))
 
-    def _render(self, session: Session, delivery_id: int) -> OutgoingMessage | None:
+    def _render(self, session: Session, delivery_id: int) -> OutgoingMessage | str:
         delivery = session.get(Delivery, delivery_id)
         if delivery is None:
-            return None
+            return "the delivery no longer exists"
         learner = session.get(Learner, delivery.learner_id)
         workspace = session.get(Workspace, learner.workspace_id) if learner else None
         if learner is None or workspace is None:
-            return None
+            return "the learner no longer exists"
+        enrolment = session.get(Enrolment, delivery.enrolment_id) if delivery.enrolment_id else None
         course = self.catalog.get(delivery.course_id)
         lesson = course.lesson(delivery.lesson_id) if course else None
+        if lesson is None or course is None:
+            return f"lesson {delivery.lesson_id} is not in the content"
         base = {
             "platform": workspace.platform,
             "workspace": workspace.external_id,
@@ -716,25 +851,60 @@ class MentorService:
             "delivery_id": delivery.id,
             "delivery_key": delivery.key,
         }
+        question_actions = (
+            Action("reply", "Reply", "reply", "primary", opens_reply_form=True),
+            Action("skip", "Skip", "skip"),
+            Action("snooze", "Remind me later", "snooze"),
+        )
         if delivery.kind == "lesson":
-            if lesson is None:
-                return None
             day = lesson.day(delivery.day, self.settings.snippets_per_day)
             days = lesson.day_count(self.settings.snippets_per_day)
-            actions: tuple[Action, ...] = ()
-            footer = ""
-            if day.question:
-                actions = (
-                    Action("reply", "Reply", "reply", "primary", opens_reply_form=True),
-                    Action("skip", "Skip", "skip"),
-                )
-                footer = "Reply in this DM to answer; your answer is private to you."
             return OutgoingMessage(
-                text=footer,
+                text="Reply in this DM to answer; your answer is private to you."
+                if day.question
+                else "",
                 title=f"{lesson.name} — day {day.number} of {days}",
                 sections=tuple(Section(s.title, s.body) for s in day.snippets),
                 question=day.question,
-                actions=actions,
+                actions=question_actions if day.question else (),
                 **base,  # type: ignore[arg-type]
             )
-        return OutgoingMessage(text=delivery.question or "", question=None, **base)  # type: ignore[arg-type]
+        if delivery.origin == "schedule" and (enrolment is None or enrolment.status == PAUSED):
+            return "the enrolment is paused or gone"
+        if delivery.kind == "continue":
+            if enrolment is None or enrolment.status != AWAITING_CONTINUE:
+                return "the learner already moved on"
+            text, actions = self._continue_text(course, lesson)
+            return OutgoingMessage(text=text, actions=actions, **base)  # type: ignore[arg-type]
+        if delivery.kind == "reminder":
+            parent = session.get(Delivery, delivery.parent_id) if delivery.parent_id else None
+            if parent is None or parent.skipped_at is not None:
+                return "the question was skipped"
+            if session.exec(select(Reply.id).where(Reply.delivery_id == parent.id)).first():
+                return "the question was answered"
+            return OutgoingMessage(
+                text="A gentle reminder: this question is still open. Reply here when you're "
+                "ready, or skip it.",
+                question=parent.question,
+                actions=question_actions[:2],
+                **{**base, "delivery_id": parent.id},  # type: ignore[arg-type]
+            )
+        if delivery.kind == "practice":
+            return OutgoingMessage(
+                text="Reply here to answer; your answer is private to you.",
+                title="Practice follow-up",
+                question=delivery.question,
+                actions=question_actions,
+                **base,  # type: ignore[arg-type]
+            )
+        return f"unknown delivery kind {delivery.kind!r}"
+
+    def record_dm_blocked(self, session: Session, delivery_id: int) -> bool:
+        """Record that the learner blocks DMs; True the first time, so they are told once."""
+        delivery = session.get(Delivery, delivery_id)
+        learner = session.get(Learner, delivery.learner_id) if delivery else None
+        if learner is None or learner.dm_blocked_at is not None:
+            return False
+        learner.dm_blocked_at = self.clock()
+        session.add(learner)
+        return True

@@ -45,7 +45,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"  {problem}", file=sys.stderr)
         return 2
     try:
-        adapters = choose_adapters(settings, args.adapter)
+        adapters = choose_adapters(app, args.adapter)
     except ValueError as exc:
         print(f"mentorbot: {exc}", file=sys.stderr)
         return 2
@@ -152,6 +152,31 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from datetime import date
+    from itertools import islice
+
+    from bot.schedule import Schedule, ScheduleError
+
+    try:
+        schedule = Schedule.parse(args.time, args.days, args.tz)
+    except ScheduleError as exc:
+        print(f"mentorbot: {exc}", file=sys.stderr)
+        return 2
+    try:
+        start = date.fromisoformat(args.from_date)
+    except ValueError:
+        print(f"mentorbot: invalid --from date {args.from_date!r}: use YYYY-MM-DD", file=sys.stderr)
+        return 2
+    if args.count < 1 or args.count > 10_000:
+        print(f"mentorbot: invalid --count {args.count}: use 1 to 10000", file=sys.stderr)
+        return 2
+    for instant in islice(schedule.instants(start), args.count):
+        local = schedule.local(instant)
+        print(f"{local.isoformat()}  {local:%a}  {instant:%Y-%m-%dT%H:%M:%SZ}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="mentorbot", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -178,6 +203,16 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("--course", help="course id (default: the first course with that lesson)")
     show.add_argument("--path", help="content folder (default: MENTORBOT_CONTENT_DIR)")
     content.set_defaults(func=cmd_content)
+
+    schedule = sub.add_parser("schedule", help="delivery schedules")
+    schedule_sub = schedule.add_subparsers(dest="action", required=True)
+    preview = schedule_sub.add_parser("preview", help="print the next delivery instants")
+    preview.add_argument("--tz", required=True, help="IANA time zone, e.g. Europe/Berlin")
+    preview.add_argument("--time", required=True, help="local delivery time, HH:MM")
+    preview.add_argument("--days", default="weekdays", help="weekdays, daily or mon,tue,...")
+    preview.add_argument("--from", dest="from_date", required=True, help="local date YYYY-MM-DD")
+    preview.add_argument("--count", type=int, default=10)
+    schedule.set_defaults(func=cmd_schedule)
 
     export = sub.add_parser("export", help="export stored data")
     export.add_argument("what", choices=["replies"])

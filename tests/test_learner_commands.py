@@ -28,7 +28,7 @@ def test_start_delivers_day_one_with_its_question(app: App) -> None:
     assert next(s.title for s in lesson.sections) == "Concept Explanation"
     assert len(lesson.sections) == 4
     assert lesson.question == Q1
-    assert [a.id for a in lesson.actions] == ["reply", "skip"]
+    assert [a.label for a in lesson.actions] == ["Reply", "Skip", "Remind me later"]
 
 
 def test_reply_is_kept_and_acknowledged(app: App) -> None:

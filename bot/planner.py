@@ -1,0 +1,306 @@
+"""The planning pass: turn what is due into outbox rows, in one transaction per batch.
+
+The database says what is due (indexed ``enrolment.next_due_at``, ``delivery.remind_at``
+and ``reply.follow_up_at``); the scheduler only calls ``plan`` now and then. A pass
+advances every due enrolment to its next local-time slot, so after downtime a learner
+gets the missed lesson-day once, not a backlog. On PostgreSQL due rows are locked with
+SKIP LOCKED so replicas split the work; on SQLite the transaction is IMMEDIATE.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+
+from sqlmodel import Session, col, func, select
+
+from bot.models import Delivery, Enrolment, Learner, Reply, Workspace
+from bot.outbox import queue_delivery
+from bot.schedule import PRACTICE_OFFSET, QUIET_FROM, Schedule
+from bot.service import (
+    ACTIVE,
+    AWAITING_CONTINUE,
+    PAUSED,
+    WAITING_CONTENT,
+    MentorService,
+)
+from bot.text import preview
+
+log = logging.getLogger(__name__)
+
+DAILY_CAP = 3  # bot-initiated messages per learner per local day
+CONTINUE_ASKS = 3  # how many delivery days we ask "continue?" before leaving it to the learner
+
+
+@dataclass
+class PlanResult:
+    lessons: int = 0
+    prompts: int = 0
+    reminders: int = 0
+    practices: int = 0
+    enrolments: int = 0
+
+    @property
+    def queued(self) -> int:
+        return self.lessons + self.prompts + self.reminders + self.practices
+
+
+class Planner:
+    def __init__(self, service: MentorService, batch: int = 500) -> None:
+        self.service = service
+        self.store = service.store
+        self.batch = batch
+
+    @property
+    def reminder_after(self) -> timedelta:
+        return timedelta(hours=self.service.settings.reminder_after_hours)
+
+    def plan(self, now: datetime | None = None) -> PlanResult:
+        """Queue everything due at ``now``; loops over batches until nothing is left."""
+        now = now or self.service.clock()
+        total = PlanResult()
+        for step in (self._due_enrolments, self._due_reminders, self._due_practices):
+            while True:
+                found = self.store.run(lambda s, step=step: step(s, now, total))
+                if found < self.batch:
+                    break
+        return total
+
+    # ------------------------------------------------------------------ helpers
+
+    def _locked(self, session: Session, query):  # type: ignore[no-untyped-def]
+        if session.get_bind().dialect.name == "postgresql":
+            return query.with_for_update(skip_locked=True)
+        return query
+
+    def _schedule(self, session: Session, learner: Learner) -> Schedule:
+        workspace = session.get(Workspace, learner.workspace_id)
+        return self.service.schedule_for(learner, workspace)
+
+    def _sent_today(
+        self, session: Session, learner_id: int, schedule: Schedule, now: datetime
+    ) -> int:
+        day = schedule.local_date(now)
+        start = datetime.combine(day, time(0), tzinfo=schedule.zone)
+        end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=schedule.zone)
+        return session.exec(
+            select(func.count())
+            .select_from(Delivery)
+            .where(
+                Delivery.learner_id == learner_id,
+                Delivery.origin == "schedule",
+                col(Delivery.due_at) >= start,
+                col(Delivery.due_at) < end,
+                Delivery.status != "cancelled",
+            )
+        ).one()
+
+    # ------------------------------------------------------------------ lessons
+
+    def _due_enrolments(self, session: Session, now: datetime, total: PlanResult) -> int:
+        rows = session.exec(
+            self._locked(
+                session,
+                select(Enrolment)
+                .where(
+                    col(Enrolment.next_due_at) <= now,
+                    col(Enrolment.status).in_((ACTIVE, AWAITING_CONTINUE, WAITING_CONTENT)),
+                )
+                .order_by(col(Enrolment.next_due_at))
+                .limit(self.batch),
+            )
+        ).all()
+        for enrolment in rows:
+            learner = session.get(Learner, enrolment.learner_id)
+            if learner is None:
+                continue
+            schedule = self._schedule(session, learner)
+            self._advance(session, enrolment, learner, schedule, now, total)
+            enrolment.next_due_at = schedule.next_after(now, not_on=schedule.local_date(now))
+            enrolment.updated_at = now
+            session.add(enrolment)
+            total.enrolments += 1
+        return len(rows)
+
+    def _advance(
+        self,
+        session: Session,
+        enrolment: Enrolment,
+        learner: Learner,
+        schedule: Schedule,
+        now: datetime,
+        total: PlanResult,
+    ) -> None:
+        course = self.service.catalog.get(enrolment.course_id)
+        if course is None:
+            log.warning("enrolment %s: course %s is gone", enrolment.id, enrolment.course_id)
+            return
+        if self._sent_today(session, learner.id or 0, schedule, now) >= DAILY_CAP:
+            return
+        if enrolment.status == WAITING_CONTENT:
+            wanted = course.lesson(enrolment.waiting_for_lesson or "")
+            if wanted is None:
+                return
+            enrolment.lesson_id, enrolment.day = wanted.id, 0
+            enrolment.status, enrolment.waiting_for_lesson = ACTIVE, None
+        lesson = course.lesson(enrolment.lesson_id)
+        if lesson is None:
+            log.warning("enrolment %s: lesson %s is gone", enrolment.id, enrolment.lesson_id)
+            return
+        days = lesson.day_count(self.service.settings.snippets_per_day)
+        if enrolment.status == ACTIVE and enrolment.day < days:
+            day = lesson.day(enrolment.day + 1, self.service.settings.snippets_per_day)
+            queued = queue_delivery(
+                session,
+                key=f"lesson:{enrolment.id}:{lesson.id}:{day.number}",
+                learner_id=learner.id,
+                enrolment_id=enrolment.id,
+                kind="lesson",
+                origin="schedule",
+                course_id=course.id,
+                lesson_id=lesson.id,
+                day=day.number,
+                question=day.question,
+                due_at=now,
+            )
+            enrolment.day = day.number
+            total.lessons += queued is not None
+            return
+        # Every day of the lesson is out: ask whether to continue (a few times at most).
+        asked = session.exec(
+            select(func.count())
+            .select_from(Delivery)
+            .where(
+                Delivery.enrolment_id == enrolment.id,
+                Delivery.kind == "continue",
+                Delivery.lesson_id == lesson.id,
+            )
+        ).one()
+        enrolment.status = AWAITING_CONTINUE
+        if asked >= CONTINUE_ASKS or course.following(lesson)[0] is None:
+            return
+        queued = queue_delivery(
+            session,
+            key=f"continue:{enrolment.id}:{lesson.id}:{schedule.local_date(now).isoformat()}",
+            learner_id=learner.id,
+            enrolment_id=enrolment.id,
+            kind="continue",
+            origin="schedule",
+            course_id=course.id,
+            lesson_id=lesson.id,
+            day=enrolment.day,
+            due_at=now,
+        )
+        total.prompts += queued is not None
+
+    # ------------------------------------------------------------------ nudges
+
+    def _due_reminders(self, session: Session, now: datetime, total: PlanResult) -> int:
+        rows = session.exec(
+            self._locked(
+                session,
+                select(Delivery)
+                .where(col(Delivery.remind_at) <= now)
+                .order_by(col(Delivery.remind_at))
+                .limit(self.batch),
+            )
+        ).all()
+        for question in rows:
+            question.remind_at = None
+            session.add(question)
+            if question.status != "sent" or question.skipped_at is not None:
+                continue
+            answered = session.exec(
+                select(Reply.id).where(Reply.delivery_id == question.id).limit(1)
+            ).first()
+            if answered is not None:
+                continue
+            enrolment = (
+                session.get(Enrolment, question.enrolment_id) if question.enrolment_id else None
+            )
+            learner = session.get(Learner, question.learner_id)
+            if learner is None or enrolment is None or enrolment.status == PAUSED:
+                continue
+            schedule = self._schedule(session, learner)
+            local = schedule.local(now)
+            if local.time() >= QUIET_FROM or local.weekday() not in schedule.days:
+                continue
+            if self._sent_today(session, learner.id or 0, schedule, now) >= DAILY_CAP:
+                continue
+            queued = queue_delivery(
+                session,
+                key=f"remind:{question.id}",
+                learner_id=learner.id,
+                enrolment_id=question.enrolment_id,
+                parent_id=question.id,
+                kind="reminder",
+                origin="schedule",
+                course_id=question.course_id,
+                lesson_id=question.lesson_id,
+                day=question.day,
+                due_at=now,
+            )
+            total.reminders += queued is not None
+        return len(rows)
+
+    def _due_practices(self, session: Session, now: datetime, total: PlanResult) -> int:
+        rows = session.exec(
+            self._locked(
+                session,
+                select(Reply)
+                .where(col(Reply.follow_up_at) <= now)
+                .order_by(col(Reply.follow_up_at))
+                .limit(self.batch),
+            )
+        ).all()
+        for reply in rows:
+            reply.follow_up_at = None
+            session.add(reply)
+            learner = session.get(Learner, reply.learner_id)
+            question = session.get(Delivery, reply.delivery_id) if reply.delivery_id else None
+            if learner is None or question is None or question.enrolment_id is None:
+                continue
+            enrolment = session.get(Enrolment, question.enrolment_id)
+            if enrolment is None or enrolment.status == PAUSED:
+                continue
+            course = self.service.catalog.get(reply.course_id)
+            lesson = course.lesson(reply.lesson_id) if course else None
+            if lesson is None or not lesson.practices:
+                continue
+            schedule = self._schedule(session, learner)
+            if schedule.local(now).weekday() not in schedule.days:
+                continue
+            if self._sent_today(session, learner.id or 0, schedule, now) >= DAILY_CAP:
+                reply.follow_up_at = schedule.next_after(now) + PRACTICE_OFFSET
+                continue
+            done = session.exec(
+                select(func.count())
+                .select_from(Delivery)
+                .where(
+                    Delivery.learner_id == learner.id,
+                    Delivery.kind == "practice",
+                    Delivery.lesson_id == lesson.id,
+                )
+            ).one()
+            practice = lesson.practices[done % len(lesson.practices)]
+            prompt = (
+                f"A leadership practice from {lesson.name}: **{practice}**. "
+                f"You wrote: “{preview(reply.text, 160)}”. How have you applied it since?"
+            )
+            queued = queue_delivery(
+                session,
+                key=f"practice:{question.id}",
+                learner_id=learner.id,
+                enrolment_id=enrolment.id,
+                parent_id=question.id,
+                kind="practice",
+                origin="schedule",
+                course_id=reply.course_id,
+                lesson_id=lesson.id,
+                day=question.day,
+                question=prompt,
+                due_at=now,
+            )
+            total.practices += queued is not None
+        return len(rows)

@@ -1,0 +1,46 @@
+"""The clock of the delivery engine. APScheduler only says "now"; the database decides
+what is due, so one interval job serves any number of learners and a restart loses
+nothing. Every replica may tick: claims in the core are atomic."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+log = logging.getLogger(__name__)
+
+
+class Ticker:
+    def __init__(self, tick: Callable[[], Awaitable[None]], every_seconds: float) -> None:
+        self._tick = tick
+        self.every_seconds = every_seconds
+        self._scheduler: AsyncIOScheduler | None = None
+
+    async def _run(self) -> None:
+        try:
+            await self._tick()
+        except Exception:  # one bad tick must not stop the next
+            log.exception("delivery tick failed; the next tick will try again")
+
+    def start(self) -> None:
+        """Start ticking on the running asyncio loop; the first tick is immediate."""
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        self._scheduler.add_job(
+            self._run,
+            "interval",
+            seconds=self.every_seconds,
+            id="mentorbot-tick",
+            next_run_time=datetime.now(UTC),
+            max_instances=1,  # a slow tick is never overlapped by the next
+            coalesce=True,  # after a stall, one catch-up tick, not a burst
+            misfire_grace_time=None,
+        )
+        self._scheduler.start()
+
+    def stop(self) -> None:
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        self._scheduler = None
