@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, func, or_
@@ -44,6 +44,7 @@ WAITING_CONTENT = "waiting_content"
 STOPPED = "stopped"
 CURRENT_STATES = (ACTIVE, PAUSED, AWAITING_CONTINUE, WAITING_CONTENT)
 QUESTION_KINDS = ("lesson", "practice")
+DIRECT_WORKSPACE = "direct"  # for DMs from users no workspace knows yet
 SNOOZE_HOURS = 2.0
 
 
@@ -110,6 +111,8 @@ class MentorService:
         return outcome
 
     def _workspace(self, session: Session, event: IncomingEvent) -> Workspace:
+        if not event.workspace:
+            return self._dm_workspace(session, event)
         workspace = session.exec(
             select(Workspace).where(
                 Workspace.platform == event.platform, Workspace.external_id == event.workspace
@@ -124,6 +127,20 @@ class MentorService:
         elif event.workspace_name and workspace.name != event.workspace_name:
             workspace.name = event.workspace_name
         return workspace
+
+    def _dm_workspace(self, session: Session, event: IncomingEvent) -> Workspace:
+        """A DM that names no workspace (Discord DMs carry no guild): the workspace where
+        this user most recently did something with a course, else a per-platform one."""
+        found = session.exec(
+            select(Workspace)
+            .join(Learner, col(Learner.workspace_id) == Workspace.id)
+            .join(Enrolment, col(Enrolment.learner_id) == Learner.id, isouter=True)
+            .where(Workspace.platform == event.platform, Learner.user_id == event.user)
+            .order_by(col(Enrolment.updated_at).desc().nulls_last(), col(Learner.id).desc())
+        ).first()
+        if found is not None:
+            return found
+        return self._workspace(session, replace(event, workspace=DIRECT_WORKSPACE))
 
     def _learner(self, session: Session, workspace: Workspace, event: IncomingEvent) -> Learner:
         learner = session.exec(
