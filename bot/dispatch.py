@@ -206,7 +206,7 @@ class Dispatcher:
             if not mark_sent(
                 session,
                 delivery_id,
-                owner=self.owner,
+                now=self._now(),
                 channel=result.channel,
                 message_ids=result.message_ids,
             ):

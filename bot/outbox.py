@@ -84,7 +84,7 @@ def mark_sent(
     session: Session,
     delivery_id: int,
     *,
-    owner: str,
+    now: datetime,
     channel: str | None,
     message_ids: Sequence[str],
 ) -> bool:
@@ -93,7 +93,7 @@ def mark_sent(
     if delivery is None:
         return False
     delivery.status = SENT
-    delivery.sent_at = utcnow()
+    delivery.sent_at = now
     delivery.lease_owner = None
     delivery.lease_until = None
     delivery.platform_channel = channel

@@ -226,6 +226,19 @@ class Planner:
             local = schedule.local(now)
             if local.time() >= QUIET_FROM or local.weekday() not in schedule.days:
                 continue
+            if question.sent_at is None or schedule.local_date(question.sent_at) != local.date():
+                continue  # a reminder belongs to the day its question was asked
+            newer = session.exec(
+                select(Delivery.id)
+                .where(
+                    Delivery.learner_id == learner.id,
+                    col(Delivery.kind).in_(("lesson", "practice")),
+                    col(Delivery.id) > question.id,
+                )
+                .limit(1)
+            ).first()
+            if newer is not None:
+                continue  # a newer question replaced this one
             if self._sent_today(session, learner.id or 0, schedule, now) >= DAILY_CAP:
                 continue
             queued = queue_delivery(

@@ -31,6 +31,16 @@ class InboxAdapter:
         self.sent.append(message)
         return SendResult(channel=f"dm-{message.user}", message_ids=(f"msg-{next(_ids)}",))
 
+    async def find_delivered(self, message: OutgoingMessage) -> SendResult | None:
+        """Like a platform's history: did a message with this delivery key arrive?"""
+        for sent in self.sent:
+            if message.delivery_key and sent.delivery_key == message.delivery_key:
+                return SendResult(channel=f"dm-{sent.user}", message_ids=("found",))
+        return None
+
+    def of_kind(self, kind: str, user: str | None = None) -> list[OutgoingMessage]:
+        return [m for m in self.sent if m.kind == kind and (user is None or m.user == user)]
+
 
 class Chat:
     """One learner talking to the bot; ``say`` returns everything the bot said back."""
