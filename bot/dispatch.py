@@ -14,10 +14,12 @@ The rules, the same for every platform:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
 import socket
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -25,7 +27,7 @@ from sqlmodel import Session
 
 from bot.db import Store
 from bot.messages import OutgoingMessage, SendResult
-from bot.models import Delivery, Learner, Workspace
+from bot.models import Delivery, Learner
 from bot.outbox import (
     cancel,
     claim,
@@ -34,12 +36,13 @@ from bot.outbox import (
     mark_sent,
     release,
     release_owned,
+    renew_leases,
 )
 from bot.planner import Planner
 from bot.ports import Adapter, PermanentSendError, RateLimited, SendError
 from bot.ratelimit import Limit, RateLimiter
 from bot.schedule import reminder_time
-from bot.service import MentorService
+from bot.service import MentorService, Rendered
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +86,10 @@ class Dispatcher:
     limiter: RateLimiter = field(default_factory=RateLimiter)
     stats: DispatchStats = field(default_factory=DispatchStats)
     accepting: bool = True
+    _marks: list[
+        tuple[int, datetime, SendResult, Rendered, datetime | None, asyncio.Future[None]]
+    ] = field(default_factory=list, repr=False)
+    _flusher: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def _now(self) -> datetime:
         return self.service.clock()  # one clock for planning and sending
@@ -100,28 +107,45 @@ class Dispatcher:
         claimed = await self._db(
             lambda s: claim(s, owner=self.owner, now=now, lease=self.lease, ids=ids)
         )
-        await self._send_all(claimed)
+        if claimed:
+            async with self._leases_kept():
+                await self._send_batch(claimed, asyncio.Semaphore(self.concurrency))
 
     async def run_once(self) -> int:
-        """Recover abandoned rows, then send everything due now. Returns rows handled."""
+        """Recover abandoned rows, then send everything due now. Returns rows handled.
+
+        Two claimed batches are in flight at once over one concurrency gate, so the
+        platform never waits while the next batch is claimed and rendered.
+        """
         handled = 0
-        now = self._now()
-        expired = await self._db(
-            lambda s: claim_expired(s, owner=self.owner, now=now, lease=self.lease)
-        )
-        if expired:
-            await self._send_all(expired, recovering=True)
-            handled += len(expired)
-        while self.accepting:
-            claimed = await self._db(
-                lambda s: claim(
-                    s, owner=self.owner, now=self._now(), lease=self.lease, limit=self.batch
-                )
+        gate = asyncio.Semaphore(self.concurrency)
+        async with self._leases_kept():
+            now = self._now()
+            expired = await self._db(
+                lambda s: claim_expired(s, owner=self.owner, now=now, lease=self.lease)
             )
-            if not claimed:
-                break
-            await self._send_all(claimed)
-            handled += len(claimed)
+            if expired:
+                await self._send_batch(expired, gate, recovering=True)
+                handled += len(expired)
+            in_flight: set[asyncio.Task[None]] = set()
+            while self.accepting:
+                claimed = await self._db(
+                    lambda s: claim(
+                        s, owner=self.owner, now=self._now(), lease=self.lease, limit=self.batch
+                    )
+                )
+                if not claimed:
+                    break
+                handled += len(claimed)
+                in_flight.add(asyncio.create_task(self._send_batch(claimed, gate)))
+                if len(in_flight) >= 2:
+                    done, in_flight = await asyncio.wait(
+                        in_flight, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    for task in done:
+                        task.result()
+            if in_flight:
+                await asyncio.gather(*in_flight)
         return handled
 
     async def release_all(self) -> int:
@@ -131,25 +155,47 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ sending
 
-    async def _send_all(self, ids: list[int], recovering: bool = False) -> None:
-        gate = asyncio.Semaphore(self.concurrency)
+    @contextlib.asynccontextmanager
+    async def _leases_kept(self) -> AsyncIterator[None]:
+        """While this process sends, renew the leases of the rows it holds, so a slow
+        platform never lets another replica take over a row that is still queued here."""
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self.lease.total_seconds() / 3)
+                await self._db(
+                    lambda s: renew_leases(s, owner=self.owner, until=self._now() + self.lease)
+                )
+
+        task = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _send_batch(
+        self, ids: list[int], gate: asyncio.Semaphore, recovering: bool = False
+    ) -> None:
+        ready = await asyncio.to_thread(self.service.render_many, ids)
 
         async def one(delivery_id: int) -> None:
             async with gate:
                 if not self.accepting:
                     return
-                await self._send_one(delivery_id, recovering)
+                await self._send_one(delivery_id, ready[delivery_id], recovering)
 
         await asyncio.gather(*(one(i) for i in ids))
 
-    async def _send_one(self, delivery_id: int, recovering: bool) -> None:
-        rendered = await asyncio.to_thread(self.service.render_delivery, delivery_id)
-        if isinstance(rendered, str):
+    async def _send_one(self, delivery_id: int, rendered: Rendered, recovering: bool) -> None:
+        if isinstance(rendered.message, str):
+            reason = rendered.message
             self.stats.cancelled += 1
-            log.info("delivery %s cancelled: %s", delivery_id, rendered)
-            await self._db(lambda s: cancel(s, delivery_id, reason=rendered))
+            log.info("delivery %s cancelled: %s", delivery_id, reason)
+            await self._db(lambda s: cancel(s, delivery_id, reason=reason))
             return
-        message: OutgoingMessage = rendered
+        message: OutgoingMessage = rendered.message
         adapter = self.adapters.get(message.platform)
         if adapter is None:
             await self._retry(delivery_id, f"no {message.platform} adapter is running", 60.0)
@@ -159,7 +205,7 @@ class Dispatcher:
             if found is not None:
                 self.stats.recovered += 1
                 log.info("delivery %s had reached %s before a crash", delivery_id, adapter.platform)
-                await self._mark_sent(delivery_id, found)
+                await self._mark_sent(delivery_id, found, rendered)
                 return
         limits: list[Limit] = list(getattr(adapter, "rate_limits", lambda _m: [])(message))
         await self.limiter.acquire(limits)
@@ -167,7 +213,8 @@ class Dispatcher:
             result = await adapter.send(message)
         except RateLimited as exc:
             self.stats.rate_limited += 1
-            self.limiter.block(limits, exc.retry_after)
+            scoped = [limit for limit in limits if limit.key == exc.scope]
+            self.limiter.block(scoped or limits, exc.retry_after)
             when = self._now() + timedelta(seconds=exc.retry_after)
             why = str(exc)
             await self._db(
@@ -184,7 +231,7 @@ class Dispatcher:
             log.exception("adapter %s crashed sending delivery %s", adapter.platform, delivery_id)
             await self._retry(delivery_id, f"adapter error: {exc!r}")
             return
-        await self._mark_sent(delivery_id, result)
+        await self._mark_sent(delivery_id, result, rendered)
 
     async def _find_delivered(
         self, adapter: Adapter, message: OutgoingMessage
@@ -199,41 +246,55 @@ class Dispatcher:
             log.warning("could not check whether delivery %s arrived", message.delivery_id)
             return None
 
-    async def _mark_sent(self, delivery_id: int, result: SendResult) -> None:
+    async def _mark_sent(self, delivery_id: int, result: SendResult, rendered: Rendered) -> None:
+        """Queue the "sent" record; marks that arrive together share one transaction
+        (group commit), which is what lets one process keep up with a platform's limit.
+        Returns once the record is committed."""
         self.stats.sent += 1
+        now = self._now()
+        remind_at = None
+        if rendered.reminder_schedule is not None:
+            after = timedelta(hours=self.service.settings.reminder_after_hours)
+            remind_at = reminder_time(rendered.reminder_schedule, now, after)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._marks.append((delivery_id, now, result, rendered, remind_at, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_marks())
+        await done
 
-        def work(session: Session) -> None:
-            if not mark_sent(
-                session,
-                delivery_id,
-                now=self._now(),
-                channel=result.channel,
-                message_ids=result.message_ids,
-            ):
-                return
-            self._plan_reminder(session, delivery_id)
-            self._remember_channel(session, delivery_id, result.channel)
+    async def _flush_marks(self) -> None:
+        while self._marks:
+            batch, self._marks = self._marks, []
 
-        await self._db(work)
+            def work(session: Session, batch=batch) -> None:  # type: ignore[no-untyped-def]
+                for delivery_id, now, result, rendered, remind_at, _ in batch:
+                    marked = mark_sent(
+                        session,
+                        delivery_id,
+                        now=now,
+                        channel=result.channel,
+                        message_ids=result.message_ids,
+                        remind_at=remind_at,
+                    )
+                    if marked and result.channel and result.channel != rendered.dm_channel:
+                        learner = session.get(Learner, rendered.learner_id)
+                        if learner is not None:
+                            learner.dm_channel = result.channel
+                            session.add(learner)
 
-    def _remember_channel(self, session: Session, delivery_id: int, channel: str | None) -> None:
-        delivery = session.get(Delivery, delivery_id)
-        learner = session.get(Learner, delivery.learner_id) if delivery else None
-        if learner is not None and channel and learner.dm_channel != channel:
-            learner.dm_channel = channel
-            session.add(learner)
-
-    def _plan_reminder(self, session: Session, delivery_id: int) -> None:
-        delivery = session.get(Delivery, delivery_id)
-        if delivery is None or delivery.kind != "lesson" or not delivery.question:
-            return
-        learner = session.get(Learner, delivery.learner_id)
-        if learner is None or delivery.sent_at is None:
-            return
-        schedule = self.service.schedule_for(learner, session.get(Workspace, learner.workspace_id))
-        after = timedelta(hours=self.service.settings.reminder_after_hours)
-        delivery.remind_at = reminder_time(schedule, delivery.sent_at, after)
-        session.add(delivery)
+            try:
+                await self._db(work)
+            except Exception as exc:
+                # The messages went out; their rows stay "sending" and the recovery
+                # pass confirms them with the platform once the lease ends.
+                log.exception("could not record %d sent deliveries", len(batch))
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for *_, done in batch:
+                if not done.done():
+                    done.set_result(None)
 
     async def _retry(self, delivery_id: int, reason: str, after: float | None = None) -> None:
         def work(session: Session) -> str:

@@ -24,16 +24,29 @@ FAILED = "failed"
 CANCELLED = "cancelled"
 
 
-def queue_delivery(session: Session, *, key: str, **values: object) -> Delivery | None:
-    """Insert an outbox row unless one with ``key`` exists; return the new row or None."""
+def queue_delivery(session: Session, *, key: str, **values: object) -> int | None:
+    """Insert an outbox row unless one with ``key`` exists; return the new id or None."""
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     row = {"key": key, "status": PENDING, "attempts": 0, "created_at": utcnow(), **values}
     table = Delivery.__table__  # type: ignore[attr-defined]
     statement = insert(table).values(**row).on_conflict_do_nothing(index_elements=["key"])
     result = session.execute(statement.returning(table.c.id))
-    new_id = result.scalar_one_or_none()
-    return session.get(Delivery, new_id) if new_id is not None else None
+    return result.scalar_one_or_none()
+
+
+def queue_many(session: Session, rows: list[dict[str, object]]) -> int:
+    """Insert many outbox rows in one statement, skipping keys that exist; returns how
+    many were new. The planner's hot path at the delivery hour."""
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    table = Delivery.__table__  # type: ignore[attr-defined]
+    now = utcnow()
+    values = [{"status": PENDING, "attempts": 0, "created_at": now, **row} for row in rows]
+    statement = insert(table).values(values).on_conflict_do_nothing(index_elements=["key"])
+    return len(session.execute(statement.returning(table.c.id)).all())
 
 
 def claim(
@@ -87,20 +100,26 @@ def mark_sent(
     now: datetime,
     channel: str | None,
     message_ids: Sequence[str],
+    remind_at: datetime | None = None,
 ) -> bool:
-    """Record a successful send; False if the row vanished (e.g. the learner was erased)."""
-    delivery = session.get(Delivery, delivery_id)
-    if delivery is None:
-        return False
-    delivery.status = SENT
-    delivery.sent_at = now
-    delivery.lease_owner = None
-    delivery.lease_until = None
-    delivery.platform_channel = channel
-    delivery.platform_message_ids = ",".join(message_ids) or None
-    delivery.error = None
-    session.add(delivery)
-    return True
+    """Record a successful send in one statement; False if the row vanished (e.g. the
+    learner was erased meanwhile)."""
+    table = Delivery.__table__  # type: ignore[attr-defined]
+    result = session.execute(
+        sa.update(table)
+        .where(table.c.id == delivery_id)
+        .values(
+            status=SENT,
+            sent_at=now,
+            lease_owner=None,
+            lease_until=None,
+            platform_channel=channel,
+            platform_message_ids=",".join(message_ids) or None,
+            error=None,
+            remind_at=remind_at,
+        )
+    )
+    return bool(result.rowcount)
 
 
 def mark_failed(session: Session, delivery_id: int, *, reason: str) -> None:
@@ -164,6 +183,17 @@ def claim_expired(
         .returning(table.c.id)
     )
     return sorted(result.scalars().all())
+
+
+def renew_leases(session: Session, *, owner: str, until: datetime) -> int:
+    """Extend the leases of every row ``owner`` is still sending (its heartbeat)."""
+    table = Delivery.__table__  # type: ignore[attr-defined]
+    result = session.execute(
+        sa.update(table)
+        .where(table.c.status == SENDING, table.c.lease_owner == owner)
+        .values(lease_until=until)
+    )
+    return int(result.rowcount or 0)
 
 
 def release_owned(session: Session, *, owner: str) -> int:

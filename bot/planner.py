@@ -16,7 +16,7 @@ from datetime import datetime, time, timedelta
 from sqlmodel import Session, col, func, select
 
 from bot.models import Delivery, Enrolment, Learner, Reply, Workspace
-from bot.outbox import queue_delivery
+from bot.outbox import queue_delivery, queue_many
 from bot.schedule import PRACTICE_OFFSET, QUIET_FROM, Schedule
 from bot.service import (
     ACTIVE,
@@ -99,74 +99,98 @@ class Planner:
     # ------------------------------------------------------------------ lessons
 
     def _due_enrolments(self, session: Session, now: datetime, total: PlanResult) -> int:
-        rows = session.exec(
-            self._locked(
-                session,
-                select(Enrolment)
-                .where(
-                    col(Enrolment.next_due_at) <= now,
-                    col(Enrolment.status).in_((ACTIVE, AWAITING_CONTINUE, WAITING_CONTENT)),
-                )
-                .order_by(col(Enrolment.next_due_at))
-                .limit(self.batch),
+        query = (
+            select(Enrolment, Learner, Workspace)
+            .join(Learner, col(Learner.id) == Enrolment.learner_id)
+            .join(Workspace, col(Workspace.id) == Learner.workspace_id)
+            .where(
+                col(Enrolment.next_due_at) <= now,
+                col(Enrolment.status).in_((ACTIVE, AWAITING_CONTINUE, WAITING_CONTENT)),
             )
-        ).all()
-        for enrolment in rows:
-            learner = session.get(Learner, enrolment.learner_id)
-            if learner is None:
-                continue
-            schedule = self._schedule(session, learner)
-            self._advance(session, enrolment, learner, schedule, now, total)
-            enrolment.next_due_at = schedule.next_after(now, not_on=schedule.local_date(now))
+            .order_by(col(Enrolment.next_due_at))
+            .limit(self.batch)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True, of=Enrolment)  # type: ignore[arg-type]
+        rows = session.exec(query).all()
+        if not rows:
+            return 0
+        recent = self._recent_scheduled(session, [learner.id or 0 for _, learner, _ in rows], now)
+        lessons: list[dict[str, object]] = []
+        for enrolment, learner, workspace in rows:
+            schedule = self.service.schedule_for(learner, workspace)
+            today = schedule.local_date(now)
+            sent_today = sum(
+                1 for due in recent.get(learner.id or 0, ()) if schedule.local_date(due) == today
+            )
+            if sent_today < DAILY_CAP:
+                lesson_row = self._advance(session, enrolment, schedule, now, total)
+                if lesson_row is not None:
+                    lessons.append(lesson_row)
+            enrolment.next_due_at = schedule.next_after(now, not_on=today)
             enrolment.updated_at = now
             session.add(enrolment)
             total.enrolments += 1
+        total.lessons += queue_many(session, lessons)
         return len(rows)
+
+    def _recent_scheduled(
+        self, session: Session, learner_ids: list[int], now: datetime
+    ) -> dict[int, list[datetime]]:
+        """Bot-initiated deliveries around ``now`` (±26 h covers every local day), per
+        learner, for the daily cap: one query for a whole batch."""
+        found: dict[int, list[datetime]] = {}
+        for learner_id, due in session.exec(
+            select(Delivery.learner_id, Delivery.due_at).where(
+                col(Delivery.learner_id).in_(learner_ids),
+                Delivery.origin == "schedule",
+                Delivery.status != "cancelled",
+                col(Delivery.due_at) >= now - timedelta(hours=26),
+                col(Delivery.due_at) < now + timedelta(hours=26),
+            )
+        ).all():
+            found.setdefault(learner_id, []).append(due)
+        return found
 
     def _advance(
         self,
         session: Session,
         enrolment: Enrolment,
-        learner: Learner,
         schedule: Schedule,
         now: datetime,
         total: PlanResult,
-    ) -> None:
+    ) -> dict[str, object] | None:
+        """Move one due enrolment on; returns the lesson row to queue, if any."""
         course = self.service.catalog.get(enrolment.course_id)
         if course is None:
             log.warning("enrolment %s: course %s is gone", enrolment.id, enrolment.course_id)
-            return
-        if self._sent_today(session, learner.id or 0, schedule, now) >= DAILY_CAP:
-            return
+            return None
         if enrolment.status == WAITING_CONTENT:
             wanted = course.lesson(enrolment.waiting_for_lesson or "")
             if wanted is None:
-                return
+                return None
             enrolment.lesson_id, enrolment.day = wanted.id, 0
             enrolment.status, enrolment.waiting_for_lesson = ACTIVE, None
         lesson = course.lesson(enrolment.lesson_id)
         if lesson is None:
             log.warning("enrolment %s: lesson %s is gone", enrolment.id, enrolment.lesson_id)
-            return
+            return None
         days = lesson.day_count(self.service.settings.snippets_per_day)
         if enrolment.status == ACTIVE and enrolment.day < days:
             day = lesson.day(enrolment.day + 1, self.service.settings.snippets_per_day)
-            queued = queue_delivery(
-                session,
-                key=f"lesson:{enrolment.id}:{lesson.id}:{day.number}",
-                learner_id=learner.id,
-                enrolment_id=enrolment.id,
-                kind="lesson",
-                origin="schedule",
-                course_id=course.id,
-                lesson_id=lesson.id,
-                day=day.number,
-                question=day.question,
-                due_at=now,
-            )
             enrolment.day = day.number
-            total.lessons += queued is not None
-            return
+            return {
+                "key": f"lesson:{enrolment.id}:{lesson.id}:{day.number}",
+                "learner_id": enrolment.learner_id,
+                "enrolment_id": enrolment.id,
+                "kind": "lesson",
+                "origin": "schedule",
+                "course_id": course.id,
+                "lesson_id": lesson.id,
+                "day": day.number,
+                "question": day.question,
+                "due_at": now,
+            }
         # Every day of the lesson is out: ask whether to continue (a few times at most).
         asked = session.exec(
             select(func.count())
@@ -179,11 +203,11 @@ class Planner:
         ).one()
         enrolment.status = AWAITING_CONTINUE
         if asked >= CONTINUE_ASKS or course.following(lesson)[0] is None:
-            return
+            return None
         queued = queue_delivery(
             session,
             key=f"continue:{enrolment.id}:{lesson.id}:{schedule.local_date(now).isoformat()}",
-            learner_id=learner.id,
+            learner_id=enrolment.learner_id,
             enrolment_id=enrolment.id,
             kind="continue",
             origin="schedule",
@@ -193,6 +217,7 @@ class Planner:
             due_at=now,
         )
         total.prompts += queued is not None
+        return None
 
     # ------------------------------------------------------------------ nudges
 

@@ -35,9 +35,16 @@ class SendError(Exception):
 
 
 class RateLimited(SendError):
-    def __init__(self, retry_after: float, detail: str = "rate limited") -> None:
+    """A 429. ``scope`` names the rate-limit bucket it concerns (one of the keys the
+    adapter returned from ``rate_limits``); None means every bucket of the message,
+    as for a global limit."""
+
+    def __init__(
+        self, retry_after: float, detail: str = "rate limited", scope: str | None = None
+    ) -> None:
         super().__init__(f"{detail} (retry after {retry_after:g}s)")
         self.retry_after = retry_after
+        self.scope = scope
 
 
 class TemporarySendError(SendError):

@@ -48,6 +48,16 @@ DIRECT_WORKSPACE = "direct"  # for DMs from users no workspace knows yet
 SNOOZE_HOURS = 2.0
 
 
+@dataclass(frozen=True)
+class Rendered:
+    """A delivery made ready to send, with what the dispatcher needs afterwards."""
+
+    message: OutgoingMessage | str  # or the reason it must not be sent
+    reminder_schedule: Schedule | None = None  # set when an unanswered question earns one
+    learner_id: int | None = None
+    dm_channel: str | None = None
+
+
 @dataclass
 class Context:
     """The learner an event is about, loaded once per unit of work."""
@@ -615,7 +625,7 @@ class MentorService:
             enrolment.status = AWAITING_CONTINUE
             return
         day = lesson.day(enrolment.day + 1, self.settings.snippets_per_day)
-        delivery = queue_delivery(
+        delivery_id = queue_delivery(
             ctx.session,
             key=f"lesson:{enrolment.id}:{lesson.id}:{day.number}",
             learner_id=ctx.learner.id or 0,
@@ -632,8 +642,8 @@ class MentorService:
         if enrolment.status != PAUSED:
             enrolment.status = ACTIVE
             enrolment.next_due_at = self._next_slot(ctx, delivered_today=True)
-        if delivery is not None:
-            outcome.deliveries.append(delivery.id or 0)
+        if delivery_id is not None:
+            outcome.deliveries.append(delivery_id)
         if day.question is None and day.number == days:
             outcome.replies.append(self._continue_prompt(ctx, course, lesson))
             enrolment.status = AWAITING_CONTINUE
@@ -844,17 +854,45 @@ class MentorService:
 
     def render_delivery(self, delivery_id: int) -> OutgoingMessage | str:
         """The message for an outbox row, or the reason it must not be sent any more."""
-        return self.store.run(lambda session: self._render(session, delivery_id))
+        return self.render_many([delivery_id])[delivery_id].message
 
-    def _render(self, session: Session, delivery_id: int) -> OutgoingMessage | str:
-        delivery = session.get(Delivery, delivery_id)
-        if delivery is None:
-            return "the delivery no longer exists"
-        learner = session.get(Learner, delivery.learner_id)
-        workspace = session.get(Workspace, learner.workspace_id) if learner else None
-        if learner is None or workspace is None:
-            return "the learner no longer exists"
-        enrolment = session.get(Enrolment, delivery.enrolment_id) if delivery.enrolment_id else None
+    def render_many(self, ids: list[int]) -> dict[int, Rendered]:
+        """Render a claimed batch in one transaction (the dispatcher's hot path)."""
+        return self.store.run(lambda session: self._render_many(session, ids))
+
+    def _render_many(self, session: Session, ids: list[int]) -> dict[int, Rendered]:
+        found = session.exec(
+            select(Delivery, Learner, Workspace)
+            .join(Learner, col(Learner.id) == Delivery.learner_id)
+            .join(Workspace, col(Workspace.id) == Learner.workspace_id)
+            .where(col(Delivery.id).in_(ids))
+        ).all()
+        enrolment_ids = [d.enrolment_id for d, _, _ in found if d.enrolment_id]
+        enrolments = {
+            e.id: e
+            for e in session.exec(select(Enrolment).where(col(Enrolment.id).in_(enrolment_ids)))
+        }
+        out = {i: Rendered("the delivery or its learner no longer exists") for i in ids}
+        for delivery, learner, workspace in found:
+            enrolment = enrolments.get(delivery.enrolment_id) if delivery.enrolment_id else None
+            message = self._render(session, delivery, learner, workspace, enrolment)
+            asks = delivery.kind == "lesson" and bool(delivery.question)
+            out[delivery.id or 0] = Rendered(
+                message,
+                self.schedule_for(learner, workspace) if asks else None,
+                learner.id,
+                learner.dm_channel,
+            )
+        return out
+
+    def _render(
+        self,
+        session: Session,
+        delivery: Delivery,
+        learner: Learner,
+        workspace: Workspace,
+        enrolment: Enrolment | None,
+    ) -> OutgoingMessage | str:
         course = self.catalog.get(delivery.course_id)
         lesson = course.lesson(delivery.lesson_id) if course else None
         if lesson is None or course is None:

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,55 @@ def test_console_render_has_no_trailing_garbage() -> None:
     )
     assert text == "Hi\n[Skip: /mentor skip]"
     assert io.StringIO(text).read() == text
+
+
+def test_console_shows_a_scheduled_lesson_without_typing(tmp_path: Path) -> None:
+    """A learner whose time has come sees the next lesson-day arrive on its own."""
+    import queue
+    import threading
+
+    import sqlalchemy as sa
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SLACK_", "DISCORD_", "MENTORBOT_"))
+    }
+    url = f"sqlite:///{tmp_path / 'bot.db'}"
+    env.update(MENTORBOT_DATABASE_URL=url, MENTORBOT_TICK_SECONDS="0.2")
+    bot = subprocess.Popen(
+        [*mentorbot_command(), "run", "--adapter", "console"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in bot.stdout], daemon=True).start()
+
+    def wait_for(text: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if text in lines.get(timeout=deadline - time.monotonic()):
+                    return
+            except queue.Empty:
+                break
+        raise AssertionError(f"never saw {text!r}")
+
+    try:
+        assert bot.stdin is not None
+        bot.stdin.write("/mentor start\n")
+        bot.stdin.flush()
+        wait_for("day 1 of 3")
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:  # the learner's delivery time has come
+            conn.exec_driver_sql("UPDATE enrolment SET next_due_at = '2000-01-01 00:00:00'")
+        engine.dispose()
+        wait_for("day 2 of 3")  # arrives with nothing typed
+        wait_for("Have you ever taken ownership of a system?")
+    finally:
+        bot.terminate()
+        bot.wait(10)
