@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import re
 import sys
+from pathlib import Path
 from typing import TextIO
 
 from bot.commands import PREFIX, is_command
@@ -19,8 +21,21 @@ PLATFORM = "console"
 WORKSPACE = "local"
 
 
+_USER = re.compile(r"<@!?([^>|]+)(?:\|[^>]*)?>")
+_CHANNEL = re.compile(r"<#([^>|]+)(?:\|[^>]*)?>")
+
+
+def plain(text: str) -> str:
+    """The console's form of mentions: @name and #channel."""
+    return _CHANNEL.sub(r"#\1", _USER.sub(r"@\1", text))
+
+
 def render(message: OutgoingMessage) -> str:
     """Plain lines: headings underlined, buttons shown as the commands they stand for."""
+    return plain(_render(message))
+
+
+def _render(message: OutgoingMessage) -> str:
     out: list[str] = []
     if message.title:
         out += [message.title, "=" * min(len(message.title), 72)]
@@ -72,12 +87,31 @@ class ConsoleAdapter:
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         self._sent += 1
-        await self._write("\n" + render(message) + "\n")
+        where = "" if message.user == self.user and not message.channel else self._audience(message)
+        await self._write("\n" + where + render(message) + self._save(message) + "\n")
         return SendResult(channel="console", message_ids=(f"console-{self._sent}",))
+
+    def _audience(self, message: OutgoingMessage) -> str:
+        """Messages for someone else (a welcome for @bo, a digest in #team) say so."""
+        target = f"#{message.channel}" if message.channel else f"@{message.user}"
+        return f"[to {target}]\n"
+
+    def _save(self, message: OutgoingMessage) -> str:
+        """Attachments become files in the working directory; the path is printed."""
+        lines = []
+        for attachment in message.attachments:
+            path = Path.cwd() / attachment.filename
+            stem, suffix, n = path.stem, path.suffix, 1
+            while path.exists():
+                n += 1
+                path = path.with_name(f"{stem}-{n}{suffix}")
+            path.write_bytes(attachment.content)
+            lines.append(f"\n[file saved: {path}]")
+        return "".join(lines)
 
     async def _respond(self, messages: list[OutgoingMessage]) -> None:
         for message in messages:
-            await self._write(render(message))
+            await self._write(render(message) + self._save(message))
 
     async def start(self, sink: EventSink) -> None:
         loop = asyncio.get_running_loop()

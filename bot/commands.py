@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 PREFIX = "/mentor"
 _MENTION = re.compile(r"^<@!?(?P<id>[A-Za-z0-9_.-]+)(?:\|[^>]*)?>$")
+_CHANNEL = re.compile(r"^<#(?P<id>[A-Za-z0-9_.-]+)(?:\|[^>]*)?>$")
+_PLAIN_MENTION = re.compile(r"^@(?P<id>[\w.-]+)$")  # the console's form
+_PLAIN_CHANNEL = re.compile(r"^#(?P<id>[\w.-]+)$")
 
 
 @dataclass(frozen=True)
@@ -43,12 +46,30 @@ SPECS: tuple[CommandSpec, ...] = (
     CommandSpec("resume", "resume", "start deliveries again"),
     CommandSpec("progress", "progress", "where you are in your course"),
     CommandSpec("history", "history", "the replies you have written"),
+    CommandSpec("share", "share", "share your last reply with your leads"),
+    CommandSpec("export-my-data", "export-my-data", "get a file of everything stored about you"),
     CommandSpec("forget-me", "forget-me", "delete all your data (asks to confirm)"),
+    CommandSpec("assign", "assign @user... [COURSE]", "enrol people and welcome them", True),
+    CommandSpec("unassign", "unassign @user...", "stop people's deliveries", True),
+    CommandSpec("team", "team", "everyone's progress", True),
+    CommandSpec("replies", "replies [@user] [LESSON]", "replies shared with leads", True),
+    CommandSpec(
+        "digest", "digest #channel weekly|daily|off", "a scheduled summary in a channel", True
+    ),
+    CommandSpec(
+        "settings",
+        "settings [timezone|time|days|visibility|auto-enrol|course VALUE]",
+        "show or change workspace defaults",
+        True,
+    ),
+    CommandSpec("leads", "leads [add|remove @user...]", "list, add or remove leads", True),
     CommandSpec("continue", "continue", "go on to the next lesson", hidden=True),
     CommandSpec("not-yet", "not-yet", "stay on this lesson for now", hidden=True),
 )
 _BY_NAME = {spec.name: spec for spec in SPECS}
 _ALIASES = {
+    "export": "export-my-data",
+    "my-data": "export-my-data",
     "forgetme": "forget-me",
     "forget": "forget-me",
     "h": "help",
@@ -67,6 +88,7 @@ class Command:
     name: str
     args: tuple[str, ...] = ()
     mentions: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
 
     @property
     def spec(self) -> CommandSpec:
@@ -103,21 +125,30 @@ def parse_command(text: str) -> Command:
         raise CommandError(f"Unknown command `{tokens[0]}`.{hint}")
     args: list[str] = []
     mentions: list[str] = []
+    channels: list[str] = []
     for token in tokens[1:]:
-        match = _MENTION.match(token)
-        if match:
-            mentions.append(match.group("id"))
+        mention = _MENTION.match(token) or _PLAIN_MENTION.match(token)
+        channel = _CHANNEL.match(token) or _PLAIN_CHANNEL.match(token)
+        if mention:
+            mentions.append(mention.group("id"))
+        elif channel:
+            channels.append(channel.group("id"))
         else:
             args.append(token)
-    return Command(name, tuple(args), tuple(mentions))
+    return Command(name, tuple(args), tuple(mentions), tuple(channels))
 
 
 def help_text(include_lead: bool = False) -> str:
     lines = ["Commands (type them after /mentor):"]
     for spec in SPECS:
-        if spec.hidden or (spec.lead_only and not include_lead):
+        if spec.hidden or spec.lead_only:
             continue
         lines.append(f"• `{PREFIX} {spec.usage}` — {spec.summary}")
+    if include_lead:
+        lines.append("For leads:")
+        lines.extend(
+            f"• `{PREFIX} {spec.usage}` — {spec.summary}" for spec in SPECS if spec.lead_only
+        )
     lines.append(
         "Anything else you write to me in this DM is kept as your answer to the open question."
     )

@@ -128,17 +128,24 @@ class Dispatcher:
                 await self._send_batch(expired, gate, recovering=True)
                 handled += len(expired)
             in_flight: set[asyncio.Task[None]] = set()
+            started = self._now()  # rows put back for later in this run wait for a later run
             while self.accepting:
                 claimed = await self._db(
                     lambda s: claim(
-                        s, owner=self.owner, now=self._now(), lease=self.lease, limit=self.batch
+                        s,
+                        owner=self.owner,
+                        now=self._now(),
+                        lease=self.lease,
+                        limit=self.batch,
+                        due_before=started,
                     )
                 )
-                if not claimed:
+                if claimed:
+                    handled += len(claimed)
+                    in_flight.add(asyncio.create_task(self._send_batch(claimed, gate)))
+                elif not in_flight:
                     break
-                handled += len(claimed)
-                in_flight.add(asyncio.create_task(self._send_batch(claimed, gate)))
-                if len(in_flight) >= 2:
+                if not claimed or len(in_flight) >= 2:
                     done, in_flight = await asyncio.wait(
                         in_flight, return_when=asyncio.FIRST_COMPLETED
                     )
@@ -276,6 +283,10 @@ class Dispatcher:
                         message_ids=result.message_ids,
                         remind_at=remind_at,
                     )
+                    if marked and rendered.after_sent is not None:
+                        rendered.after_sent(session, now)
+                    if rendered.kind in ("digest",):
+                        continue  # posted in a channel, not the learner's DM
                     if marked and result.channel and result.channel != rendered.dm_channel:
                         learner = session.get(Learner, rendered.learner_id)
                         if learner is not None:
@@ -330,6 +341,11 @@ class Dispatcher:
 
         def work(session: Session) -> bool:
             mark_failed(session, delivery_id, reason=str(exc))
+            if message.kind == "digest":
+                delivery = session.get(Delivery, delivery_id)
+                if delivery is not None:
+                    self.service.digest_failed(session, delivery, str(exc))
+                return False
             return exc.code == "dm_blocked" and self.service.record_dm_blocked(session, delivery_id)
 
         first_block = await self._db(work)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TextIO
 
 from sqlmodel import Session, col, select
 
 from bot.db import Store
+from bot.leads import readable_by_leads
 from bot.models import Learner, Reply, Workspace
 
 FIELDS = (
@@ -24,16 +26,30 @@ FIELDS = (
     "reply",
     "replied_at",
     "edited_at",
+    "visible_to_leads",
 )
 
 
-def _rows(session: Session) -> list[dict[str, str | None]]:
+@dataclass(frozen=True)
+class ReplyFilter:
+    workspace: str | None = None  # external id (Slack team, Discord guild, "local")
+    since: datetime | None = None
+    for_leads: bool = False  # only what leads may read: shared, or written while visible
+
+
+def _rows(session: Session, only: ReplyFilter) -> list[dict[str, str | None]]:
     query = (
         select(Reply, Learner, Workspace)
         .join(Learner, col(Learner.id) == Reply.learner_id)
         .join(Workspace, col(Workspace.id) == Learner.workspace_id)
         .order_by(col(Reply.created_at), col(Reply.id))
     )
+    if only.workspace:
+        query = query.where(Workspace.external_id == only.workspace)
+    if only.since:
+        query = query.where(col(Reply.created_at) >= only.since)
+    if only.for_leads:
+        query = query.where(readable_by_leads())
     return [
         {
             "workspace_platform": workspace.platform,
@@ -47,25 +63,28 @@ def _rows(session: Session) -> list[dict[str, str | None]]:
             "reply": reply.text,
             "replied_at": reply.created_at.isoformat(),
             "edited_at": reply.edited_at.isoformat() if reply.edited_at else None,
+            "visible_to_leads": str(reply.visibility == "leads" or reply.shared_at is not None),
         }
         for reply, learner, workspace in session.exec(query).all()
     ]
 
 
-def reply_rows(store: Store) -> Iterator[dict[str, str | None]]:
-    yield from store.run(_rows)
+def reply_rows(store: Store, only: ReplyFilter | None = None) -> list[dict[str, str | None]]:
+    """Erased learners' replies are gone from the store, so they are gone from here too."""
+    return store.run(lambda session: _rows(session, only or ReplyFilter()))
 
 
-def write_replies(store: Store, out: TextIO, fmt: str) -> int:
+def write_replies(store: Store, out: TextIO, fmt: str, only: ReplyFilter | None = None) -> int:
     count = 0
+    rows = reply_rows(store, only)
     if fmt == "jsonl":
-        for row in reply_rows(store):
+        for row in rows:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
             count += 1
     elif fmt == "csv":
         writer = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
         writer.writeheader()
-        for row in reply_rows(store):
+        for row in rows:
             writer.writerow(row)
             count += 1
     else:

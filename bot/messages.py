@@ -16,6 +16,16 @@ class EventKind(StrEnum):
     MESSAGE = "message"  # free text in the DM: a reply
     EDIT = "edit"  # the learner edited an earlier message
     ACTION = "action"  # a button press or a modal submission
+    JOINED = "joined"  # the user joined the workspace (for auto-enrol)
+
+
+@dataclass(frozen=True)
+class UserRef:
+    """What the platform knows about a mentioned user, so the core can refuse bots."""
+
+    id: str
+    name: str | None = None
+    is_bot: bool = False
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,7 @@ class IncomingEvent:
     answers_message: str | None = None  # platform id of the message this one replies to
     delivery_id: int | None = None  # the delivery a button or modal belongs to
     platform_is_lead: bool = False  # workspace admin / Manage Server, per the platform
+    mentioned: tuple[UserRef, ...] = ()  # details of users mentioned in a command
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -53,6 +64,16 @@ class Section:
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file to upload with a message (a digest's chart, a data export)."""
+
+    filename: str
+    content: bytes
+    mime: str
+    title: str | None = None
+
+
+@dataclass(frozen=True)
 class OutgoingMessage:
     """What the core wants said. ``ephemeral`` answers go back to where the command came
     from (visible to the caller only where the platform allows); the rest go to the
@@ -71,6 +92,7 @@ class OutgoingMessage:
     kind: str = "response"
     delivery_id: int | None = None
     delivery_key: str | None = None  # stable per delivery: idempotency key on retries
+    attachments: tuple[Attachment, ...] = ()
 
     def plain_text(self) -> str:
         """The whole message as plain lines: the fallback every platform can show."""

@@ -43,6 +43,14 @@ class Workspace(SQLModel, table=True):
     external_id: str = Field(max_length=64)
     name: str | None = Field(default=None, max_length=200)
     timezone: str | None = Field(default=None, max_length=64)
+    # Workspace defaults a lead sets with `settings`; None falls back to the operator's.
+    delivery_time: str | None = Field(default=None, max_length=5)
+    delivery_days: str | None = Field(default=None, max_length=40)
+    default_course: str | None = Field(default=None, max_length=100)
+    reply_visibility: str = Field(
+        default="private", max_length=10, sa_column_kwargs={"server_default": "private"}
+    )  # private | leads
+    auto_enrol: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     created_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
 
 
@@ -73,6 +81,7 @@ class Enrolment(SQLModel, table=True):
     # active | paused | awaiting_continue | waiting_content | stopped
     status: str = Field(default="active", max_length=20)
     waiting_for_lesson: str | None = Field(default=None, max_length=40)
+    assigned_by: str | None = Field(default=None, max_length=64)  # the lead's user id
     next_due_at: datetime | None = Field(default=None, sa_column=_when(index=True))
     started_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
@@ -99,6 +108,10 @@ class Delivery(SQLModel, table=True):
     lesson_id: str = Field(max_length=40)
     day: int = 0
     question: str | None = Field(default=None, sa_column=sa.Column(sa.Text()))
+    # A notice's text, and a channel to post in instead of the learner's DM (digests).
+    body: str | None = Field(default=None, sa_column=sa.Column(sa.Text()))
+    channel: str | None = Field(default=None, max_length=64)
+    digest_id: int | None = Field(default=None, foreign_key="digest.id", index=True)
     status: str = Field(default="pending", max_length=10)  # pending|sending|sent|failed|cancelled
     due_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
     attempts: int = 0
@@ -127,3 +140,36 @@ class Reply(SQLModel, table=True):
     edited_at: datetime | None = Field(default=None, sa_column=_when())
     # When the practice follow-up about this answer is due; cleared once queued.
     follow_up_at: datetime | None = Field(default=None, sa_column=_when(index=True))
+    # "leads" when the workspace made replies visible to leads at the time of writing.
+    visibility: str = Field(
+        default="private", max_length=10, sa_column_kwargs={"server_default": "private"}
+    )
+    shared_at: datetime | None = Field(default=None, sa_column=_when())  # the learner shared it
+
+
+class ReplyRead(SQLModel, table=True):
+    """Every time a lead (or a digest they set up) read a reply: the learner may ask."""
+
+    __tablename__ = "reply_read"
+
+    id: int | None = Field(default=None, primary_key=True)
+    reply_id: int = Field(foreign_key="reply.id", index=True)
+    reader_id: int | None = Field(default=None, foreign_key="learner.id")
+    reader_name: str = Field(max_length=200)
+    via: str = Field(max_length=20)  # replies | digest | export
+    read_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
+
+
+class Digest(SQLModel, table=True):
+    """A scheduled summary posted to a channel."""
+
+    __table_args__ = (sa.UniqueConstraint("workspace_id", "channel", name="uq_digest_channel"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    workspace_id: int = Field(foreign_key="workspace.id", index=True)
+    channel: str = Field(max_length=64)
+    frequency: str = Field(max_length=10)  # daily | weekly
+    created_by: int | None = Field(default=None, foreign_key="learner.id")
+    next_due_at: datetime | None = Field(default=None, sa_column=_when(index=True))
+    last_sent_at: datetime | None = Field(default=None, sa_column=_when())
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))

@@ -57,6 +57,7 @@ def claim(
     lease: timedelta,
     ids: Sequence[int] | None = None,
     limit: int = 100,
+    due_before: datetime | None = None,
 ) -> list[int]:
     """Take up to ``limit`` due rows (or exactly ``ids``) for ``owner`` until the lease ends.
 
@@ -66,7 +67,7 @@ def claim(
     table = Delivery.__table__  # type: ignore[attr-defined]
     candidates = (
         select(Delivery.id)
-        .where(Delivery.status == PENDING, col(Delivery.due_at) <= now)
+        .where(Delivery.status == PENDING, col(Delivery.due_at) <= (due_before or now))
         .order_by(col(Delivery.due_at), col(Delivery.id))
         .limit(limit)
     )

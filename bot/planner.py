@@ -15,7 +15,7 @@ from datetime import datetime, time, timedelta
 
 from sqlmodel import Session, col, func, select
 
-from bot.models import Delivery, Enrolment, Learner, Reply, Workspace
+from bot.models import Delivery, Digest, Enrolment, Learner, Reply, Workspace
 from bot.outbox import queue_delivery, queue_many
 from bot.schedule import PRACTICE_OFFSET, QUIET_FROM, Schedule
 from bot.service import (
@@ -39,11 +39,12 @@ class PlanResult:
     prompts: int = 0
     reminders: int = 0
     practices: int = 0
+    digests: int = 0
     enrolments: int = 0
 
     @property
     def queued(self) -> int:
-        return self.lessons + self.prompts + self.reminders + self.practices
+        return self.lessons + self.prompts + self.reminders + self.practices + self.digests
 
 
 class Planner:
@@ -60,7 +61,12 @@ class Planner:
         """Queue everything due at ``now``; loops over batches until nothing is left."""
         now = now or self.service.clock()
         total = PlanResult()
-        for step in (self._due_enrolments, self._due_reminders, self._due_practices):
+        for step in (
+            self._due_enrolments,
+            self._due_reminders,
+            self._due_practices,
+            self._due_digests,
+        ):
             while True:
                 found = self.store.run(lambda s, step=step: step(s, now, total))
                 if found < self.batch:
@@ -341,4 +347,39 @@ class Planner:
                 due_at=now,
             )
             total.practices += queued is not None
+        return len(rows)
+
+    def _due_digests(self, session: Session, now: datetime, total: PlanResult) -> int:
+        rows = session.exec(
+            self._locked(
+                session,
+                select(Digest)
+                .where(col(Digest.next_due_at) <= now)
+                .order_by(col(Digest.next_due_at))
+                .limit(self.batch),
+            )
+        ).all()
+        for digest in rows:
+            workspace = session.get(Workspace, digest.workspace_id)
+            if workspace is None or digest.created_by is None:
+                session.delete(digest)
+                continue
+            schedule = self.service._digest_schedule(workspace, digest.frequency)
+            course = self.service._workspace_course(workspace)
+            queued = queue_delivery(
+                session,
+                key=f"digest:{digest.id}:{schedule.local_date(now).isoformat()}",
+                learner_id=digest.created_by,
+                digest_id=digest.id,
+                channel=digest.channel,
+                kind="digest",
+                origin="learner",  # posted in a channel: not part of anyone's daily cap
+                course_id=course.id,
+                lesson_id=course.first_lesson().id,
+                day=0,
+                due_at=now,
+            )
+            total.digests += queued is not None
+            digest.next_due_at = schedule.next_after(now, not_on=schedule.local_date(now))
+            session.add(digest)
         return len(rows)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, func, or_
+from sqlalchemy import delete, func, or_, update
 from sqlmodel import Session, col, select
 
 from bot import commands as grammar
@@ -20,8 +20,9 @@ from bot.commands import Command, CommandError
 from bot.config import Settings
 from bot.course import Catalog, Course, Lesson
 from bot.db import Store
+from bot.leads import LeadCommands
 from bot.messages import Action, EventKind, IncomingEvent, Outcome, OutgoingMessage, Section
-from bot.models import Delivery, Enrolment, Learner, Reply, Workspace
+from bot.models import Delivery, Digest, Enrolment, Learner, Reply, ReplyRead, Workspace
 from bot.outbox import queue_delivery
 from bot.schedule import (
     QUIET_FROM,
@@ -56,6 +57,9 @@ class Rendered:
     reminder_schedule: Schedule | None = None  # set when an unanswered question earns one
     learner_id: int | None = None
     dm_channel: str | None = None
+    # Extra bookkeeping to do in the transaction that records the send.
+    after_sent: Callable[[Session, datetime], None] | None = None
+    kind: str = "lesson"
 
 
 @dataclass
@@ -85,7 +89,7 @@ class CatalogHolder:
         self.catalog = catalog
 
 
-class MentorService:
+class MentorService(LeadCommands):
     def __init__(
         self,
         store: Store,
@@ -114,6 +118,11 @@ class MentorService:
         outcome = Outcome()
         if event.kind is EventKind.COMMAND or event.kind is EventKind.ACTION:
             self._command(ctx, outcome)
+        elif event.kind is EventKind.JOINED:
+            if workspace.auto_enrol and self.current_enrolment(session, learner) is None:
+                welcome = self.enrol(ctx, learner, self._workspace_course(workspace).id, None)
+                if welcome is not None:
+                    outcome.deliveries.append(welcome)
         elif event.kind is EventKind.EDIT:
             self._edit(ctx, outcome)
         else:
@@ -180,11 +189,17 @@ class MentorService:
     # ------------------------------------------------------------------ schedules
 
     def schedule_for(self, learner: Learner, workspace: Workspace | None = None) -> Schedule:
-        zone = learner.timezone or (workspace.timezone if workspace else None)
+        """The learner's own settings, else the workspace's, else the operator's."""
         return Schedule.parse(
-            learner.delivery_time or self.settings.delivery_time,
-            learner.delivery_days or self.settings.delivery_days,
-            zone or self.settings.timezone,
+            learner.delivery_time
+            or (workspace.delivery_time if workspace else None)
+            or self.settings.delivery_time,
+            learner.delivery_days
+            or (workspace.delivery_days if workspace else None)
+            or self.settings.delivery_days,
+            learner.timezone
+            or (workspace.timezone if workspace else None)
+            or self.settings.timezone,
         )
 
     def _next_slot(self, ctx: Context, delivered_today: bool) -> datetime:
@@ -251,6 +266,9 @@ class MentorService:
         except CommandError as exc:
             outcome.replies.append(ctx.answer(f"{exc}\n\n{grammar.help_text()}"))
             return
+        if command.spec.lead_only and not self.is_lead(ctx):
+            outcome.replies.append(ctx.answer(self._only_leads(ctx, command)))
+            return
         handler = getattr(self, "_cmd_" + command.name.replace("-", "_"))
         handler(ctx, command, outcome)
 
@@ -261,9 +279,11 @@ class MentorService:
             where = f"\n\nYou are on {self._position(enrolment)}."
         intro = (
             "I'm mentorbot: each delivery day I send you a short lesson and one discussion "
-            "question in this DM. Your replies are kept so you can look back on them."
+            "question in this DM. Your replies are kept so you can look back on them. "
+            + self._visibility_sentence(ctx.workspace)
         )
-        outcome.replies.append(ctx.answer(f"{intro}{where}\n\n{grammar.help_text()}"))
+        help_text = grammar.help_text(include_lead=self.is_lead(ctx))
+        outcome.replies.append(ctx.answer(f"{intro}{where}\n\n{help_text}"))
 
     def _cmd_courses(self, ctx: Context, _command: Command, outcome: Outcome) -> None:
         enrolment = self._enrolment(ctx)
@@ -583,8 +603,32 @@ class MentorService:
 
     @staticmethod
     def erase_learner(session: Session, learner: Learner) -> None:
+        """Delete everything about ``learner`` in their workspace.
+
+        The learner's enrolments are locked first, so a planning pass that is queueing a
+        delivery for them either finishes before (and its row is deleted here) or waits
+        and then finds nothing to plan: nothing can bring the data back.
+        """
+        lock = select(Enrolment.id).where(Enrolment.learner_id == learner.id)
+        if session.get_bind().dialect.name == "postgresql":
+            lock = lock.with_for_update()
+        session.exec(lock).all()
+        replies = select(Reply.id).where(Reply.learner_id == learner.id)
+        session.exec(delete(ReplyRead).where(col(ReplyRead.reply_id).in_(replies)))  # type: ignore[call-overload]
+        # Reads this person did as a lead stay on record for the authors, by name only.
+        session.exec(
+            update(ReplyRead)  # type: ignore[call-overload]
+            .where(col(ReplyRead.reader_id) == learner.id)
+            .values(reader_id=None)
+        )
+        digests = select(Digest.id).where(Digest.created_by == learner.id)
         session.exec(delete(Reply).where(col(Reply.learner_id) == learner.id))  # type: ignore[call-overload]
-        session.exec(delete(Delivery).where(col(Delivery.learner_id) == learner.id))  # type: ignore[call-overload]
+        session.exec(
+            delete(Delivery).where(  # type: ignore[call-overload]
+                or_(col(Delivery.learner_id) == learner.id, col(Delivery.digest_id).in_(digests))
+            )
+        )
+        session.exec(delete(Digest).where(col(Digest.created_by) == learner.id))  # type: ignore[call-overload]
         session.exec(delete(Enrolment).where(col(Enrolment.learner_id) == learner.id))  # type: ignore[call-overload]
         session.delete(learner)
 
@@ -790,6 +834,7 @@ class MentorService:
             text=text,
             platform_message_id=ctx.event.message_id,
             created_at=self.clock(),
+            visibility=ctx.workspace.reply_visibility,
         )
         if not added and question.kind == "lesson":
             schedule = self.schedule_for(ctx.learner, ctx.workspace)
@@ -800,8 +845,19 @@ class MentorService:
         if enrolment is not None and enrolment.status == ACTIVE:
             when = f" Next lesson-day: {self._when(ctx, enrolment.next_due_at)}."
         verb = "Added to your answer to" if added else "Thanks, I kept your answer to"
+        if reply.visibility == "leads":
+            privacy = " Your leads can read it (a workspace setting)."
+            actions: tuple[Action, ...] = ()
+        else:
+            privacy = " It is private to you."
+            actions = (Action("share", "Share with my lead", "share"),)
         outcome.replies.append(
-            ctx.answer(f"{verb} “{preview(question.question or '', 80)}”.{when}", kind="ack")
+            ctx.answer(
+                f"{verb} “{preview(question.question or '', 80)}”.{privacy}{when}",
+                kind="ack",
+                actions=actions,
+                delivery_id=question.id,
+            )
         )
         if not added:
             self._after_question_closed(ctx, question, outcome)
@@ -882,6 +938,8 @@ class MentorService:
                 self.schedule_for(learner, workspace) if asks else None,
                 learner.id,
                 learner.dm_channel,
+                self.digest_reads(session, delivery) if delivery.kind == "digest" else None,
+                delivery.kind,
             )
         return out
 
@@ -893,10 +951,6 @@ class MentorService:
         workspace: Workspace,
         enrolment: Enrolment | None,
     ) -> OutgoingMessage | str:
-        course = self.catalog.get(delivery.course_id)
-        lesson = course.lesson(delivery.lesson_id) if course else None
-        if lesson is None or course is None:
-            return f"lesson {delivery.lesson_id} is not in the content"
         base = {
             "platform": workspace.platform,
             "workspace": workspace.external_id,
@@ -906,6 +960,20 @@ class MentorService:
             "delivery_id": delivery.id,
             "delivery_key": delivery.key,
         }
+        if delivery.kind == "welcome":
+            return OutgoingMessage(
+                text=self.welcome_text(session, delivery, learner, workspace),
+                title="Welcome to mentorbot",
+                **base,  # type: ignore[arg-type]
+            )
+        if delivery.kind == "notice":
+            return OutgoingMessage(text=delivery.body or "", **base)  # type: ignore[arg-type]
+        if delivery.kind == "digest":
+            return self.render_digest(session, delivery, base)
+        course = self.catalog.get(delivery.course_id)
+        lesson = course.lesson(delivery.lesson_id) if course else None
+        if lesson is None or course is None:
+            return f"lesson {delivery.lesson_id} is not in the content"
         question_actions = (
             Action("reply", "Reply", "reply", "primary", opens_reply_form=True),
             Action("skip", "Skip", "skip"),
@@ -915,7 +983,7 @@ class MentorService:
             day = lesson.day(delivery.day, self.settings.snippets_per_day)
             days = lesson.day_count(self.settings.snippets_per_day)
             return OutgoingMessage(
-                text="Reply in this DM to answer; your answer is private to you."
+                text="Reply in this DM to answer. " + self._visibility_sentence(workspace)
                 if day.question
                 else "",
                 title=f"{lesson.name} — day {day.number} of {days}",

@@ -135,18 +135,33 @@ def cmd_content(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from bot.export import write_replies
+    from datetime import UTC, datetime
 
+    from bot.export import ReplyFilter, write_replies
+
+    since = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since)
+        except ValueError:
+            print(
+                f"mentorbot: invalid --since {args.since!r}: use YYYY-MM-DD or ISO 8601",
+                file=sys.stderr,
+            )
+            return 2
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+    only = ReplyFilter(workspace=args.workspace, since=since, for_leads=args.for_leads)
     settings = _settings()
     store = Store(settings.database_url)
     try:
         store.upgrade()
         if args.output:
             with open(args.output, "w", encoding="utf-8", newline="") as out:
-                count = write_replies(store, out, args.format)
+                count = write_replies(store, out, args.format, only)
             print(f"wrote {count} reply(ies) to {args.output}", file=sys.stderr)
         else:
-            write_replies(store, sys.stdout, args.format)
+            write_replies(store, sys.stdout, args.format, only)
     finally:
         store.dispose()
     return 0
@@ -218,6 +233,13 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("what", choices=["replies"])
     export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
     export.add_argument("--output", help="file to write (default: standard output)")
+    export.add_argument("--workspace", help="only this workspace (Slack team id, guild id, local)")
+    export.add_argument("--since", help="only replies written since (YYYY-MM-DD or ISO 8601, UTC)")
+    export.add_argument(
+        "--for-leads",
+        action="store_true",
+        help="only replies leads may read (shared by their author, or visible to leads)",
+    )
     export.set_defaults(func=cmd_export)
     return top
 

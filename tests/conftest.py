@@ -64,6 +64,8 @@ def postgres_url() -> Iterator[str]:
         yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
     finally:
         with admin.begin() as conn:
+            # A test that leaks an open transaction must fail, not hang the run.
+            conn.exec_driver_sql("SET lock_timeout = '20s'")
             conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         admin.dispose()
 

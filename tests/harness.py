@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 
 from bot.commands import is_command
 from bot.messages import EventKind, IncomingEvent, OutgoingMessage, SendResult
@@ -18,6 +19,8 @@ class InboxAdapter:
         self.platform = platform
         self.sent: list[OutgoingMessage] = []
         self.fail_with: list[Exception] = []
+        # Fail exactly the messages this picks (e.g. only digests), as often as they come.
+        self.fail_when: Callable[[OutgoingMessage], Exception | None] = lambda _m: None
 
     async def start(self, sink: object) -> None:  # driven by Chat instead
         return None
@@ -28,6 +31,9 @@ class InboxAdapter:
     async def send(self, message: OutgoingMessage) -> SendResult:
         if self.fail_with:
             raise self.fail_with.pop(0)
+        failure = self.fail_when(message)
+        if failure is not None:
+            raise failure
         self.sent.append(message)
         return SendResult(channel=f"dm-{message.user}", message_ids=(f"msg-{next(_ids)}",))
 

@@ -57,7 +57,9 @@ def test_console_session_start_reply_restart_history_export(tmp_path: Path) -> N
     assert "Common Mistakes" not in out  # day 2 material
     assert "❓ Do you prefer individual work or guiding others?" in out
     assert out.index("❓") < out.index("Thanks, I kept your answer")
-    assert out.rstrip().endswith(")."), "the acknowledgement is the last thing written"
+    last = out.rstrip().splitlines()[-2:]  # the acknowledgement is the last thing written
+    assert "It is private to you." in last[0]
+    assert last[1] == "[Share with my lead: /mentor share]"
 
     # A restart keeps the reply; no platform tokens means the console adapter by default.
     second = run(["run"], tmp_path, "/mentor history\n")
