@@ -10,6 +10,7 @@ import asyncio
 import getpass
 import re
 import sys
+import threading
 from pathlib import Path
 from typing import TextIO
 
@@ -115,30 +116,50 @@ class ConsoleAdapter:
 
     async def start(self, sink: EventSink) -> None:
         loop = asyncio.get_running_loop()
+        lines: asyncio.Queue[str] = asyncio.Queue()
+
+        def read() -> None:
+            # A daemon thread, so a blocked read never holds up the process's exit.
+            for line in iter(self.stdin.readline, ""):
+                loop.call_soon_threadsafe(lines.put_nowait, line)
+            loop.call_soon_threadsafe(lines.put_nowait, "")  # end of input
+
+        threading.Thread(target=read, name="console-stdin", daemon=True).start()
         if self.interactive:
             await self._write(
                 f"mentorbot console — type `{PREFIX} start` to begin, `{PREFIX} help` for "
                 "commands; anything else is your reply. Ctrl-D quits."
             )
-        while not self._stopping.is_set():
-            line = await loop.run_in_executor(None, self.stdin.readline)
-            if line == "":  # end of input
-                break
-            text = line.rstrip("\r\n")
-            if not text.strip():
-                continue
-            event = IncomingEvent(
-                platform=PLATFORM,
-                workspace=WORKSPACE,
-                user=self.user,
-                user_name=self.user,
-                workspace_name="console",
-                kind=EventKind.COMMAND if is_command(text) else EventKind.MESSAGE,
-                text=text,
-                message_id=None,
-                platform_is_lead=True,
-            )
-            await sink.handle(event, self._respond)
+        stopping = asyncio.create_task(self._stopping.wait())
+        try:
+            while not self._stopping.is_set():
+                getting = asyncio.create_task(lines.get())
+                done, _ = await asyncio.wait(
+                    {getting, stopping}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if getting not in done:
+                    getting.cancel()
+                    break
+                line = getting.result()
+                if line == "":  # end of input
+                    break
+                text = line.rstrip("\r\n")
+                if not text.strip():
+                    continue
+                event = IncomingEvent(
+                    platform=PLATFORM,
+                    workspace=WORKSPACE,
+                    user=self.user,
+                    user_name=self.user,
+                    workspace_name="console",
+                    kind=EventKind.COMMAND if is_command(text) else EventKind.MESSAGE,
+                    text=text,
+                    message_id=None,
+                    platform_is_lead=True,
+                )
+                await sink.handle(event, self._respond)
+        finally:
+            stopping.cancel()
 
     async def stop(self) -> None:
         self._stopping.set()

@@ -63,6 +63,7 @@ SPECS: tuple[CommandSpec, ...] = (
         True,
     ),
     CommandSpec("leads", "leads [add|remove @user...]", "list, add or remove leads", True),
+    CommandSpec("reload", "reload", "pick up edited lesson files", True),
     CommandSpec("continue", "continue", "go on to the next lesson", hidden=True),
     CommandSpec("not-yet", "not-yet", "stay on this lesson for now", hidden=True),
 )

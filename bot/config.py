@@ -30,6 +30,9 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     content_dir: Path = field(default_factory=bundled_content_dir)
     log_level: str = "INFO"
+    log_format: str = "keyvalue"  # keyvalue | json
+    shutdown_timeout: float = 20.0
+    http: str = "auto"  # auto (on with Slack or Discord) | on | off
     default_course: str | None = None
     snippets_per_day: int | None = None
     timezone: str = "UTC"
@@ -76,6 +79,14 @@ def _int_or_none(value: str | None, name: str) -> int | None:
     return number
 
 
+def _choice(value: str | None, default: str, allowed: tuple[str, ...], name: str) -> str:
+    if value is None:
+        return default
+    if value.lower() not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value.lower()
+
+
 def _positive(value: str | None, default: float, name: str) -> float:
     if value is None:
         return default
@@ -104,6 +115,13 @@ def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Set
         database_url=get("MENTORBOT_DATABASE_URL") or DEFAULT_DATABASE_URL,
         content_dir=Path(content) if content else bundled_content_dir(),
         log_level=(get("MENTORBOT_LOG_LEVEL") or "INFO").upper(),
+        log_format=_choice(
+            get("MENTORBOT_LOG_FORMAT"), "keyvalue", ("keyvalue", "json"), "MENTORBOT_LOG_FORMAT"
+        ),
+        shutdown_timeout=_positive(
+            get("MENTORBOT_SHUTDOWN_TIMEOUT"), 20.0, "MENTORBOT_SHUTDOWN_TIMEOUT"
+        ),
+        http=_choice(get("MENTORBOT_HTTP"), "auto", ("auto", "on", "off"), "MENTORBOT_HTTP"),
         default_course=get("MENTORBOT_DEFAULT_COURSE"),
         snippets_per_day=_int_or_none(
             get("MENTORBOT_SNIPPETS_PER_DAY"), "MENTORBOT_SNIPPETS_PER_DAY"

@@ -19,12 +19,14 @@ import logging
 import os
 import random
 import socket
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
+from bot import metrics
 from bot.db import Store
 from bot.messages import OutgoingMessage, SendResult
 from bot.models import Delivery, Learner
@@ -199,6 +201,7 @@ class Dispatcher:
         if isinstance(rendered.message, str):
             reason = rendered.message
             self.stats.cancelled += 1
+            metrics.DELIVERIES.labels(rendered.kind, "cancelled").inc()
             log.info("delivery %s cancelled: %s", delivery_id, reason)
             await self._db(lambda s: cancel(s, delivery_id, reason=reason))
             return
@@ -216,9 +219,11 @@ class Dispatcher:
                 return
         limits: list[Limit] = list(getattr(adapter, "rate_limits", lambda _m: [])(message))
         await self.limiter.acquire(limits)
+        started = time.perf_counter()
         try:
             result = await adapter.send(message)
         except RateLimited as exc:
+            metrics.RATE_LIMITED.labels(adapter.platform).inc()
             self.stats.rate_limited += 1
             scoped = [limit for limit in limits if limit.key == exc.scope]
             self.limiter.block(scoped or limits, exc.retry_after)
@@ -229,15 +234,19 @@ class Dispatcher:
             )
             return
         except PermanentSendError as exc:
+            metrics.DELIVERIES.labels(rendered.kind, "failed").inc()
             await self._permanent(delivery_id, message, exc)
             return
         except SendError as exc:
+            metrics.RETRIES.labels(adapter.platform).inc()
             await self._retry(delivery_id, str(exc))
             return
         except Exception as exc:  # an adapter bug must not kill the dispatcher
             log.exception("adapter %s crashed sending delivery %s", adapter.platform, delivery_id)
             await self._retry(delivery_id, f"adapter error: {exc!r}")
             return
+        metrics.SEND_SECONDS.labels(adapter.platform).observe(time.perf_counter() - started)
+        metrics.DELIVERIES.labels(rendered.kind, "sent").inc()
         await self._mark_sent(delivery_id, result, rendered)
 
     async def _find_delivered(
@@ -363,8 +372,24 @@ class Engine:
 
     planner: Planner
     dispatcher: Dispatcher
+    _running: asyncio.Task[None] | None = field(default=None, repr=False)
 
     async def tick(self) -> None:
+        if not self.dispatcher.accepting:
+            return  # shutting down: no new work
+        self._running = asyncio.current_task()  # type: ignore[assignment]
+        try:
+            await self._tick()
+        finally:
+            self._running = None
+
+    async def drain(self) -> None:
+        """Wait for the tick in progress (its in-flight sends) to finish."""
+        running = self._running
+        if running is not None and not running.done():
+            await asyncio.shield(running)
+
+    async def _tick(self) -> None:
         result = await asyncio.to_thread(self.planner.plan)
         if result.queued:
             log.info(

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
+from bot import metrics
 from bot.db import DatabaseBusyError
 from bot.dispatch import Dispatcher
 from bot.messages import IncomingEvent, OutgoingMessage
@@ -43,6 +45,17 @@ class Hub:
     dispatcher: Dispatcher
 
     async def handle(self, event: IncomingEvent, respond: Respond) -> None:
+        first = True
+
+        async def timed(messages: list[OutgoingMessage]) -> None:
+            nonlocal first
+            if first:
+                first = False
+                waited = (datetime.now(UTC) - event.received_at).total_seconds()
+                metrics.ACK_SECONDS.labels(event.platform).observe(max(0.0, waited))
+            await original(messages)
+
+        original, respond = respond, timed
         try:
             outcome = await asyncio.to_thread(self.service.handle, event)
         except DatabaseBusyError:

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import delete, func, or_, update
 from sqlmodel import Session, col, select
@@ -18,7 +19,7 @@ from sqlmodel import Session, col, select
 from bot import commands as grammar
 from bot.commands import Command, CommandError
 from bot.config import Settings
-from bot.course import Catalog, Course, Lesson
+from bot.course import Catalog, Course, Lesson, Problem, load_catalog
 from bot.db import Store
 from bot.leads import LeadCommands
 from bot.messages import Action, EventKind, IncomingEvent, Outcome, OutgoingMessage, Section
@@ -85,8 +86,19 @@ class Context:
 class CatalogHolder:
     """The course catalog in use; swapped whole when content is reloaded."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, path: Path | None = None) -> None:
         self.catalog = catalog
+        self.path = path
+
+    def reload(self) -> list[Problem]:
+        """Load the content folder again. On errors the last good catalog stays in use;
+        the problems (file and line) are returned either way."""
+        if self.path is None:
+            return []
+        catalog, problems = load_catalog(self.path)
+        if catalog is not None:
+            self.catalog = catalog
+        return problems
 
 
 class MentorService(LeadCommands):
@@ -601,6 +613,55 @@ class MentorService(LeadCommands):
             )
         )
 
+    def reload_content(self, session: Session | None = None) -> list[Problem]:
+        """Pick up edited lessons; learners waiting for a lesson that now exists get it at
+        the next tick. Inside a command, pass its ``session`` (one transaction)."""
+        problems = self.catalog_holder.reload()
+        errors = [p for p in problems if p.severity == "error"]
+        for problem in problems:
+            (log.error if problem.severity == "error" else log.warning)(
+                "content: %s", problem, extra={"file": str(problem.path), "line": problem.line}
+            )
+        if errors:
+            log.error("content reload failed; the last good course stays in use")
+            return problems
+        now = self.clock()
+
+        def wake(session: Session) -> None:
+            session.exec(
+                update(Enrolment)  # type: ignore[call-overload]
+                .where(col(Enrolment.status) == WAITING_CONTENT)
+                .values(next_due_at=now)
+            )
+
+        if session is not None:
+            wake(session)
+        else:
+            self.store.run(wake)
+        log.info("content reloaded: %d course(s)", len(self.catalog.courses))
+        return problems
+
+    def _cmd_reload(self, ctx: Context, _command: Command, outcome: Outcome) -> None:
+        problems = self.reload_content(ctx.session)
+        errors = [p for p in problems if p.severity == "error"]
+        if errors:
+            listing = "\n".join(f"• {p}" for p in errors[:20])
+            outcome.replies.append(
+                ctx.answer(
+                    f"The content has {len(errors)} error(s), so I kept the last good version:\n"
+                    f"{listing}"
+                )
+            )
+            return
+        lessons = sum(len(c.lessons) for c in self.catalog.courses.values())
+        warnings = len(problems)
+        outcome.replies.append(
+            ctx.answer(
+                f"Reloaded: {len(self.catalog.courses)} course(s), {lessons} lesson(s)"
+                + (f", {warnings} warning(s)." if warnings else ".")
+            )
+        )
+
     @staticmethod
     def erase_learner(session: Session, learner: Learner) -> None:
         """Delete everything about ``learner`` in their workspace.
@@ -675,6 +736,7 @@ class MentorService(LeadCommands):
             learner_id=ctx.learner.id or 0,
             enrolment_id=enrolment.id,
             kind="lesson",
+            origin="learner",  # asked for: not part of the daily cap
             course_id=course.id,
             lesson_id=lesson.id,
             day=day.number,

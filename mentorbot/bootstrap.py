@@ -9,11 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-
-from aiohttp import web
 
 from bot.config import Settings
 from bot.course import load_catalog_or_raise
@@ -45,7 +44,7 @@ def build(
     clock: Callable[[], datetime] | None = None,
 ) -> App:
     """Load content (raises ContentError when invalid), open the store, migrate it."""
-    catalog = CatalogHolder(load_catalog_or_raise(settings.content_dir))
+    catalog = CatalogHolder(load_catalog_or_raise(settings.content_dir), settings.content_dir)
     store = Store(settings.database_url)
     if migrate:
         store.upgrade()
@@ -86,9 +85,23 @@ def choose_adapters(app: App, names: list[str] | None) -> list[Adapter]:
 
 
 async def serve(app: App, adapters: list[Adapter], *, tick: bool = True) -> None:
-    """Run every adapter and the delivery ticker until an adapter finishes (the console
-    at end of input) or we are cancelled."""
+    """Run every adapter, the delivery ticker and the HTTP server until an adapter
+    finishes (the console at end of input) or SIGTERM/SIGINT arrives; SIGHUP reloads
+    the course content. Shutdown stops claiming work, lets in-flight sends finish (or
+    gives their rows back to other replicas), and closes the adapters, all within
+    MENTORBOT_SHUTDOWN_TIMEOUT."""
+    from mentorbot.web import start_web
     from scheduler.ticker import Ticker
+
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stopping.set)
+    with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+        loop.add_signal_handler(
+            signal.SIGHUP, lambda: loop.create_task(asyncio.to_thread(app.service.reload_content))
+        )
 
     for adapter in adapters:
         app.dispatcher.adapters[adapter.platform] = adapter
@@ -97,36 +110,44 @@ async def serve(app: App, adapters: list[Adapter], *, tick: bool = True) -> None
     if tick:
         ticker.start()
     web = await start_web(app, adapters)
+    waiter = asyncio.create_task(stopping.wait(), name="signals")
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
         for task in done:
-            task.result()  # surface an adapter crash
+            if task is not waiter:
+                task.result()  # surface an adapter crash
+        if stopping.is_set():
+            log.info("shutting down")
     finally:
+        waiter.cancel()
+        try:
+            await asyncio.wait_for(
+                _shutdown(app, adapters, tasks, ticker), app.settings.shutdown_timeout
+            )
+        except TimeoutError:
+            log.error(
+                "shutdown took longer than %ss; exiting anyway", app.settings.shutdown_timeout
+            )
         if web is not None:
             await web.cleanup()
-        ticker.stop()
-        await app.dispatcher.release_all()
-        for adapter in adapters:
-            with contextlib.suppress(Exception):
-                await adapter.stop()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         app.store.dispose()
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+                loop.remove_signal_handler(signum)
 
 
-async def start_web(app: App, adapters: list[Adapter]) -> web.AppRunner | None:
-    """One HTTP server on PORT for every adapter that serves routes (Slack's events,
-    OAuth); none when no adapter needs one."""
-    routes: list[web.RouteDef] = []
+async def _shutdown(
+    app: App, adapters: list[Adapter], tasks: list[asyncio.Task[None]], ticker: object
+) -> None:
+    app.dispatcher.accepting = False  # claim nothing new; queued sends are skipped
+    ticker.stop()  # type: ignore[attr-defined]
+    await app.engine.drain()  # sends already on the wire finish
+    released = await app.dispatcher.release_all()  # the rest go back for another replica
+    if released:
+        log.info("gave back %d unsent deliveries", released)
     for adapter in adapters:
-        routes.extend(getattr(adapter, "routes", list)())
-    if not routes:
-        return None
-    application = web.Application()
-    application.add_routes(routes)
-    runner = web.AppRunner(application)
-    await runner.setup()
-    await web.TCPSite(runner, host="0.0.0.0", port=app.settings.port).start()
-    log.info("listening on port %d", app.settings.port)
-    return runner
+        with contextlib.suppress(Exception):
+            await adapter.stop()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

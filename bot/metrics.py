@@ -1,0 +1,101 @@
+"""Prometheus metrics. Counters and histograms are updated where things happen; the
+outbox figures are read from the database at scrape time, so they are true for the
+whole deployment, not just this replica."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlmodel import col, func, select
+
+from bot.db import Store
+from bot.models import Delivery, Reply
+
+SEND_SECONDS = Histogram(
+    "mentorbot_send_seconds",
+    "Time for one platform send, by platform.",
+    ["platform"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=None,
+)
+RATE_LIMITED = Counter(
+    "mentorbot_rate_limited_total", "429 answers from platforms.", ["platform"], registry=None
+)
+RETRIES = Counter(
+    "mentorbot_send_retries_total",
+    "Sends put back for a retry after a 5xx or network error.",
+    ["platform"],
+    registry=None,
+)
+DELIVERIES = Counter(
+    "mentorbot_deliveries_total",
+    "Deliveries finished by this process, by kind and outcome.",
+    ["kind", "status"],
+    registry=None,
+)
+ACK_SECONDS = Histogram(
+    "mentorbot_command_ack_seconds",
+    "From receiving an event to the first answer handed to the platform.",
+    ["platform"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 3),
+    registry=None,
+)
+
+
+class OutboxCollector(Collector):
+    """Outbox depth, age of the oldest pending row, rows by kind and status, replies."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        def read(session):  # type: ignore[no-untyped-def]
+            by = session.exec(
+                select(Delivery.kind, Delivery.status, func.count()).group_by(
+                    Delivery.kind, Delivery.status
+                )
+            ).all()
+            oldest = session.exec(
+                select(func.min(Delivery.due_at)).where(Delivery.status == "pending")
+            ).one()
+            replies = session.exec(select(func.count()).select_from(Reply)).one()
+            sending = session.exec(
+                select(func.count())
+                .select_from(Delivery)
+                .where(col(Delivery.status).in_(("pending", "sending")))
+            ).one()
+            return by, oldest, replies, sending
+
+        by, oldest, replies, depth = self.store.run(read)
+        rows = GaugeMetricFamily(
+            "mentorbot_outbox_rows", "Outbox rows by kind and status.", labels=["kind", "status"]
+        )
+        for kind, status, count in by:
+            rows.add_metric([kind, status], count)
+        yield rows
+        yield GaugeMetricFamily(
+            "mentorbot_outbox_depth", "Rows waiting to be sent (pending or sending).", value=depth
+        )
+        age = 0.0
+        if oldest is not None:
+            oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
+            age = max(0.0, (datetime.now(UTC) - oldest).total_seconds())
+        yield GaugeMetricFamily(
+            "mentorbot_outbox_oldest_pending_seconds",
+            "Age of the oldest pending delivery (0 when none).",
+            value=age,
+        )
+        yield GaugeMetricFamily("mentorbot_replies_stored", "Replies in the store.", value=replies)
+
+
+def registry_for(store: Store) -> CollectorRegistry:
+    """A registry for one process's /metrics: the shared counters and this store's outbox."""
+    registry = CollectorRegistry(auto_describe=True)
+    for metric in (SEND_SECONDS, RATE_LIMITED, RETRIES, DELIVERIES, ACK_SECONDS):
+        registry.register(metric)
+    registry.register(OutboxCollector(store))
+    return registry

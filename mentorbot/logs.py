@@ -1,0 +1,66 @@
+"""Structured logs: key=value lines by default, JSON with MENTORBOT_LOG_FORMAT=json.
+
+Context (workspace, learner, delivery ids) travels as ``extra=`` fields. Reply text is
+never logged, and anything that looks like a platform token is masked on the way out,
+whatever library wrote the line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from datetime import UTC, datetime
+
+_TOKEN = re.compile(
+    r"(xox[abposr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+"  # Slack tokens
+    r"|[MNO][A-Za-z\d_-]{23,25}\.[A-Za-z\d_-]{6}\.[A-Za-z\d_-]{27,})"  # Discord bot tokens
+)
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+CONTEXT_KEYS = ("workspace", "learner", "delivery", "platform", "kind")
+
+
+def redact(text: str) -> str:
+    return _TOKEN.sub("[redacted]", text)
+
+
+def _fields(record: logging.LogRecord) -> dict[str, object]:
+    fields: dict[str, object] = {
+        "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+        "level": record.levelname.lower(),
+        "logger": record.name,
+        "msg": redact(record.getMessage()),
+    }
+    for key, value in record.__dict__.items():
+        if key not in _STANDARD and not key.startswith("_"):
+            fields[key] = value
+    if record.exc_info:
+        fields["error"] = redact(logging.Formatter().formatException(record.exc_info))
+    return fields
+
+
+class KeyValueFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        parts = []
+        for key, value in _fields(record).items():
+            text = str(value)
+            if key == "error" or any(c in text for c in ' "=\n'):
+                text = json.dumps(text, ensure_ascii=False)
+            parts.append(f"{key}={text}")
+        return " ".join(parts)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(_fields(record), ensure_ascii=False, default=str)
+
+
+def configure(level: str, fmt: str = "keyvalue", stream=sys.stderr) -> None:  # type: ignore[no-untyped-def]
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else KeyValueFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    for noisy in ("alembic", "apscheduler", "discord", "slack_bolt", "slack_sdk", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(max(root.level, logging.WARNING))
