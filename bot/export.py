@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TextIO
@@ -74,19 +75,33 @@ def reply_rows(store: Store, only: ReplyFilter | None = None) -> list[dict[str, 
     return store.run(lambda session: _rows(session, only or ReplyFilter()))
 
 
-def write_replies(store: Store, out: TextIO, fmt: str, only: ReplyFilter | None = None) -> int:
+def write_replies(
+    store: Store,
+    out: TextIO,
+    fmt: str,
+    only: ReplyFilter | None = None,
+    on_row: Callable[[int], None] | None = None,
+) -> int:
+    """Write the rows; ``on_row`` hears the total first (as a negative number), then
+    the count after each row, for a progress display."""
     count = 0
     rows = reply_rows(store, only)
+    if on_row is not None:
+        on_row(-len(rows))
     if fmt == "jsonl":
         for row in rows:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
             count += 1
+            if on_row is not None:
+                on_row(count)
     elif fmt == "csv":
         writer = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
         writer.writeheader()
         for row in rows:
             writer.writerow(row)
             count += 1
+            if on_row is not None:
+                on_row(count)
     else:
         raise ValueError(f"unknown export format {fmt!r}: use jsonl or csv")
     return count

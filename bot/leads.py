@@ -228,6 +228,33 @@ class LeadCommands:
             lines.append(f"Already taking {course.title}: {', '.join(already)}.")
         outcome.replies.append(ctx.answer(" ".join(lines + notes)))
 
+    def bulk_assign(
+        self,
+        platform: str,
+        workspace_id: str,
+        users: list[str],
+        course_id: str | None,
+        by: str | None,
+    ) -> int:
+        """The operator's `mentorbot assign`: enrol many users, queue their welcomes."""
+        from bot.messages import EventKind, IncomingEvent
+        from bot.service import Context
+
+        def work(session: Session) -> int:
+            event = IncomingEvent(platform, workspace_id, by or "operator", EventKind.COMMAND)
+            workspace = self._workspace(session, event)  # type: ignore[attr-defined]
+            if course_id and self.catalog.get(course_id) is None:
+                raise ValueError(f"there is no course called {course_id!r}")
+            course = self.catalog.get(course_id or "") or self._workspace_course(workspace)
+            ctx = Context(session, event, workspace, Learner(workspace_id=workspace.id or 0))
+            enrolled = 0
+            for user_id in users:
+                learner = self._person(ctx, user_id)
+                enrolled += self.enrol(ctx, learner, course.id, by) is not None
+            return enrolled
+
+        return self.store.run(work)  # type: ignore[attr-defined]
+
     def _workspace_course(self, workspace: Workspace):  # type: ignore[no-untyped-def]
         wanted = workspace.default_course or self.settings.default_course
         return (self.catalog.get(wanted) if wanted else None) or self.catalog.default

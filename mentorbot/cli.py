@@ -52,6 +52,28 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_db(args: argparse.Namespace) -> int:
     settings = _settings()
+    if args.action in ("backup", "restore"):
+        from mentorbot.backup import BackupError, backup, restore
+
+        if not args.file:
+            print(f"mentorbot: `db {args.action}` needs a FILE", file=sys.stderr)
+            return 2
+        try:
+            if args.action == "backup":
+                backup(settings.database_url, Path(args.file))
+                print(f"backed up to {args.file}")
+                return 0
+            revision = restore(settings.database_url, Path(args.file))
+        except BackupError as exc:
+            print(f"mentorbot: {exc}", file=sys.stderr)
+            return 2
+        store = Store(settings.database_url)
+        try:
+            store.upgrade()
+        finally:
+            store.dispose()
+        print(f"restored {args.file} (revision {revision}); the database is up to date")
+        return 0
     store = Store(settings.database_url)
     try:
         if args.action == "upgrade":
@@ -153,9 +175,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         store.upgrade()
         if args.output:
+            from mentorbot.progress import Progress
+
+            progress = Progress(0, "exporting replies")
+
+            def on_row(done: int) -> None:
+                if done < 0:
+                    progress.total = -done
+                else:
+                    progress.update(done)
+
             with open(args.output, "w", encoding="utf-8", newline="") as out:
-                count = write_replies(store, out, args.format, only)
-            print(f"wrote {count} reply(ies) to {args.output}", file=sys.stderr)
+                count = write_replies(store, out, args.format, only, on_row)
+            progress.finish(f"wrote {count} reply(ies) to {args.output}")
         else:
             write_replies(store, sys.stdout, args.format, only)
     finally:
@@ -188,6 +220,50 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(_args: argparse.Namespace) -> int:
+    from mentorbot.doctor import run_doctor
+
+    return run_doctor()
+
+
+def cmd_assign(args: argparse.Namespace) -> int:
+    """Enrol many people at once (e.g. a whole team from a file), with progress."""
+    from mentorbot.progress import Progress
+
+    settings = _settings()
+    users = list(args.users)
+    if args.file:
+        users += [line.strip() for line in Path(args.file).read_text().splitlines() if line.strip()]
+    if not users:
+        print("mentorbot: name users, or give --file with one user id a line", file=sys.stderr)
+        return 2
+    try:
+        from mentorbot.bootstrap import build
+
+        app = build(settings)
+    except ContentError as exc:
+        print(f"mentorbot: invalid content: {exc}", file=sys.stderr)
+        return 2
+    progress = Progress(len(users), "enrolling")
+    enrolled = 0
+    try:
+        for start in range(0, len(users), 50):
+            chunk = users[start : start + 50]
+            enrolled += app.service.bulk_assign(
+                args.platform, args.workspace, chunk, args.course, args.by
+            )
+            progress.update(start + len(chunk))
+    except ValueError as exc:
+        print(f"mentorbot: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        app.store.dispose()
+    progress.finish(
+        f"enrolled {enrolled} of {len(users)}; welcome DMs go out with the bot's next tick"
+    )
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="mentorbot", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -202,7 +278,8 @@ def parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     db = sub.add_parser("db", help="database migrations")
-    db.add_argument("action", choices=["upgrade", "current"])
+    db.add_argument("action", choices=["upgrade", "current", "backup", "restore"])
+    db.add_argument("file", nargs="?", help="backup file (for backup and restore)")
     db.set_defaults(func=cmd_db)
 
     content = sub.add_parser("content", help="check or preview course content")
@@ -224,6 +301,18 @@ def parser() -> argparse.ArgumentParser:
     preview.add_argument("--from", dest="from_date", required=True, help="local date YYYY-MM-DD")
     preview.add_argument("--count", type=int, default=10)
     schedule.set_defaults(func=cmd_schedule)
+
+    doctor = sub.add_parser("doctor", help="check configuration, database, content, platforms")
+    doctor.set_defaults(func=cmd_doctor)
+
+    assign = sub.add_parser("assign", help="enrol many people at once")
+    assign.add_argument("users", nargs="*", help="platform user ids")
+    assign.add_argument("--file", help="a file with one user id a line")
+    assign.add_argument("--platform", default="console", choices=["console", "slack", "discord"])
+    assign.add_argument("--workspace", default="local", help="Slack team id, guild id, or local")
+    assign.add_argument("--course", help="course id (default: the workspace's)")
+    assign.add_argument("--by", help="user id of the lead to name in the welcome")
+    assign.set_defaults(func=cmd_assign)
 
     export = sub.add_parser("export", help="export stored data")
     export.add_argument("what", choices=["replies"])

@@ -1,0 +1,82 @@
+"""Backups of a SQLite store with SQLite's online backup (safe while the bot runs), and
+restores from them. PostgreSQL has its own tools (pg_dump / pg_restore): see README."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from mentorbot.progress import Progress
+
+
+class BackupError(Exception):
+    """A backup or restore that cannot be done; the message says why and what to do."""
+
+
+def sqlite_path(url: str) -> Path:
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite"):
+        raise BackupError(
+            "backups from mentorbot cover SQLite; for PostgreSQL use pg_dump "
+            "(see the README's Deploy section)"
+        )
+    if not parsed.database or parsed.database == ":memory:":
+        raise BackupError("the database is in memory; there is nothing to back up")
+    return Path(parsed.database)
+
+
+def _copy(source: sqlite3.Connection, target: sqlite3.Connection, label: str) -> None:
+    pages = source.execute("PRAGMA page_count").fetchone()[0]
+    progress = Progress(pages, label)
+
+    def report(_status: int, remaining: int, total: int) -> None:
+        progress.total = total
+        progress.update(total - remaining)
+
+    source.backup(target, pages=256, progress=report)
+    progress.finish()
+
+
+def backup(url: str, destination: Path) -> None:
+    source_path = sqlite_path(url)
+    if not source_path.exists():
+        raise BackupError(f"{source_path} does not exist yet: run the bot once first")
+    if destination.exists():
+        raise BackupError(f"{destination} already exists; choose a new file name")
+    source = sqlite3.connect(source_path, timeout=30)
+    target = sqlite3.connect(destination)
+    try:
+        _copy(source, target, f"backing up {source_path.name}")
+    finally:
+        target.close()
+        source.close()
+
+
+def revision_of(path: Path) -> str:
+    """The schema revision inside a backup file, or an error if it is not one of ours."""
+    if not path.exists():
+        raise BackupError(f"{path} does not exist")
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise BackupError(f"{path} is not a mentorbot SQLite backup ({exc})") from exc
+    if not row:
+        raise BackupError(f"{path} has no schema revision; it is not a mentorbot backup")
+    return str(row[0])
+
+
+def restore(url: str, source_file: Path) -> str:
+    """Replace the store's contents with a backup's; run it with the bot stopped."""
+    revision = revision_of(source_file)
+    target_path = sqlite_path(url)
+    source = sqlite3.connect(f"file:{source_file}?mode=ro", uri=True)
+    target = sqlite3.connect(target_path, timeout=30)
+    try:
+        _copy(source, target, f"restoring {source_file.name}")
+    finally:
+        target.close()
+        source.close()
+    return revision

@@ -1,0 +1,198 @@
+"""`mentorbot doctor`: one line per check, with a fix for each failure.
+
+It reads configuration, the database and the content without changing anything (a
+SQLite file that does not exist yet is not created), then asks each configured platform
+whether its credentials work.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.config import Settings, load_settings
+from bot.course import load_catalog
+from bot.db import Store
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # ok | FAIL | skip | warn
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        text = f"{self.status:<5} {self.name}: {self.detail}"
+        return f"{text}\n      fix: {self.fix}" if self.fix else text
+
+
+def check_configuration() -> tuple[Settings | None, Check]:
+    try:
+        settings = load_settings()
+    except ValueError as exc:
+        return None, Check("configuration", "FAIL", str(exc), "correct that variable")
+    platforms = [
+        name
+        for name, on in (("Slack", settings.has_slack), ("Discord", settings.has_discord))
+        if on
+    ]
+    if not platforms:
+        detail = "no Slack or Discord credentials, so `mentorbot run` will use the console adapter"
+    else:
+        detail = f"`mentorbot run` will start: {', '.join(platforms)}"
+    if (
+        settings.slack_bot_token
+        and not settings.slack_app_token
+        and not settings.slack_signing_secret
+    ):
+        return settings, Check(
+            "configuration",
+            "FAIL",
+            "SLACK_BOT_TOKEN is set but neither SLACK_APP_TOKEN (Socket Mode) nor "
+            "SLACK_SIGNING_SECRET (HTTP mode)",
+            "set SLACK_APP_TOKEN for Socket Mode, or SLACK_SIGNING_SECRET for HTTP mode",
+        )
+    if settings.slack_client_id and not (
+        settings.slack_client_secret and settings.slack_signing_secret
+    ):
+        return settings, Check(
+            "configuration",
+            "FAIL",
+            "SLACK_CLIENT_ID needs SLACK_CLIENT_SECRET and SLACK_SIGNING_SECRET",
+            "copy both from the app's Basic Information page",
+        )
+    return settings, Check("configuration", "ok", detail)
+
+
+def check_database(settings: Settings) -> Check:
+    url = settings.database_url
+    shown = url.split("@")[-1] if "@" in url else url
+    if url.startswith("sqlite"):
+        from mentorbot.backup import sqlite_path
+
+        path = sqlite_path(url)
+        if not path.exists():
+            return Check(
+                "database",
+                "ok",
+                f"{path} does not exist yet; `mentorbot run` creates and migrates it",
+            )
+    store = Store(url)
+    try:
+        current, head = store.current_revision(), store.head_revision()
+    except Exception as exc:
+        return Check(
+            "database",
+            "FAIL",
+            f"cannot connect to {shown}: {str(exc).splitlines()[0]}",
+            "check MENTORBOT_DATABASE_URL and that the server is running",
+        )
+    finally:
+        store.dispose()
+    if current == head:
+        return Check("database", "ok", f"{shown} at revision {current} (up to date)")
+    return Check(
+        "database",
+        "warn" if current else "ok",
+        f"{shown} at revision {current or 'none'}; newest is {head}",
+        "" if not current else "`mentorbot run` migrates it, or run `mentorbot db upgrade` now",
+    )
+
+
+def check_content(settings: Settings) -> Check:
+    catalog, problems = load_catalog(settings.content_dir)
+    errors = [p for p in problems if p.severity == "error"]
+    if catalog is None or errors:
+        listing = "; ".join(str(p) for p in errors[:5])
+        return Check(
+            "content",
+            "FAIL",
+            f"{len(errors)} error(s): {listing}",
+            "fix those lines, then check with `mentorbot content check`",
+        )
+    lessons = sum(len(c.lessons) for c in catalog.courses.values())
+    warned = f", {len(problems)} warning(s)" if problems else ""
+    return Check(
+        "content",
+        "ok",
+        f"{len(catalog.courses)} course(s), {lessons} lesson(s) in {settings.content_dir}{warned}",
+    )
+
+
+def check_slack(settings: Settings) -> Check:
+    if not settings.has_slack:
+        return Check("slack", "skip", "not configured (set SLACK_BOT_TOKEN to use Slack)")
+    if not settings.slack_bot_token:
+        return Check(
+            "slack", "ok", "OAuth distribution: tokens come from installs, nothing to test here"
+        )
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
+
+    base = settings.slack_api_url or "https://slack.com/api/"
+    try:
+        answer = WebClient(token=settings.slack_bot_token, base_url=base, timeout=10).auth_test()
+    except SlackApiError as exc:
+        return Check(
+            "slack",
+            "FAIL",
+            f"auth.test refused the bot token: {exc.response.get('error')}",
+            "copy the Bot User OAuth Token (xoxb-...) from the app's OAuth & Permissions page",
+        )
+    except Exception as exc:
+        return Check(
+            "slack", "FAIL", f"cannot reach Slack: {exc}", "check the network or SLACK_API_URL"
+        )
+    return Check("slack", "ok", f"bot {answer.get('user')} in workspace {answer.get('team')}")
+
+
+def check_discord(settings: Settings) -> Check:
+    if not settings.has_discord:
+        return Check("discord", "skip", "not configured (set DISCORD_TOKEN to use Discord)")
+    base = (settings.discord_api_url or "https://discord.com/api/v10").rstrip("/")
+    request = urllib.request.Request(
+        f"{base}/users/@me",
+        headers={"Authorization": f"Bot {settings.discord_token}", "User-Agent": "mentorbot"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            user = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return Check(
+            "discord",
+            "FAIL",
+            f"GET /users/@me answered {exc.code}",
+            "reset and copy the bot token on the Developer Portal's Bot page",
+        )
+    except Exception as exc:
+        return Check(
+            "discord",
+            "FAIL",
+            f"cannot reach Discord: {exc}",
+            "check the network or DISCORD_API_URL",
+        )
+    return Check("discord", "ok", f"logged in as {user.get('username')} ({user.get('id')})")
+
+
+def run_doctor() -> int:
+    settings, config = check_configuration()
+    checks = [config]
+    if settings is not None:
+        checks += [
+            check_database(settings),
+            check_content(settings),
+            check_slack(settings),
+            check_discord(settings),
+        ]
+    for check in checks:
+        print(check.line())
+    failed = [c for c in checks if c.status == "FAIL"]
+    print(f"{len(failed)} problem(s) found." if failed else "Everything looks fine.")
+    return 1 if failed else 0
+
+
+__all__ = ["Check", "Path", "run_doctor"]

@@ -1,0 +1,136 @@
+"""Operator commands through the real `mentorbot` executable: doctor, backup and
+restore, bulk assign, export filters and progress."""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from mentorbot.progress import Progress
+from tests.emulators.slack_api import SlackEmulator
+from tests.test_console_e2e import run
+
+pytestmark = pytest.mark.slow
+
+
+def test_doctor_on_a_fresh_checkout_says_console_and_all_fine(tmp_path: Path) -> None:
+    result = run(["doctor"], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("ok    configuration: no Slack or Discord credentials")
+    assert "console adapter" in lines[0]
+    assert lines[1].startswith("ok    database:") and "does not exist yet" in lines[1]
+    assert lines[2].startswith("ok    content: 1 course(s), 1 lesson(s)")
+    assert lines[3].startswith("skip  slack") and lines[4].startswith("skip  discord")
+    assert lines[-1] == "Everything looks fine."
+    assert not (tmp_path / "bot.db").exists(), "doctor must not create the database"
+
+
+def test_doctor_explains_each_failure_with_a_fix(tmp_path: Path) -> None:
+    broken = tmp_path / "content" / "c"
+    broken.mkdir(parents=True)
+    (broken / "l.md").write_text("no heading\n", encoding="utf-8")
+    with SlackEmulator() as slack:
+        result = run(
+            ["doctor"],
+            tmp_path,
+            MENTORBOT_CONTENT_DIR=str(tmp_path / "content"),
+            MENTORBOT_DATABASE_URL="postgresql+psycopg://nobody@127.0.0.1:1/none",
+            SLACK_BOT_TOKEN="xoxb-wrong",
+            SLACK_SIGNING_SECRET="s",
+            SLACK_API_URL=slack.base_url,
+        )
+    assert result.returncode == 1
+    out = result.stdout
+    assert "FAIL  database: cannot connect" in out and "fix: check MENTORBOT_DATABASE_URL" in out
+    assert f"FAIL  content: 1 error(s): {broken / 'l.md'}:1: no lesson heading" in out
+    assert "FAIL  slack: auth.test refused the bot token: invalid_auth" in out
+    assert "fix: copy the Bot User OAuth Token" in out
+    assert out.rstrip().endswith("3 problem(s) found.")
+
+
+def test_doctor_checks_a_good_slack_token(tmp_path: Path) -> None:
+    from tests.emulators.slack_api import DEFAULT_BOT_TOKEN
+
+    with SlackEmulator() as slack:
+        result = run(
+            ["doctor"],
+            tmp_path,
+            SLACK_BOT_TOKEN=DEFAULT_BOT_TOKEN,
+            SLACK_APP_TOKEN="xapp-1",
+            SLACK_API_URL=slack.base_url,
+        )
+    assert result.returncode == 0, result.stdout
+    assert "ok    slack: bot" in result.stdout
+    assert "`mentorbot run` will start: Slack" in result.stdout
+
+
+def test_backup_and_restore_bring_data_back(tmp_path: Path) -> None:
+    assert run(["run"], tmp_path, "/mentor start\nworth keeping\n").returncode == 0
+    backup = run(["db", "backup", "backup.db"], tmp_path)
+    assert backup.returncode == 0, backup.stderr
+    assert "backed up to backup.db" in backup.stdout
+    assert "backing up bot.db: 100%" in backup.stderr  # plain progress lines off a terminal
+    assert run(["db", "backup", "backup.db"], tmp_path).returncode == 2  # never overwrites
+    run(["run"], tmp_path, "/mentor forget-me confirm\n")
+    assert run(["export", "replies"], tmp_path).stdout == ""
+    restored = run(["db", "restore", "backup.db"], tmp_path)
+    assert restored.returncode == 0, restored.stderr
+    assert "restored backup.db (revision" in restored.stdout
+    rows = [json.loads(x) for x in run(["export", "replies"], tmp_path).stdout.splitlines()]
+    assert [r["reply"] for r in rows] == ["worth keeping"]
+    (tmp_path / "junk.db").write_bytes(b"not a database at all" * 100)
+    bad = run(["db", "restore", "junk.db"], tmp_path)
+    assert bad.returncode == 2 and "is not a mentorbot SQLite backup" in bad.stderr
+    pg = run(["db", "backup", "x.db"], tmp_path, MENTORBOT_DATABASE_URL="postgresql://h/db")
+    assert pg.returncode == 2 and "pg_dump" in pg.stderr
+
+
+def test_bulk_assign_from_a_file_with_progress(tmp_path: Path) -> None:
+    (tmp_path / "team.txt").write_text("\n".join(f"user{n}" for n in range(120)) + "\n")
+    result = run(["assign", "--file", "team.txt", "--by", "lena"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "enrolling: 0% (0/120)" not in result.stderr
+    assert "enrolling: 100% (120/120)" in result.stderr
+    assert "enrolled 120 of 120" in result.stderr
+    again = run(["assign", "user1", "newbie"], tmp_path)
+    assert "enrolled 1 of 2" in again.stderr
+    with sqlite3.connect(tmp_path / "bot.db") as conn:
+        welcomes = conn.execute("SELECT count(*) FROM delivery WHERE kind = 'welcome'").fetchone()
+    assert welcomes == (121,)
+    assert run(["assign", "x", "--course", "nope"], tmp_path).returncode == 2
+
+
+def test_export_filters_and_progress(tmp_path: Path) -> None:
+    run(["run"], tmp_path, "/mentor start\nfirst\n/mentor share\n")
+    out = run(["export", "replies", "--for-leads", "--output", "o.jsonl"], tmp_path)
+    assert "exporting replies: 100% (1/1)" in out.stderr
+    assert json.loads((tmp_path / "o.jsonl").read_text())["visible_to_leads"] == "True"
+    assert run(["export", "replies", "--workspace", "elsewhere"], tmp_path).stdout == ""
+    assert run(["export", "replies", "--since", "2999-01-01"], tmp_path).stdout == ""
+    assert run(["export", "replies", "--since", "soon"], tmp_path).returncode == 2
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_a_bar_on_a_terminal_and_lines_elsewhere() -> None:
+    tty = Tty()
+    bar = Progress(4, "work", tty)
+    for _ in range(4):
+        bar.advance()
+    bar.finish("done")
+    assert "\rwork [#########################] 100% (4/4)" in tty.getvalue()
+    plain = io.StringIO()
+    lines = Progress(200, "work", plain)
+    for n in range(200):
+        lines.update(n + 1)
+    lines.finish()
+    assert plain.getvalue().splitlines()[-1] == "work: 100% (200/200)"
+    assert len(plain.getvalue().splitlines()) == 11  # one line per 10 %
