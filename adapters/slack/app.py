@@ -1,0 +1,835 @@
+"""The Slack adapter: slack_bolt's ``AsyncApp`` on the core's event loop.
+
+Slack wants an answer within 3 seconds, so every listener acknowledges first and does
+the work in a task afterwards (``process_before_response`` is on, so the HTTP answer or
+Socket Mode ack leaves as soon as ``ack()`` returns, not after a polling interval).
+Work for one learner runs in order, one event at a time, so "a second message is added
+to the same answer" holds even when Slack delivers two messages at once.
+
+Modes, chosen from the settings:
+- single workspace: ``SLACK_BOT_TOKEN``;
+- multi-workspace: ``SLACK_CLIENT_ID`` + ``SLACK_CLIENT_SECRET``, installs kept in the
+  project database (``adapters.slack.installation``);
+- transport: Socket Mode when ``SLACK_APP_TOKEN`` is set, HTTP (``/slack/events``,
+  signed with ``SLACK_SIGNING_SECRET``) when the signing secret is set; both may run.
+
+Nothing here decides behaviour: every command, reply, edit and button goes to the hub
+as an ``IncomingEvent`` and whatever the core answers is rendered as Block Kit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.authorization.async_authorize import AsyncInstallationStoreAuthorize
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+from slack_bolt.request.async_internals import build_async_context
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.errors import TOKEN_ERRORS, error_code, outcome_unknown, to_send_error
+from adapters.slack.installation import ThreadedInstallationStore, ThreadedStateStore
+from adapters.slack.render import (
+    ACTION_PREFIX,
+    REPLY_CALLBACK,
+    Part,
+    from_slack_text,
+    home_view,
+    question_from_blocks,
+    read_button_value,
+    render_parts,
+    reply_modal,
+)
+from adapters.slack.translate import read_dm, submitted_answer
+from adapters.slack.verify import RecentKeys, RequestGuard, parse_body
+from bot.config import Settings
+from bot.db import Store
+from bot.messages import Action, EventKind, IncomingEvent, OutgoingMessage, SendResult
+from bot.ports import EventSink, PermanentSendError, Respond
+from bot.ratelimit import Limit
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "slack"
+COMMAND = "/mentor"
+EVENTS_PATH = "/slack/events"
+INSTALL_PATH = "/slack/install"
+REDIRECT_PATH = "/slack/oauth_redirect"
+DEFAULT_API_URL = "https://slack.com/api/"
+BOT_SCOPES = ("chat:write", "commands", "im:history", "im:write", "users:read")
+METADATA_EVENT = "mentorbot_delivery"
+HISTORY_PAGES = 5  # how far back find_delivered looks: 5 x 200 messages of one DM
+WORKSPACE_BURST = 5
+API_TIMEOUT_SECONDS = 15
+DRAIN_SECONDS = 10.0  # how long stop() lets in-flight events finish
+EVENT_ID_MEMORY_SECONDS = 15 * 60  # Slack retries an event 3 times within about 5 minutes
+TOKEN_CACHE_SECONDS = 300.0
+START_ACTION = Action("start", "Start", "start", "primary")
+# When Slack's request arrived, for the events built after the ack (users.info may come
+# first), so the core measures its answer time from the learner's action.
+_RECEIVED: ContextVar[datetime | None] = ContextVar("slack_received", default=None)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What ``users.info`` says about a person, once per process."""
+
+    name: str | None = None
+    timezone: str | None = None
+    is_lead: bool = False
+
+
+class _NoUnusedTokenNotice(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment even when it is handed a client,
+    then warns that the token is unused; the client already holds that same token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
+BOLT_LOG = logging.getLogger("slack_bolt.mentorbot")
+BOLT_LOG.addFilter(_NoUnusedTokenNotice())
+
+
+class _Bounded(OrderedDict[str, Any]):
+    """A dict that forgets its oldest entries beyond ``limit`` (per-delivery send notes)."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)
+
+
+class SlackAdapter:
+    """Slack Events/Interactivity/Socket Mode in, Web API out."""
+
+    platform = PLATFORM
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.multi_workspace = bool(settings.slack_client_id)
+        if self.multi_workspace and not settings.slack_client_secret:
+            raise ValueError("SLACK_CLIENT_ID is set but SLACK_CLIENT_SECRET is not")
+        if not self.multi_workspace and not settings.slack_bot_token:
+            raise ValueError("Slack needs SLACK_BOT_TOKEN, or SLACK_CLIENT_ID and its secret")
+        if not settings.slack_app_token and not settings.slack_signing_secret:
+            raise ValueError(
+                "Slack needs SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode)"
+            )
+        api_url = settings.slack_api_url or DEFAULT_API_URL
+        self.api_url = api_url if api_url.endswith("/") else api_url + "/"
+        self.hub: EventSink | None = None
+        self._session: aiohttp.ClientSession | None = None
+        # No retry handlers: a 429 or a dropped connection is the core's to handle.
+        self.client = AsyncWebClient(
+            token=None if self.multi_workspace else settings.slack_bot_token,
+            base_url=self.api_url,
+            retry_handlers=[],
+            timeout=API_TIMEOUT_SECONDS,
+        )
+        self.installations: ThreadedInstallationStore | None = None
+        self.guard = (
+            RequestGuard(settings.slack_signing_secret) if settings.slack_signing_secret else None
+        )
+        self.bolt = self._build_bolt()
+        self._socket: AsyncSocketModeHandler | None = None
+        self._ready = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._running = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._lock_users: dict[tuple[str, str], int] = {}
+        self._profiles: dict[tuple[str, str], Profile] = {}
+        self._dm_channels: dict[tuple[str, str], str] = {}
+        self._clients: dict[str, tuple[AsyncWebClient, float]] = {}
+        self._event_ids = RecentKeys()
+        # Per delivery key: parts already posted, and keys whose last post may have landed.
+        self._posted: _Bounded = _Bounded()
+        self._unsure: _Bounded = _Bounded()
+
+    # ------------------------------------------------------------------ wiring
+
+    def _build_bolt(self) -> AsyncApp:
+        settings = self.settings
+        options: dict[str, Any] = {
+            "name": "mentorbot",
+            "client": self.client,
+            "signing_secret": settings.slack_signing_secret or "",
+            # Socket Mode requests are not signed; HTTP ones are checked in _handle_events.
+            "request_verification_enabled": bool(settings.slack_signing_secret),
+            "process_before_response": True,
+            "logger": BOLT_LOG,
+        }
+        if self.multi_workspace:
+            client_id = settings.slack_client_id or ""
+            client_secret = settings.slack_client_secret or ""
+            self.installations = ThreadedInstallationStore(client_id, self.store.engine)
+            options["oauth_settings"] = AsyncOAuthSettings(
+                client_id=client_id,
+                client_secret=client_secret,
+                scopes=list(BOT_SCOPES),
+                install_path=INSTALL_PATH,
+                redirect_uri_path=REDIRECT_PATH,
+                installation_store=self.installations,
+                installation_store_bot_only=True,
+                state_store=ThreadedStateStore(self.store.engine),
+            )
+            # Bolt's default authorize calls auth.test on every request; cache it per token.
+            options["authorize"] = AsyncInstallationStoreAuthorize(
+                logger=log,
+                installation_store=self.installations,
+                client_id=client_id,
+                client_secret=client_secret,
+                bot_only=True,
+                cache_enabled=True,
+                client=self.client,
+            )
+        app = AsyncApp(**options)
+        app.command(COMMAND)(self._on_command)
+        app.event("message")(self._on_message)
+        app.event("app_home_opened")(self._on_home_opened)
+        app.action(re.compile("^" + re.escape(ACTION_PREFIX)))(self._on_action)
+        app.view(REPLY_CALLBACK)(self._on_reply_submitted)
+        if self.multi_workspace:
+            app.event("app_uninstalled")(self._on_uninstalled)
+            app.event("tokens_revoked")(self._on_tokens_revoked)
+        return app
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        """One connection pool for every Web API call; made on the running loop."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=API_TIMEOUT_SECONDS)
+            )
+            self.client.session = self._session
+            for client, _ in self._clients.values():
+                client.session = self._session
+        return self._session
+
+    def routes(self) -> list[web.RouteDef]:
+        """HTTP endpoints for the core's web server: events when a signing secret is set,
+        the install pages in multi-workspace mode."""
+        routes: list[web.RouteDef] = []
+        if self.guard is not None:
+            routes.append(web.post(EVENTS_PATH, self._handle_events))
+        if self.multi_workspace:
+            routes.append(web.get(INSTALL_PATH, self._handle_install))
+            routes.append(web.get(REDIRECT_PATH, self._handle_oauth_redirect))
+        return routes
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, sink: EventSink) -> None:
+        """Serve until ``stop``: connect Socket Mode if configured, else just wait (HTTP
+        requests arrive through ``routes``)."""
+        self.hub = sink
+        self._ensure_session()
+        self._running = True
+        self._ready.set()
+        try:
+            if self.settings.slack_app_token:
+                self._socket = AsyncSocketModeHandler(
+                    self.bolt, self.settings.slack_app_token, web_client=self.client
+                )
+                await self._socket.connect_async()
+                log.info("slack: connected in Socket Mode")
+            await self._stopping.wait()
+        finally:
+            await self._shutdown()
+            self._running = False
+            self._stopped.set()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._running:
+            await self._stopped.wait()
+        else:
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        if self._socket is not None:
+            socket, self._socket = self._socket, None
+            with contextlib.suppress(Exception):
+                await socket.close_async()
+        await self.drain(DRAIN_SECONDS)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait until every event taken in so far is fully handled (tests, shutdown)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._tasks:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return
+            await asyncio.wait(set(self._tasks), timeout=left)
+
+    def _spawn(self, team: str, user: str, work: Callable[[], Awaitable[None]]) -> None:
+        """Run ``work`` after the ack, in order with the same person's other events."""
+        received = datetime.now(UTC)
+
+        async def run() -> None:
+            _RECEIVED.set(received)
+            await self._ready.wait()
+            key = (team, user)
+            lock = self._locks.setdefault(key, asyncio.Lock())
+            self._lock_users[key] = self._lock_users.get(key, 0) + 1
+            try:
+                async with lock:
+                    await work()
+            except Exception:
+                log.exception("slack: could not handle an event from %s in %s", user, team)
+            finally:
+                self._lock_users[key] -= 1
+                if not self._lock_users[key]:
+                    del self._lock_users[key]
+                    self._locks.pop(key, None)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ HTTP routes
+
+    async def _handle_events(self, request: web.Request) -> web.StreamResponse:
+        """``/slack/events``: commands, events and interactions in HTTP mode."""
+        assert self.guard is not None
+        self._ensure_session()
+        raw = await request.read()
+        try:
+            body = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return web.json_response({"error": "body is not UTF-8"}, status=400)
+        refusal = self.guard.refusal(body, request.headers)
+        if refusal is not None:
+            log.info("slack: refused a request: %s", refusal)
+            return web.json_response({"error": refusal}, status=401)
+        try:
+            payload = parse_body(body, request.content_type)
+            bolt_request = AsyncBoltRequest(
+                body=body, query=request.query_string, headers=dict(request.headers)
+            )
+        except Exception as exc:  # a body Bolt cannot read must not become a 500
+            log.info("slack: refused a malformed request: %s", exc)
+            return web.json_response({"error": f"malformed request: {exc}"}, status=400)
+        if bolt_request.body != payload:  # Bolt misread it (see parse_body): use ours
+            bolt_request.body = payload
+            bolt_request.context = build_async_context(AsyncBoltContext({}), payload)
+        response = await self.bolt.async_dispatch(bolt_request)
+        return await to_aiohttp_response(response)
+
+    async def _handle_install(self, request: web.Request) -> web.StreamResponse:
+        flow = self.bolt.oauth_flow
+        assert flow is not None
+        self._ensure_session()
+        return await to_aiohttp_response(
+            await flow.handle_installation(await to_bolt_request(request))
+        )
+
+    async def _handle_oauth_redirect(self, request: web.Request) -> web.StreamResponse:
+        flow = self.bolt.oauth_flow
+        assert flow is not None
+        self._ensure_session()
+        return await to_aiohttp_response(await flow.handle_callback(await to_bolt_request(request)))
+
+    # ------------------------------------------------------------------ listeners
+
+    async def _on_command(
+        self, ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        await ack()
+        team, user = command.get("team_id") or "", command.get("user_id") or ""
+        if not team or not user:
+            return
+
+        async def work() -> None:
+            profile = await self._profile(client, team, user)
+            event = self._event(
+                team,
+                user,
+                EventKind.COMMAND,
+                from_slack_text(command.get("text") or ""),
+                profile,
+                workspace_name=command.get("team_domain"),
+            )
+            respond = self._responder(client, team, user, response_url=command.get("response_url"))
+            await self._handle(event, respond)
+
+        self._spawn(team, user, work)
+
+    async def _on_message(
+        self,
+        ack: AsyncAck,
+        event: dict[str, Any],
+        body: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        await ack()
+        if self._repeated(body):
+            return
+        dm = read_dm(event, context.bot_user_id)
+        team = context.team_id or body.get("team_id") or ""
+        if dm is None or not team:
+            return
+
+        async def work() -> None:
+            profile = await self._profile(client, team, dm.user)
+            incoming = self._event(
+                team,
+                dm.user,
+                dm.kind,
+                dm.text,
+                profile,
+                message_id=dm.message_id,
+                answers_message=dm.answers_message,
+            )
+            respond = self._responder(
+                client, team, dm.user, channel=dm.channel, thread_ts=dm.thread_ts
+            )
+            await self._handle(incoming, respond)
+
+        self._spawn(team, dm.user, work)
+
+    async def _on_home_opened(
+        self,
+        ack: AsyncAck,
+        event: dict[str, Any],
+        body: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        await ack()
+        team, user = context.team_id or body.get("team_id") or "", event.get("user") or ""
+        if self._repeated(body) or event.get("tab") != "home" or not user or not team:
+            return
+
+        async def work() -> None:
+            await self._publish_home(client, team, user)
+
+        self._spawn(team, user, work)
+
+    async def _on_action(self, ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        user = (body.get("user") or {}).get("id") or ""
+        team = (body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id") or ""
+        actions = body.get("actions") or [{}]
+        press = read_button_value(actions[0].get("value"))
+        if press is None or not user or not team:
+            log.info("slack: ignored a button this version did not render")
+            return
+        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
+            "channel_id"
+        )
+        view = body.get("view") or {}
+        from_home = view.get("type") == "home"
+
+        if press.opens_form:
+            question = question_from_blocks((body.get("message") or {}).get("blocks"))
+            modal = reply_modal(press.delivery_id, question, channel)
+            trigger = body.get("trigger_id")
+
+            async def open_form() -> None:
+                await client.views_open(trigger_id=trigger, view=modal)
+
+            self._spawn(team, user, open_form)
+            return
+
+        async def work() -> None:
+            profile = await self._profile(client, team, user)
+            event = self._event(
+                team,
+                user,
+                EventKind.ACTION,
+                press.command,
+                profile,
+                delivery_id=press.delivery_id,
+                workspace_name=(body.get("team") or {}).get("domain"),
+            )
+            respond = self._responder(
+                client,
+                team,
+                user,
+                response_url=None if from_home else body.get("response_url"),
+                channel=channel if channel and channel.startswith("D") else None,
+            )
+            await self._handle(event, respond)
+            if from_home:
+                await self._publish_home(client, team, user)
+
+        self._spawn(team, user, work)
+
+    async def _on_reply_submitted(
+        self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        await ack()  # closes the modal; the confirmation arrives in the DM
+        user = (body.get("user") or {}).get("id") or ""
+        team = (body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id") or ""
+        try:
+            meta = json.loads(view.get("private_metadata") or "{}")
+        except ValueError:
+            meta = {}
+        delivery = meta.get("delivery") if isinstance(meta, dict) else None
+        channel = meta.get("channel") if isinstance(meta, dict) else None
+        if not isinstance(delivery, int) or isinstance(delivery, bool):
+            delivery = None
+        text = submitted_answer(view)
+        if not user or not team:
+            return
+
+        async def work() -> None:
+            profile = await self._profile(client, team, user)
+            event = self._event(team, user, EventKind.MESSAGE, text, profile, delivery_id=delivery)
+            dm = channel if isinstance(channel, str) and channel.startswith("D") else None
+            await self._handle(event, self._responder(client, team, user, channel=dm))
+
+        self._spawn(team, user, work)
+
+    async def _on_uninstalled(self, ack: AsyncAck, context: AsyncBoltContext) -> None:
+        """The workspace removed the app: forget its installation and cached token, so
+        deliveries to it fail as permanent instead of retrying forever."""
+        await ack()
+        assert self.installations is not None
+        team = context.team_id
+        await self.installations.async_delete_all(enterprise_id=context.enterprise_id, team_id=team)
+        self._clients.pop(team or "", None)
+        log.info("slack: uninstalled from %s", team)
+
+    async def _on_tokens_revoked(
+        self, ack: AsyncAck, event: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        await ack()
+        assert self.installations is not None
+        if (event.get("tokens") or {}).get("bot"):
+            await self.installations.async_delete_bot(
+                enterprise_id=context.enterprise_id, team_id=context.team_id
+            )
+            self._clients.pop(context.team_id or "", None)
+
+    # ------------------------------------------------------------------ to the core
+
+    def _repeated(self, body: dict[str, Any]) -> bool:
+        """Slack retries an event it thinks we missed; the same event_id is handled once."""
+        event_id = body.get("event_id")
+        if not event_id:
+            return False
+        now = time.time()
+        return self._event_ids.seen(str(event_id), now + EVENT_ID_MEMORY_SECONDS, now)
+
+    def _event(
+        self,
+        team: str,
+        user: str,
+        kind: EventKind,
+        text: str,
+        profile: Profile,
+        **extra: Any,
+    ) -> IncomingEvent:
+        return IncomingEvent(
+            platform=PLATFORM,
+            workspace=team,
+            user=user,
+            kind=kind,
+            text=text,
+            user_name=profile.name,
+            timezone=profile.timezone,
+            platform_is_lead=profile.is_lead,
+            received_at=_RECEIVED.get() or datetime.now(UTC),
+            **extra,
+        )
+
+    async def _handle(self, event: IncomingEvent, respond: Respond) -> None:
+        await self._ready.wait()
+        assert self.hub is not None
+        await self.hub.handle(event, respond)
+
+    async def _profile(self, client: AsyncWebClient, team: str, user: str) -> Profile:
+        """Name, time zone and admin flag from users.info, asked once per person."""
+        key = (team, user)
+        known = self._profiles.get(key)
+        if known is not None:
+            return known
+        try:
+            response = await client.users_info(user=user)
+        except Exception as exc:  # the event still counts without a profile
+            log.warning("slack: users.info for %s failed: %s", user, to_send_error(exc))
+            return Profile()
+        data = response.get("user") or {}
+        details = data.get("profile") or {}
+        profile = Profile(
+            name=details.get("display_name") or details.get("real_name") or data.get("name"),
+            timezone=data.get("tz") or None,
+            is_lead=bool(data.get("is_admin") or data.get("is_owner")),
+        )
+        self._profiles[key] = profile
+        return profile
+
+    async def _publish_home(self, client: AsyncWebClient, team: str, user: str) -> None:
+        """The Home tab shows the core's answer to ``progress``; a Start button when the
+        core has no progress to show (the person is not enrolled)."""
+        profile = await self._profile(client, team, user)
+        shown: list[OutgoingMessage] = []
+
+        async def capture(messages: list[OutgoingMessage]) -> None:
+            shown.extend(messages)
+
+        await self._handle(self._event(team, user, EventKind.COMMAND, "progress", profile), capture)
+        enrolled = any(m.kind == "progress" for m in shown)
+        view = home_view(shown, () if enrolled else (START_ACTION,))
+        await client.views_publish(user_id=user, view=view)
+
+    # ------------------------------------------------------------------ answers
+
+    def _responder(
+        self,
+        client: AsyncWebClient,
+        team: str,
+        user: str,
+        *,
+        response_url: str | None = None,
+        channel: str | None = None,
+        thread_ts: str | None = None,
+    ) -> Respond:
+        """Where answers go: ephemeral ones back through ``response_url`` (a slash
+        command or a button), the rest into the learner's DM, in the thread when the
+        learner wrote in one."""
+
+        async def respond(messages: list[OutgoingMessage]) -> None:
+            for message in messages:
+                try:
+                    if (
+                        message.ephemeral
+                        and response_url
+                        and await self._post_response_url(response_url, message)
+                    ):
+                        continue
+                    target = message.channel or channel or user
+                    await self._post_parts(client, target, render_parts(message), thread_ts)
+                except Exception as exc:
+                    log.warning("slack: could not answer %s in %s: %s", user, team, exc)
+
+        return respond
+
+    async def _post_response_url(self, url: str, message: OutgoingMessage) -> bool:
+        """Post an ephemeral answer; False when Slack refused it (the caller posts to the
+        DM instead, so the answer is never lost)."""
+        session = self._ensure_session()
+        for part in render_parts(message):
+            body = {
+                "response_type": "ephemeral",
+                "replace_original": False,
+                "text": part.text,
+                "blocks": part.blocks,
+            }
+            try:
+                async with session.post(url, json=body) as response:
+                    if response.status != 200:
+                        log.warning("slack: response_url answered HTTP %s", response.status)
+                        return False
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("slack: response_url failed: %s", exc)
+                return False
+        return True
+
+    async def _post_parts(
+        self,
+        client: AsyncWebClient,
+        channel: str,
+        parts: list[Part],
+        thread_ts: str | None = None,
+    ) -> None:
+        for part in parts:
+            await client.chat_postMessage(
+                channel=channel,
+                text=part.text,
+                blocks=part.blocks,
+                thread_ts=thread_ts,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+
+    # ------------------------------------------------------------------ deliveries
+
+    async def _client_for(self, team: str) -> AsyncWebClient:
+        """The Web API client holding ``team``'s bot token."""
+        self._ensure_session()
+        if not self.multi_workspace:
+            return self.client
+        cached = self._clients.get(team)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        assert self.installations is not None
+        bot = await self.installations.async_find_bot(enterprise_id=None, team_id=team)
+        if bot is None or not bot.bot_token:
+            raise PermanentSendError(
+                f"mentorbot is not installed in Slack workspace {team}", code="not_installed"
+            )
+        client = AsyncWebClient(
+            token=bot.bot_token,
+            base_url=self.api_url,
+            session=self._session,
+            retry_handlers=[],
+            timeout=API_TIMEOUT_SECONDS,
+        )
+        self._clients[team] = (client, time.monotonic() + TOKEN_CACHE_SECONDS)
+        return client
+
+    def _forget_token_on(self, team: str, exc: BaseException) -> None:
+        if error_code(exc) in TOKEN_ERRORS:
+            self._clients.pop(team, None)
+
+    async def _dm_channel(self, client: AsyncWebClient, message: OutgoingMessage) -> str:
+        if message.channel:
+            return message.channel
+        key = (message.workspace, message.user)
+        known = self._dm_channels.get(key)
+        if known is None:
+            opened = await client.conversations_open(users=message.user)
+            known = str(opened["channel"]["id"])
+            self._dm_channels[key] = known
+        return known
+
+    def rate_limits(self, message: OutgoingMessage) -> list[Limit]:
+        """Slack allows about one message a second per conversation, and more per
+        workspace. A DM is keyed by the learner, so the key is the same before and after
+        the DM's channel id is known."""
+        team = message.workspace
+        target = message.user
+        if message.channel and not message.channel.startswith("D"):
+            target = message.channel
+        return [
+            Limit(f"slack:{team}:{target}", self.settings.slack_channel_rate, 1),
+            Limit(f"slack:{team}", self.settings.slack_workspace_rate, WORKSPACE_BURST),
+        ]
+
+    def _metadata(self, message: OutgoingMessage, part: int, parts: int) -> dict[str, Any]:
+        payload: dict[str, Any] = {"delivery_key": message.delivery_key, "part": part}
+        payload["parts"] = parts
+        if message.delivery_id is not None:
+            payload["delivery_id"] = message.delivery_id
+        return {"event_type": METADATA_EVENT, "event_payload": payload}
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        """Post a delivery to the learner's DM; returns the channel and every ts.
+
+        A message too big for one Slack message goes out as several; if a send fails
+        part-way, the parts already posted are remembered and not posted again. After a
+        timeout or 5xx the message may have arrived anyway, so the next attempt looks at
+        the DM's history first.
+        """
+        parts = render_parts(message)
+        if not parts:
+            raise PermanentSendError("the message is empty", code="empty_message")
+        key = message.delivery_key
+        conversation, workspace = (limit.key for limit in self.rate_limits(message))
+        try:
+            client = await self._client_for(message.workspace)
+            channel = await self._dm_channel(client, message)
+            posted: dict[int, str] = dict(self._posted.get(key, {})) if key else {}
+            if key and key in self._unsure:
+                found, _ = await self._history(client, channel, key)
+                posted.update(found)
+        except Exception as exc:
+            self._forget_token_on(message.workspace, exc)
+            raise to_send_error(exc, workspace) from exc
+        for index, part in enumerate(parts):
+            if index in posted:
+                continue
+            try:
+                response = await client.chat_postMessage(
+                    channel=channel,
+                    text=part.text,
+                    blocks=part.blocks,
+                    metadata=self._metadata(message, index, len(parts)) if key else None,
+                    unfurl_links=False,
+                    unfurl_media=False,
+                )
+            except Exception as exc:
+                self._forget_token_on(message.workspace, exc)
+                if key:
+                    self._posted[key] = posted
+                    if outcome_unknown(exc):
+                        self._unsure[key] = True
+                raise to_send_error(exc, conversation) from exc
+            posted[index] = str(response["ts"])
+            channel = str(response.get("channel") or channel)
+        if key:
+            self._posted.pop(key, None)
+            self._unsure.pop(key, None)
+        return SendResult(channel=channel, message_ids=tuple(posted[i] for i in sorted(posted)))
+
+    async def find_delivered(self, message: OutgoingMessage) -> SendResult | None:
+        """After a crash: did this delivery reach the DM? Looks for its metadata in the
+        DM's history. A partly posted message counts as not delivered, but the parts
+        found are remembered so the resend posts only the missing ones."""
+        key = message.delivery_key
+        if not key:
+            return None
+        client = await self._client_for(message.workspace)
+        channel = await self._dm_channel(client, message)
+        found, total = await self._history(client, channel, key)
+        if not found:
+            return None
+        if total is not None and len(found) >= total:
+            return SendResult(channel=channel, message_ids=tuple(found[i] for i in sorted(found)))
+        self._posted[key] = found
+        return None
+
+    async def _history(
+        self, client: AsyncWebClient, channel: str, key: str
+    ) -> tuple[dict[int, str], int | None]:
+        """Parts of delivery ``key`` found in the DM (part index -> ts), and how many
+        parts it has."""
+        found: dict[int, str] = {}
+        total: int | None = None
+        cursor: str | None = None
+        for _ in range(HISTORY_PAGES):
+            page = await client.conversations_history(
+                channel=channel, include_all_metadata=True, limit=200, cursor=cursor
+            )
+            for item in page.get("messages") or []:
+                meta = item.get("metadata") or {}
+                payload = meta.get("event_payload") or {}
+                if meta.get("event_type") != METADATA_EVENT:
+                    continue
+                if payload.get("delivery_key") != key:
+                    continue
+                with contextlib.suppress(TypeError, ValueError):
+                    found[int(payload.get("part", 0))] = str(item["ts"])
+                    total = int(payload.get("parts", 1))
+            if total is not None and len(found) >= total:
+                break
+            cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor:
+                break
+        return found, total
