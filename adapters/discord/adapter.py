@@ -1,0 +1,801 @@
+"""The Discord adapter: discord.py events in, ``IncomingEvent``s to the core; the core's
+answers and deliveries out, as interaction responses and DMs.
+
+It holds no business rule. It decides only Discord things: which intents to ask for,
+how to answer an interaction inside Discord's 3-second window, how a message is split
+to fit Discord's limits, which Discord error means what, and where in a guild to leave
+a note when a learner's DMs are closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from adapters.discord.components import ActionButton, build_view, reply_modal, submitted_text
+from adapters.discord.errors import UNKNOWN_CHANNEL, translate
+from adapters.discord.render import (
+    Part,
+    nonce,
+    parse_footer,
+    parse_modal_custom_id,
+    reference,
+    render,
+)
+from adapters.discord.slash import MentorGroup, command_text, raw_command_words
+from bot.commands import is_command
+from bot.config import Settings
+from bot.db import Store
+from bot.hub import ERROR_TEXT
+from bot.messages import EventKind, IncomingEvent, OutgoingMessage, SendResult, UserRef
+from bot.ports import EventSink, PermanentSendError, SendError, TemporarySendError
+from bot.ratelimit import Limit
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "discord"
+# Discord drops an interaction that is not acknowledged within 3 s of its creation; the
+# clock here starts when the event reaches us, so keep a good margin.
+ACK_AFTER = 2.0
+# When this many interactions are already waiting for the core, a new one is deferred
+# at once: it would queue behind them, and its acknowledgement should not.
+DEFER_WHEN_BUSY = 4
+# A pasted text longer than Discord's message limit arrives as a ``message.txt`` file;
+# read text files up to this size as part of the reply.
+TEXT_ATTACHMENT_LIMIT = 256 * 1024
+HISTORY_SCAN = 50  # recent DM messages searched by ``find_delivered``
+DRAIN_TIMEOUT = 10.0
+# The answer to a command whose result the core sends to the learner's DM (an export):
+# the interaction itself must still say where it went.
+SENT_TO_DM = "I sent it to your DMs: {link}"
+DM_BLOCKED_NOTE = (
+    "{mention} I tried to send you your mentorbot lesson, but your direct messages are "
+    "closed for this server. To get lessons, open this server's **Privacy Settings** and "
+    "turn on **Direct Messages**, then send me any message."
+)
+
+# The only gateway intents the bot needs. GUILDS: guild names, roles and channels
+# (lead detection, the DMs-closed note). DM_MESSAGES: DMs and their edits. Message
+# content is *not* needed: Discord always includes the content of DMs with the bot.
+INTENTS = discord.Intents.none()
+INTENTS.guilds = True
+INTENTS.dm_messages = True
+
+
+def _api_base(url: str) -> str:
+    """``Route.BASE`` for DISCORD_API_URL, which may or may not name ``/api/vN``."""
+    base = url.rstrip("/")
+    if re.search(r"/api/v\d+$", base):
+        return base
+    if base.endswith("/api"):
+        return f"{base}/v{discord.http.INTERNAL_API_VERSION}"
+    return f"{base}/api/v{discord.http.INTERNAL_API_VERSION}"
+
+
+def _user_name(user: discord.abc.User) -> str:
+    return getattr(user, "global_name", None) or user.name
+
+
+def _mentioned(interaction: discord.Interaction) -> tuple[UserRef, ...]:
+    """The users a command mentions, as Discord resolved them (so bots can be told
+    apart): user options and mentions picked inside text options both land here."""
+    data: Any = interaction.data or {}
+    users = (data.get("resolved") or {}).get("users") or {}
+    return tuple(
+        UserRef(
+            id=str(user_id),
+            name=raw.get("global_name") or raw.get("username"),
+            is_bot=bool(raw.get("bot")),
+        )
+        for user_id, raw in users.items()
+        if isinstance(raw, dict)
+    )
+
+
+def _message_options(part: Part, delivery_id: int | None, workspace: str) -> dict[str, Any]:
+    """The keyword arguments that post one rendered part with discord.py."""
+    options: dict[str, Any] = {"content": part.content, "embeds": part.embeds}
+    view = build_view(part.actions, delivery_id, workspace)
+    if view is not None:
+        options["view"] = view
+    if part.files:
+        options["files"] = part.discord_files()
+    return options
+
+
+class _MentorClient(discord.Client):
+    """A client that knows the adapter, so dynamic buttons can reach it."""
+
+    def __init__(self, adapter: DiscordAdapter, **options: Any) -> None:
+        super().__init__(**options)
+        self.button_handler = adapter
+        self.adapter = adapter
+
+    async def setup_hook(self) -> None:
+        await self.adapter._setup(self)
+
+
+class _MentorTree(app_commands.CommandTree[_MentorClient]):
+    async def on_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        await self.client.adapter._on_command_error(interaction, error)
+
+
+class _InteractionReplier:
+    """Shows the core's answers for one interaction.
+
+    The first answer is the interaction response when it is ready in time; if the
+    core is slow, the interaction is deferred (ephemeral "thinking…") after
+    ``ack_after`` seconds and the first answer then replaces that placeholder. Further
+    answers are follow-ups. Answers the core does not mark ephemeral go to the DM.
+    """
+
+    def __init__(
+        self, adapter: DiscordAdapter, interaction: discord.Interaction, ack_after: float
+    ) -> None:
+        self.adapter = adapter
+        self.interaction = interaction
+        self.ack_after = ack_after
+        self.lock = asyncio.Lock()
+        self.deferred = False
+        self.placeholder_used = False
+        self.shown = False  # something was said in the interaction itself
+        self.dm_links: list[str] = []  # answers sent to the DM instead
+        self._timer: asyncio.Task[None] | None = None
+
+    def start_timer(self) -> None:
+        self._timer = asyncio.create_task(self._defer_later())
+
+    async def _defer_later(self) -> None:
+        await asyncio.sleep(self.ack_after)
+        await self.defer()
+
+    async def defer(self) -> None:
+        """Acknowledge now with an ephemeral "thinking…" placeholder, if not answered."""
+        async with self.lock:
+            if not self.interaction.response.is_done():
+                await self.interaction.response.defer(ephemeral=True, thinking=True)
+                self.deferred = True
+
+    async def respond(self, messages: list[OutgoingMessage]) -> None:
+        async with self.lock:
+            in_guild = self.interaction.guild_id is not None
+            for message in messages:
+                if in_guild and not message.ephemeral:
+                    # Not meant to vanish (a data export): it belongs in the DM.
+                    try:
+                        self.dm_links.append(await self.adapter._post_dm(message))
+                        continue
+                    except discord.HTTPException:
+                        log.info("DMs closed for %s: answering in the channel", message.user)
+                workspace = message.workspace or self._workspace()
+                ephemeral = message.ephemeral or in_guild
+                for part in render(message):
+                    await self._post(part, message.delivery_id, workspace, ephemeral=ephemeral)
+                    self.shown = True
+
+    def _workspace(self) -> str:
+        return str(self.interaction.guild_id) if self.interaction.guild_id else ""
+
+    async def _post(
+        self, part: Part, delivery_id: int | None, workspace: str, *, ephemeral: bool
+    ) -> None:
+        options = _message_options(part, delivery_id, workspace)
+        response = self.interaction.response
+        if not response.is_done():
+            await response.send_message(
+                **options, ephemeral=ephemeral, allowed_mentions=discord.AllowedMentions.none()
+            )
+        elif self.deferred and not self.placeholder_used:
+            self.placeholder_used = True
+            if "files" in options:  # an edit takes new files as attachments
+                options["attachments"] = options.pop("files")
+            await self.interaction.edit_original_response(**options)
+        else:
+            await self.interaction.followup.send(
+                **options, ephemeral=ephemeral, allowed_mentions=discord.AllowedMentions.none()
+            )
+
+    async def finish(self) -> None:
+        """Stop the timer; point to the DM if that is where the answer went, else
+        acknowledge quietly if the core had nothing to say."""
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+        if self.dm_links and not self.shown:
+            pointer = Part(content=SENT_TO_DM.format(link=self.dm_links[0]))
+            async with self.lock:
+                await self._post(pointer, None, "", ephemeral=True)
+            return
+        async with self.lock:
+            response = self.interaction.response
+            if not response.is_done():
+                if self.interaction.type is discord.InteractionType.component:
+                    await response.defer()  # acknowledges the press, changes nothing
+                    return
+                await response.defer(ephemeral=True, thinking=True)
+                self.deferred = True
+            if self.deferred and not self.placeholder_used:
+                await self.interaction.delete_original_response()
+
+
+class DiscordAdapter:
+    """Runs a discord.py client for the core. See docs/discord.md for the set-up."""
+
+    platform = PLATFORM
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store | None = None,
+        *,
+        courses: Callable[[], Sequence[tuple[str, str]]] | None = None,
+        ack_after: float = ACK_AFTER,
+        defer_when_busy: int = DEFER_WHEN_BUSY,
+        guild_ready_timeout: float = 2.0,
+        max_ratelimit_timeout: float = 30.0,
+    ) -> None:
+        """``store`` is accepted for the bootstrap's sake; the adapter keeps nothing in
+        it. ``courses`` lists (id, title) for autocomplete; by default the catalog is
+        read once from ``settings.content_dir`` at start."""
+        if not settings.discord_token:
+            raise ValueError("DISCORD_TOKEN is not set")
+        self.settings = settings
+        self.store = store
+        self.ack_after = ack_after
+        self.defer_when_busy = defer_when_busy
+        self._waiting_interactions = 0
+        self.guild_ready_timeout = guild_ready_timeout
+        self.max_ratelimit_timeout = max_ratelimit_timeout
+        self._courses_provider = courses
+        self._courses: Sequence[tuple[str, str]] = ()
+        self._sink: EventSink | None = None
+        self._client: _MentorClient | None = None
+        self._tree: _MentorTree | None = None
+        self._ready = asyncio.Event()
+        self._dm_channels: dict[str, int] = {}
+        self._saved_urls: tuple[str, Any] | None = None
+        self._inflight = 0
+        self.handled = 0  # platform events fully processed: for health checks and tests
+        self._changed = asyncio.Condition()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def client(self) -> discord.Client | None:
+        return self._client
+
+    async def start(self, sink: EventSink) -> None:
+        """Log in, sync ``/mentor``, and serve events until ``stop``."""
+        self._sink = sink
+        self._ready.clear()
+        self._load_courses()
+        self._point_at_endpoints()
+        # mentorbot never joins voice: skip discord.py's warnings about voice libraries.
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
+        client = _MentorClient(
+            self,
+            intents=INTENTS,
+            guild_ready_timeout=self.guild_ready_timeout,
+            max_ratelimit_timeout=self.max_ratelimit_timeout,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        self._tree = _MentorTree(client)
+        self._tree.add_command(MentorGroup(self))
+        client.add_dynamic_items(ActionButton)
+        client.event(self.on_ready)
+        client.event(self.on_message)
+        client.event(self.on_raw_message_edit)
+        client.event(self.on_interaction)
+        client.event(self.on_guild_join)
+        client.event(self.on_guild_remove)
+        self._client = client
+        try:
+            await client.start(self.settings.discord_token or "")
+        finally:
+            if not client.is_closed():
+                await client.close()
+            self._restore_endpoints()
+
+    async def stop(self) -> None:
+        """Let events in progress finish (their answers must not be lost), then close."""
+        await self.drain(DRAIN_TIMEOUT)
+        client = self._client
+        if client is not None and not client.is_closed():
+            await client.close()
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until the client is connected, has its guilds and ``/mentor`` is synced."""
+        await asyncio.wait_for(self._ready.wait(), timeout)
+
+    async def drain(self, timeout: float = DRAIN_TIMEOUT) -> None:
+        """Until no platform event is being handled (bounded by ``timeout``)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout), self._changed:
+                await self._changed.wait_for(lambda: self._inflight == 0)
+
+    async def wait_handled(self, count: int, timeout: float = 10.0) -> None:
+        """Until ``handled`` reaches ``count``."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: self.handled >= count)
+
+    def _load_courses(self) -> None:
+        if self._courses_provider is not None:
+            self._courses = list(self._courses_provider())
+            return
+        from bot.course import load_catalog
+
+        catalog, _problems = load_catalog(self.settings.content_dir)
+        if catalog is not None:
+            self._courses = [(c.id, c.title) for c in catalog.courses.values()]
+
+    def _point_at_endpoints(self) -> None:
+        """DISCORD_API_URL / DISCORD_GATEWAY_URL: a Discord-compatible server for this
+        process (discord.py reads them from class attributes)."""
+        api, gateway = self.settings.discord_api_url, self.settings.discord_gateway_url
+        if not (api or gateway):
+            return
+        import yarl
+
+        socket = discord.gateway.DiscordWebSocket
+        if self._saved_urls is None:
+            self._saved_urls = (discord.http.Route.BASE, socket.DEFAULT_GATEWAY)
+        if api:
+            discord.http.Route.BASE = _api_base(api)
+        if gateway:
+            socket.DEFAULT_GATEWAY = yarl.URL(gateway)
+
+    def _restore_endpoints(self) -> None:
+        if self._saved_urls is not None:
+            discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = (
+                self._saved_urls
+            )
+            self._saved_urls = None
+
+    async def _setup(self, client: _MentorClient) -> None:
+        """After login, before the gateway: register ``/mentor`` with Discord.
+
+        With DISCORD_GUILD_ID the commands go to that guild only (they appear at
+        once, for development); otherwise globally.
+        """
+        tree = self._tree
+        if tree is None:
+            return
+        try:
+            if self.settings.discord_guild_id:
+                guild = discord.Object(int(self.settings.discord_guild_id))
+                tree.copy_global_to(guild=guild)
+                synced = await tree.sync(guild=guild)
+                log.info("synced %d command(s) to guild %s", len(synced), guild.id)
+            else:
+                synced = await tree.sync()
+                log.info("synced %d global command(s)", len(synced))
+        except (discord.HTTPException, ValueError):
+            # DMs and buttons still work without it; say so loudly rather than stop.
+            log.exception("could not sync /mentor commands with Discord")
+
+    async def on_ready(self) -> None:
+        client = self._client
+        if client is not None and client.user is not None:
+            log.info("connected to Discord as %s in %d guild(s)", client.user, len(client.guilds))
+        self._ready.set()
+
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        # Nothing to store: the core creates the workspace on its first event.
+        async with self._tracking():
+            log.info("joined guild %s (%s)", guild.name, guild.id)
+
+    async def on_guild_remove(self, guild: discord.Guild) -> None:
+        # The workspace and its learners stay: the guild may add the bot back.
+        async with self._tracking():
+            log.info("left guild %s (%s)", guild.name, guild.id)
+
+    # ------------------------------------------------------------------ events in
+
+    async def _deliver(self, event: IncomingEvent, respond: Callable[..., Awaitable[None]]) -> None:
+        sink = self._sink
+        if sink is None:
+            return
+        await sink.handle(event, respond)
+
+    @contextlib.asynccontextmanager
+    async def _tracking(self) -> Any:
+        """Count an event in flight and, once done, as handled."""
+        async with self._changed:
+            self._inflight += 1
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._inflight -= 1
+                self.handled += 1
+                self._changed.notify_all()
+
+    def _interaction_event(
+        self,
+        interaction: discord.Interaction,
+        kind: EventKind,
+        text: str,
+        *,
+        delivery_id: int | None = None,
+        workspace: str | None = None,
+    ) -> IncomingEvent:
+        user = interaction.user
+        guild = interaction.guild
+        in_guild = interaction.guild_id is not None
+        return IncomingEvent(
+            platform=PLATFORM,
+            workspace=str(interaction.guild_id) if in_guild else (workspace or ""),
+            user=str(user.id),
+            kind=kind,
+            text=text,
+            workspace_name=getattr(guild, "name", None) if in_guild else None,
+            user_name=_user_name(user),
+            delivery_id=delivery_id,
+            platform_is_lead=in_guild and self._is_lead(interaction),
+            mentioned=_mentioned(interaction),
+        )
+
+    def _is_lead(self, interaction: discord.Interaction) -> bool:
+        """Manage Server (or Administrator), or the DISCORD_LEAD_ROLE role by name or id."""
+        perms = interaction.permissions
+        if perms.administrator or perms.manage_guild:
+            return True
+        wanted = (self.settings.discord_lead_role or "").strip()
+        if not wanted:
+            return False
+        roles = getattr(interaction.user, "roles", ()) or ()
+        return any(str(role.id) == wanted or role.name == wanted for role in roles)
+
+    async def _handle_interaction(
+        self, interaction: discord.Interaction, event: IncomingEvent
+    ) -> None:
+        replier = _InteractionReplier(self, interaction, self.ack_after)
+        busy = self._waiting_interactions >= self.defer_when_busy
+        self._waiting_interactions += 1
+        try:
+            if busy:
+                # Others are already waiting for the core, so this one will wait too:
+                # acknowledge before queueing behind them.
+                await replier.defer()
+            else:
+                replier.start_timer()
+            await self._deliver(event, replier.respond)
+        except Exception:
+            log.exception("could not answer a Discord interaction")
+            with contextlib.suppress(Exception):
+                await replier.respond([self._apology(event)])
+        finally:
+            self._waiting_interactions -= 1
+            with contextlib.suppress(discord.HTTPException):
+                await replier.finish()
+
+    @staticmethod
+    def _apology(event: IncomingEvent) -> OutgoingMessage:
+        return OutgoingMessage(
+            platform=PLATFORM,
+            workspace=event.workspace,
+            user=event.user,
+            text=ERROR_TEXT,
+            ephemeral=True,
+        )
+
+    async def run_command(self, interaction: discord.Interaction, words: Sequence[str]) -> None:
+        """A ``/mentor`` subcommand: the core gets the same text a typed command has."""
+        async with self._tracking():
+            event = self._interaction_event(interaction, EventKind.COMMAND, command_text(words))
+            await self._handle_interaction(interaction, event)
+
+    def course_choices(self) -> Sequence[tuple[str, str]]:
+        return self._courses
+
+    async def _on_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        """A ``/mentor`` interaction discord.py could not match to our group (Discord
+        still shows a subcommand or option from an older sync): hand its words to the
+        core, which answers unknown commands like everywhere else."""
+        data: Any = interaction.data or {}
+        unmatched = isinstance(
+            error,
+            app_commands.CommandNotFound
+            | app_commands.CommandSignatureMismatch
+            | app_commands.TransformerError,
+        )
+        if (
+            interaction.type is not discord.InteractionType.application_command
+            or data.get("name") != "mentor"
+            or not unmatched
+        ):
+            log.error("error in a Discord command", exc_info=error)
+            return
+        async with self._tracking():
+            text = command_text(raw_command_words(data))
+            event = self._interaction_event(interaction, EventKind.COMMAND, text)
+            await self._handle_interaction(interaction, event)
+
+    async def on_button(
+        self,
+        interaction: discord.Interaction,
+        action: str,
+        delivery_id: int | None,
+        workspace: str,
+        command: str | None,
+    ) -> None:
+        """A pressed button: the reply button opens the form, the rest run their command."""
+        async with self._tracking():
+            if command is None:
+                await interaction.response.send_modal(reply_modal(delivery_id, workspace))
+                return
+            event = self._interaction_event(
+                interaction, EventKind.ACTION, command, delivery_id=delivery_id, workspace=workspace
+            )
+            await self._handle_interaction(interaction, event)
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """Reply forms are read here, from the raw submission (see components.py)."""
+        if interaction.type is not discord.InteractionType.modal_submit:
+            return
+        data: Any = interaction.data or {}
+        target = parse_modal_custom_id(str(data.get("custom_id", "")))
+        if target is None:
+            return
+        delivery_id, workspace = target
+        async with self._tracking():
+            text = submitted_text(data) or ""
+            event = self._interaction_event(
+                interaction, EventKind.MESSAGE, text, delivery_id=delivery_id, workspace=workspace
+            )
+            await self._handle_interaction(interaction, event)
+
+    def _from_person(self, message: discord.Message) -> bool:
+        """A DM written by a person: not the bot, not another bot, not a system message."""
+        client = self._client
+        me = client.user if client is not None else None
+        return (
+            message.guild is None
+            and not message.author.bot
+            and message.webhook_id is None
+            and (me is None or message.author.id != me.id)
+            and message.type in (discord.MessageType.default, discord.MessageType.reply)
+        )
+
+    async def _message_text(self, message: discord.Message) -> str:
+        """The message's text plus any text file attached to it (Discord turns a long
+        paste into a ``message.txt`` attachment)."""
+        pieces = [message.content] if message.content else []
+        for attachment in message.attachments:
+            kind = (attachment.content_type or "").split(";")[0].strip()
+            textual = kind.startswith("text/") or attachment.filename.endswith((".txt", ".md"))
+            if not textual or attachment.size > TEXT_ATTACHMENT_LIMIT:
+                continue
+            try:
+                raw = await attachment.read()
+            except (discord.HTTPException, OSError):
+                log.warning("could not read attachment %s of a DM", attachment.id)
+                continue
+            pieces.append(raw.decode("utf-8", errors="replace"))
+        return "\n\n".join(pieces)
+
+    def _dm_event(self, message: discord.Message, kind: EventKind, text: str) -> IncomingEvent:
+        reference_id = message.reference.message_id if message.reference else None
+        return IncomingEvent(
+            platform=PLATFORM,
+            workspace="",  # a DM names no guild: the core finds the learner's workspace
+            user=str(message.author.id),
+            kind=kind,
+            text=text,
+            user_name=_user_name(message.author),
+            message_id=str(message.id),
+            answers_message=str(reference_id) if reference_id else None,
+        )
+
+    def _dm_responder(self, message: discord.Message) -> Callable[..., Awaitable[None]]:
+        async def respond(messages: list[OutgoingMessage]) -> None:
+            first = True
+            for outgoing in messages:
+                for part in render(outgoing):
+                    options = _message_options(part, outgoing.delivery_id, outgoing.workspace)
+                    if first:
+                        options["reference"] = message.to_reference(fail_if_not_exists=False)
+                        options["mention_author"] = False
+                        first = False
+                    await message.channel.send(**options)
+
+        return respond
+
+    async def on_message(self, message: discord.Message) -> None:
+        """A DM: a typed ``/mentor`` command, or an answer."""
+        async with self._tracking():
+            if not self._from_person(message):
+                return
+            self._dm_channels[str(message.author.id)] = message.channel.id
+            text = await self._message_text(message)
+            kind = EventKind.COMMAND if is_command(text) else EventKind.MESSAGE
+            try:
+                await self._deliver(
+                    self._dm_event(message, kind, text), self._dm_responder(message)
+                )
+            except discord.HTTPException:
+                log.exception("could not answer a DM from %s", message.author.id)
+
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        """An edited DM updates the stored answer it was (edits with unchanged text,
+        e.g. link previews being added, are ignored)."""
+        async with self._tracking():
+            message = payload.message
+            if payload.guild_id is not None or not self._from_person(message):
+                return
+            before = payload.cached_message
+            if before is not None and before.content == message.content:
+                return
+            text = await self._message_text(message)
+            try:
+                await self._deliver(
+                    self._dm_event(message, EventKind.EDIT, text), self._dm_responder(message)
+                )
+            except discord.HTTPException:
+                log.exception("could not answer an edit from %s", message.author.id)
+
+    # ------------------------------------------------------------------ messages out
+
+    def rate_limits(self, message: OutgoingMessage) -> list[Limit]:
+        """Discord's per-bot global budget (50 requests/s by default)."""
+        rate = self.settings.discord_rate
+        return [Limit("discord:global", rate, burst=max(1, int(rate)))]
+
+    def _require_client(self) -> _MentorClient:
+        client = self._client
+        if client is None or client.is_closed() or client.user is None:
+            raise TemporarySendError("the Discord client is not connected")
+        return client
+
+    def _is_guild_channel(self, channel: str | None) -> bool:
+        """Whether ``channel`` is a server channel (a digest's), not a DM; server
+        channels are all cached thanks to the GUILDS intent."""
+        client = self._client
+        if client is None or not channel or not channel.isdigit():
+            return False
+        return isinstance(client.get_channel(int(channel)), discord.abc.GuildChannel)
+
+    async def _dm_channel(self, message: OutgoingMessage, *, fresh: bool = False) -> Any:
+        """Where a delivery goes: ``message.channel`` when the core names one (the DM it
+        remembers, or a server channel for a digest), else the learner's DM, opened now."""
+        client = self._require_client()
+        known = None if fresh else (message.channel or self._dm_channels.get(message.user))
+        if known and str(known).isdigit():
+            # Server channels are cached (GUILDS intent); a DM needs no lookup to post in.
+            cached = client.get_channel(int(known))
+            if isinstance(cached, discord.abc.Messageable):
+                return cached
+            return client.get_partial_messageable(int(known), type=discord.ChannelType.private)
+        channel = await client.create_dm(discord.Object(int(message.user)))
+        self._dm_channels[message.user] = channel.id
+        return channel
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        """Post a delivery to the learner's DM; one Discord message per ``Part``.
+
+        Each part carries a nonce derived from the delivery, with ``enforce_nonce``, so
+        a retry after a timeout does not post it twice.
+        """
+        try:
+            return await self._send(message)
+        except SendError:
+            raise
+        except Exception as exc:
+            raise translate(exc) from exc
+
+    async def _send(self, message: OutgoingMessage) -> SendResult:
+        if not message.user.isdigit():
+            raise PermanentSendError("not a Discord user id", code="unknown_user")
+        parts = render(message, mark=True)
+        channel = await self._dm_channel(message)
+        try:
+            ids = await self._post_parts(channel, parts, message)
+        except discord.NotFound as exc:
+            if exc.code != UNKNOWN_CHANNEL or self._is_guild_channel(message.channel):
+                raise
+            # A remembered DM channel that Discord no longer knows: open it again.
+            self._dm_channels.pop(message.user, None)
+            channel = await self._dm_channel(message, fresh=True)
+            ids = await self._post_parts(channel, parts, message)
+        return SendResult(channel=str(channel.id), message_ids=tuple(ids))
+
+    async def _post_parts(
+        self, channel: Any, parts: list[Part], message: OutgoingMessage
+    ) -> list[str]:
+        ids: list[str] = []
+        for number, part in enumerate(parts, start=1):
+            options = _message_options(part, message.delivery_id, message.workspace)
+            sent = await channel.send(**options, nonce=nonce(message, number))
+            ids.append(str(sent.id))
+        return ids
+
+    async def _post_dm(self, message: OutgoingMessage) -> str:
+        """An answer the core did not mark ephemeral, given in a guild: to the DM.
+        Returns the link to the first message posted."""
+        channel = await self._dm_channel(message)
+        links: list[str] = []
+        for part in render(message):
+            options = _message_options(part, message.delivery_id, message.workspace)
+            links.append((await channel.send(**options)).jump_url)
+        return links[0] if links else ""
+
+    async def find_delivered(self, message: OutgoingMessage) -> SendResult | None:
+        """After a crash: did this delivery reach the DM? Looks for every part's footer
+        among the bot's recent DM messages; anything less is "cannot tell" (None), and
+        the resend's nonces keep already-posted parts from doubling."""
+        client = self._require_client()
+        me = client.user
+        ref = reference(message)
+        channel = await self._dm_channel(message)
+        found: dict[int, str] = {}
+        total = 0
+        async for posted in channel.history(limit=HISTORY_SCAN):
+            if me is None or posted.author.id != me.id:
+                continue
+            for embed in posted.embeds:
+                marker = parse_footer(embed.footer.text if embed.footer else None)
+                if marker is not None and marker[0] == ref:
+                    found[marker[1]] = str(posted.id)
+                    total = marker[2]
+        if not found or len(found) != total:
+            return None
+        return SendResult(
+            channel=str(channel.id), message_ids=tuple(found[i] for i in sorted(found))
+        )
+
+    async def notify_dm_blocked(self, message: OutgoingMessage) -> None:
+        """Tell the learner, in their guild, that their DMs are closed (the core calls
+        this once per learner). Best effort: never raises."""
+        try:
+            await self._notify_dm_blocked(message)
+        except Exception:
+            log.warning("could not post the DMs-closed note for %s", message.user, exc_info=True)
+
+    async def _notify_dm_blocked(self, message: OutgoingMessage) -> None:
+        client = self._client
+        if client is None or not message.workspace.isdigit() or not message.user.isdigit():
+            return
+        guild = client.get_guild(int(message.workspace))
+        if guild is None:
+            log.info("DMs-closed note skipped: not in guild %s", message.workspace)
+            return
+        text = DM_BLOCKED_NOTE.format(mention=f"<@{message.user}>")
+        mentions = discord.AllowedMentions(
+            everyone=False, roles=False, users=[discord.Object(int(message.user))]
+        )
+        for channel in self._note_channels(guild):
+            try:
+                await channel.send(text, allowed_mentions=mentions)
+                return
+            except discord.Forbidden:
+                continue
+        log.info("DMs-closed note skipped: no channel in guild %s accepts it", guild.id)
+
+    @staticmethod
+    def _note_channels(guild: discord.Guild) -> list[discord.TextChannel]:
+        """The system channel first, then text channels in sidebar order, keeping only
+        those the bot may post in (when its permissions are known)."""
+        me = guild.me
+        ordered = sorted(guild.text_channels, key=lambda c: (c.position, c.id))
+        if guild.system_channel is not None:
+            ordered = [guild.system_channel, *[c for c in ordered if c != guild.system_channel]]
+
+        def allowed(channel: discord.TextChannel) -> bool:
+            if me is None:
+                return True
+            perms = channel.permissions_for(me)
+            return perms.view_channel and perms.send_messages
+
+        return [c for c in ordered if allowed(c)][:5]
