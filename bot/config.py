@@ -52,6 +52,7 @@ class Settings:
     discord_lead_role: str | None = None
     discord_api_url: str | None = None
     discord_gateway_url: str | None = None
+    discord_members_intent: bool = False  # needed to see members join (auto-enrol)
     port: int = 3000
     # Sending pace (messages per second), enforced by the core's rate limiter.
     slack_channel_rate: float = 1.0
@@ -144,6 +145,10 @@ def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Set
         discord_lead_role=get("DISCORD_LEAD_ROLE"),
         discord_api_url=get("DISCORD_API_URL"),
         discord_gateway_url=get("DISCORD_GATEWAY_URL"),
+        discord_members_intent=_choice(
+            get("DISCORD_MEMBERS_INTENT"), "off", ("on", "off"), "DISCORD_MEMBERS_INTENT"
+        )
+        == "on",
         port=int(get("PORT") or 3000),
         slack_channel_rate=_positive(
             get("MENTORBOT_SLACK_CHANNEL_RATE"), 1.0, "MENTORBOT_SLACK_CHANNEL_RATE"
