@@ -9,19 +9,40 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from bot.models import Delivery, utcnow
+
+T = TypeVar("T", bound=SQLModel)
 
 SENDING = "sending"
 PENDING = "pending"
 SENT = "sent"
 FAILED = "failed"
 CANCELLED = "cancelled"
+
+
+def insert_or_get(
+    session: Session, model: type[T], key: dict[str, object], values: dict[str, object]
+) -> T:
+    """The row with ``key`` (its unique columns), inserted with ``values`` if missing.
+    Two first events from a new workspace at once both succeed: one inserts, the other
+    finds it, instead of one failing on the unique constraint."""
+    table = model.__table__  # type: ignore[attr-defined]
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(
+        insert(table).values(**key, **values).on_conflict_do_nothing(index_elements=list(key))
+    )
+    query = select(model)
+    for name, value in key.items():
+        query = query.where(getattr(model, name) == value)
+    return session.exec(query).one()
 
 
 def queue_delivery(session: Session, *, key: str, **values: object) -> int | None:

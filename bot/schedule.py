@@ -91,6 +91,48 @@ def parse_zone(value: str) -> ZoneInfo:
         ) from exc
 
 
+def parse_schedule_args(
+    args: tuple[str, ...] | list[str],
+) -> tuple[time | None, frozenset[int] | None, ZoneInfo | None]:
+    """`schedule` arguments in any order: each is a time (HH:MM), a day list, or a time
+    zone, by what it parses as; at least one must be given."""
+    at: time | None = None
+    days: frozenset[int] | None = None
+    zone: ZoneInfo | None = None
+    for arg in args:
+        if _TIME.match(arg.strip()):
+            if at is not None:
+                raise ScheduleError(f"two times given: {at:%H:%M} and {arg!r}")
+            at = parse_time(arg)
+            continue
+        try:
+            parsed_days = parse_days(arg)
+        except ScheduleError:
+            parsed_days = None
+        if parsed_days is not None:
+            if days is not None:
+                raise ScheduleError(f"two day lists given: {format_days(days)} and {arg!r}")
+            days = parsed_days
+            continue
+        try:
+            parsed_zone = parse_zone(arg)
+        except ScheduleError as exc:
+            if ":" in arg:
+                parse_time(arg)  # raises the specific time error
+            if "/" in arg:
+                raise
+            raise ScheduleError(
+                f"{arg!r} is not a time (HH:MM), days (weekdays, daily, mon,tue,...) or an "
+                f"IANA time zone{str(exc).partition('Europe/Berlin')[2]}"
+            ) from exc
+        if zone is not None:
+            raise ScheduleError(f"two time zones given: {zone.key} and {arg!r}")
+        zone = parsed_zone
+    if at is None and days is None and zone is None:
+        raise ScheduleError("give a time, days or a time zone")
+    return at, days, zone
+
+
 def is_zone(value: str) -> bool:
     try:
         parse_zone(value)

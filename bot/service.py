@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import delete, func, or_, update
 from sqlmodel import Session, col, select
@@ -24,15 +25,13 @@ from bot.db import Store
 from bot.leads import LeadCommands
 from bot.messages import Action, EventKind, IncomingEvent, Outcome, OutgoingMessage, Section
 from bot.models import Delivery, Digest, Enrolment, Learner, Reply, ReplyRead, Workspace
-from bot.outbox import queue_delivery
+from bot.outbox import insert_or_get, queue_delivery
 from bot.schedule import (
     QUIET_FROM,
     Schedule,
     ScheduleError,
     format_days,
-    parse_days,
-    parse_time,
-    parse_zone,
+    parse_schedule_args,
     practice_time,
 )
 from bot.text import MAX_REPLY_CHARS, clean_reply, preview
@@ -46,8 +45,20 @@ WAITING_CONTENT = "waiting_content"
 STOPPED = "stopped"
 CURRENT_STATES = (ACTIVE, PAUSED, AWAITING_CONTINUE, WAITING_CONTENT)
 QUESTION_KINDS = ("lesson", "practice")
+GONE_TEXT = "That question is no longer available; nothing was changed."
 DIRECT_WORKSPACE = "direct"  # for DMs from users no workspace knows yet
 SNOOZE_HOURS = 2.0
+
+
+def sent_as(message_id: str) -> Any:
+    """Deliveries whose platform message ids (comma-separated) include ``message_id``."""
+    ids = col(Delivery.platform_message_ids)
+    return or_(
+        ids == message_id,
+        ids.like(f"%,{message_id}"),
+        ids.like(f"{message_id},%"),
+        ids.like(f"%,{message_id},%"),
+    )
 
 
 @dataclass(frozen=True)
@@ -144,24 +155,35 @@ class MentorService(LeadCommands):
     def _workspace(self, session: Session, event: IncomingEvent) -> Workspace:
         if not event.workspace:
             return self._dm_workspace(session, event)
-        workspace = session.exec(
-            select(Workspace).where(
-                Workspace.platform == event.platform, Workspace.external_id == event.workspace
-            )
-        ).first()
-        if workspace is None:
-            workspace = Workspace(
-                platform=event.platform, external_id=event.workspace, name=event.workspace_name
-            )
-            session.add(workspace)
-            session.flush()
-        elif event.workspace_name and workspace.name != event.workspace_name:
+        workspace = insert_or_get(
+            session,
+            Workspace,
+            {"platform": event.platform, "external_id": event.workspace},
+            {"name": event.workspace_name, "created_at": self.clock()},
+        )
+        if event.workspace_name and workspace.name != event.workspace_name:
             workspace.name = event.workspace_name
         return workspace
 
     def _dm_workspace(self, session: Session, event: IncomingEvent) -> Workspace:
-        """A DM that names no workspace (Discord DMs carry no guild): the workspace where
-        this user most recently did something with a course, else a per-platform one."""
+        """A DM that names no workspace (Discord DMs carry no guild): the workspace of the
+        delivery it answers, else where this user most recently did something with a
+        course, else a per-platform one."""
+        if event.delivery_id is not None or event.answers_message:
+            query = (
+                select(Workspace)
+                .join(Learner, col(Learner.workspace_id) == Workspace.id)
+                .join(Delivery, col(Delivery.learner_id) == Learner.id)
+                .where(Workspace.platform == event.platform, Learner.user_id == event.user)
+            )
+            if event.delivery_id is not None:
+                query = query.where(Delivery.id == event.delivery_id)
+            else:
+                ref = event.answers_message or ""
+                query = query.where(sent_as(ref))
+            via_delivery = session.exec(query).first()
+            if via_delivery is not None:
+                return via_delivery
         found = session.exec(
             select(Workspace)
             .join(Learner, col(Learner.workspace_id) == Workspace.id)
@@ -174,28 +196,23 @@ class MentorService(LeadCommands):
         return self._workspace(session, replace(event, workspace=DIRECT_WORKSPACE))
 
     def _learner(self, session: Session, workspace: Workspace, event: IncomingEvent) -> Learner:
-        learner = session.exec(
-            select(Learner).where(
-                Learner.workspace_id == workspace.id, Learner.user_id == event.user
-            )
-        ).first()
-        if learner is None:
-            learner = Learner(
-                workspace_id=workspace.id or 0,
-                user_id=event.user,
-                display_name=event.user_name,
-                timezone=event.timezone,
-                role="lead" if event.platform_is_lead else "learner",
-            )
-            session.add(learner)
-            session.flush()
-        else:
-            if event.user_name and learner.display_name != event.user_name:
-                learner.display_name = event.user_name
-            if event.timezone and not learner.timezone:
-                learner.timezone = event.timezone
-            if learner.dm_blocked_at is not None and event.kind is EventKind.MESSAGE:
-                learner.dm_blocked_at = None  # they wrote to us in a DM, so DMs work again
+        learner = insert_or_get(
+            session,
+            Learner,
+            {"workspace_id": workspace.id, "user_id": event.user},
+            {
+                "display_name": event.user_name,
+                "timezone": event.timezone,
+                "role": "lead" if event.platform_is_lead else "learner",
+                "created_at": self.clock(),
+            },
+        )
+        if event.user_name and learner.display_name != event.user_name:
+            learner.display_name = event.user_name
+        if event.timezone and not learner.timezone:
+            learner.timezone = event.timezone
+        if learner.dm_blocked_at is not None and event.kind is EventKind.MESSAGE:
+            learner.dm_blocked_at = None  # they wrote to us in a DM, so DMs work again
         return learner
 
     # ------------------------------------------------------------------ schedules
@@ -382,6 +399,9 @@ class MentorService(LeadCommands):
         )
 
     def _cmd_skip(self, ctx: Context, _command: Command, outcome: Outcome) -> None:
+        if self._gone(ctx):
+            outcome.replies.append(ctx.answer(GONE_TEXT))
+            return
         question = self._targeted_question(ctx) or self._open_question(ctx)
         if question is None:
             outcome.replies.append(ctx.answer("There is no open question to skip."))
@@ -405,24 +425,12 @@ class MentorService(LeadCommands):
             )
             return
         try:
-            at = parse_time(command.args[0])
-            days: frozenset[int] | None = None
-            zone = None
-            for arg in command.args[1:]:
-                if "/" in arg or arg.upper() in ("UTC", "GMT"):
-                    if zone is not None:
-                        raise ScheduleError(f"two time zones given: {zone.key} and {arg!r}")
-                    zone = parse_zone(arg)
-                elif days is None:
-                    days = parse_days(arg)
-                else:
-                    raise ScheduleError(
-                        f"unexpected {arg!r}: give a time, then days, then a time zone"
-                    )
+            at, days, zone = parse_schedule_args(command.args)
         except ScheduleError as exc:
             outcome.replies.append(ctx.answer(f"Sorry, {exc}."))
             return
-        ctx.learner.delivery_time = f"{at:%H:%M}"
+        if at is not None:
+            ctx.learner.delivery_time = f"{at:%H:%M}"
         if days is not None:
             ctx.learner.delivery_days = format_days(days)
         if zone is not None:
@@ -454,6 +462,9 @@ class MentorService(LeadCommands):
         return schedule.local_date(last) == schedule.local_date(self.clock())
 
     def _cmd_snooze(self, ctx: Context, command: Command, outcome: Outcome) -> None:
+        if self._gone(ctx):
+            outcome.replies.append(ctx.answer(GONE_TEXT))
+            return
         question = self._targeted_question(ctx) or self._open_question(ctx)
         if question is None:
             outcome.replies.append(ctx.answer("There is no open question to be reminded about."))
@@ -830,6 +841,11 @@ class MentorService(LeadCommands):
 
     # ------------------------------------------------------------------ replies
 
+    def _gone(self, ctx: Context) -> bool:
+        """A button or form that points at a delivery which no longer exists (or is not
+        this learner's): it must not act on some other question instead."""
+        return ctx.event.delivery_id is not None and self._targeted_question(ctx) is None
+
     def _targeted_question(self, ctx: Context) -> Delivery | None:
         """The question a button, modal, thread or reply points at, if any."""
         if ctx.event.delivery_id is not None:
@@ -845,12 +861,7 @@ class MentorService(LeadCommands):
                 select(Delivery).where(
                     Delivery.learner_id == ctx.learner.id,
                     col(Delivery.question).is_not(None),
-                    or_(
-                        Delivery.platform_message_ids == ref,
-                        col(Delivery.platform_message_ids).like(f"%,{ref}"),
-                        col(Delivery.platform_message_ids).like(f"{ref},%"),
-                        col(Delivery.platform_message_ids).like(f"%,{ref},%"),
-                    ),
+                    sent_as(ref),
                 )
             ).first()
         return None
@@ -870,15 +881,20 @@ class MentorService(LeadCommands):
                 )
             )
             return
-        if ctx.event.delivery_id is not None and self._targeted_question(ctx) is None:
-            outcome.replies.append(
-                ctx.answer("That question is no longer available, so I couldn't attach your reply.")
-            )
-            return
-        question = self._targeted_question(ctx)
+        moved_from_gone = self._gone(ctx)
+        question = None if moved_from_gone else self._targeted_question(ctx)
         added = False
         if question is None:
             question = self._open_question(ctx)
+        if question is None and moved_from_gone:
+            outcome.replies.append(
+                ctx.answer(
+                    "That question is no longer available and you have no open question, so I "
+                    f"could not keep this. Here is what you wrote, to keep or send again:\n\n"
+                    f"{preview(text, 3000)}"
+                )
+            )
+            return
         if question is None:
             last = self._last_question(ctx)
             enrolment = self._enrolment(ctx)
@@ -907,6 +923,8 @@ class MentorService(LeadCommands):
         if enrolment is not None and enrolment.status == ACTIVE:
             when = f" Next lesson-day: {self._when(ctx, enrolment.next_due_at)}."
         verb = "Added to your answer to" if added else "Thanks, I kept your answer to"
+        if moved_from_gone:
+            verb = "That question is no longer available, so I kept your answer with"
         if reply.visibility == "leads":
             privacy = " Your leads can read it (a workspace setting)."
             actions: tuple[Action, ...] = ()

@@ -231,3 +231,45 @@ def test_a_database_locked_too_long_gets_a_clear_answer_and_loses_nothing(
     assert "Thanks, I kept your answer" in chat.text("an answer that cannot be saved yet")
     app.store.dispose()
     locker.dispose()
+
+
+def test_schedule_arguments_in_any_order(app: App) -> None:
+    chat = Chat(app)
+    assert "09:00 daily (Asia/Tokyo)" in chat.text("/mentor schedule Asia/Tokyo daily")
+    assert "07:15 mon,wed (Asia/Tokyo)" in chat.text("/mentor schedule mon,wed 07:15")
+    assert "unknown time zone 'Mars/Base'" in chat.text("/mentor schedule Mars/Base")
+    assert "'soonish' is not a time" in chat.text("/mentor schedule soonish")
+    assert "two times given" in chat.text("/mentor schedule 08:00 09:00")
+
+
+def test_buttons_for_a_question_that_is_gone_change_nothing(app: App) -> None:
+    from bot.messages import EventKind
+
+    chat = Chat(app)
+    chat.say("/mentor start")
+    for command in ("skip", "snooze"):
+        answer = chat.send(chat.event(EventKind.ACTION, command, delivery_id=999))
+        assert answer[0].text == "That question is no longer available; nothing was changed."
+    # A reply sent through the form of a vanished question joins the open question.
+    kept = chat.text("my answer", delivery_id=999)
+    assert "no longer available, so I kept your answer with" in kept
+    chat.say("/mentor skip")
+    lost = chat.text("another answer", delivery_id=999)
+    assert "Here is what you wrote" in lost and "another answer" in lost
+
+
+def test_a_dm_without_workspace_follows_the_delivery_it_answers(app: App) -> None:
+    from bot.messages import EventKind
+
+    a = Chat(app, user="ana", workspace="A", platform="console")
+    b = Chat(app, user="ana", workspace="B", platform="console")
+    a.say("/mentor start")
+    [lesson_b] = [m for m in b.say("/mentor start") if m.kind == "lesson"]
+    dm = Chat(app, user="ana", workspace="", platform="console")
+    # B is the most recent, but this reply is to A's question via its delivery id.
+    [lesson_a] = [m for m in a.adapter.sent if m.kind == "lesson" and m.workspace == "A"]
+    dm.send(dm.event(EventKind.MESSAGE, "for A", delivery_id=lesson_a.delivery_id))
+    with Session(app.store.engine) as session:
+        reply = session.exec(select(Reply)).one()
+    assert reply.delivery_id == lesson_a.delivery_id
+    assert lesson_b.delivery_id != lesson_a.delivery_id
