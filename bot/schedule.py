@@ -121,9 +121,10 @@ def parse_schedule_args(
                 parse_time(arg)  # raises the specific time error
             if "/" in arg:
                 raise
+            hint = str(exc).partition("Europe/Berlin")[2]  # "(did you mean …?)" if any
             raise ScheduleError(
-                f"{arg!r} is not a time (HH:MM), days (weekdays, daily, mon,tue,...) or an "
-                f"IANA time zone{str(exc).partition('Europe/Berlin')[2]}"
+                f"invalid day {arg!r}, and not a time zone either: days are weekdays, daily or "
+                f"mon,tue,...; a time is HH:MM; a time zone looks like Europe/Berlin{hint}"
             ) from exc
         if zone is not None:
             raise ScheduleError(f"two time zones given: {zone.key} and {arg!r}")

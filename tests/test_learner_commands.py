@@ -238,7 +238,7 @@ def test_schedule_arguments_in_any_order(app: App) -> None:
     assert "09:00 daily (Asia/Tokyo)" in chat.text("/mentor schedule Asia/Tokyo daily")
     assert "07:15 mon,wed (Asia/Tokyo)" in chat.text("/mentor schedule mon,wed 07:15")
     assert "unknown time zone 'Mars/Base'" in chat.text("/mentor schedule Mars/Base")
-    assert "'soonish' is not a time" in chat.text("/mentor schedule soonish")
+    assert "invalid day 'soonish', and not a time zone" in chat.text("/mentor schedule soonish")
     assert "two times given" in chat.text("/mentor schedule 08:00 09:00")
 
 

@@ -143,7 +143,7 @@ def test_buttons_for_deliveries_that_are_gone(sqlite_url: str, clock: Clock) -> 
 
             skipped = await world.press(ALICE, lesson, "skip")
             assert skipped.ephemeral
-            assert "There is no open question to skip." in skipped.text
+            assert "That question is no longer available; nothing was changed." in skipped.text
             late = await world.submit(ALICE, opened.callbacks[0].data["custom_id"], "Too late?")
             assert late.ephemeral
             assert "That question is no longer available" in late.text
@@ -171,7 +171,7 @@ def test_buttons_for_deliveries_that_are_gone(sqlite_url: str, clock: Clock) -> 
                 )
             )
             ghost = await world.press(ALICE, fake, "skip")
-            assert "There is no open question to skip." in ghost.text
+            assert "That question is no longer available; nothing was changed." in ghost.text
 
     run(scenario)
 
