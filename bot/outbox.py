@@ -96,23 +96,17 @@ def claim(
         candidates = select(Delivery.id).where(
             Delivery.status == PENDING, col(Delivery.id).in_(list(ids))
         )
-    if session.get_bind().dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
-    chosen = list(session.exec(candidates).all())
-    if not chosen:
-        return []
-    result = session.execute(
-        sa.update(table)
-        .where(table.c.id.in_(chosen), table.c.status == PENDING)
-        .values(
-            status=SENDING,
-            lease_owner=owner,
-            lease_until=now + lease,
-            attempts=table.c.attempts + 1,
-        )
-        .returning(table.c.id)
+    return _take(
+        session,
+        candidates,
+        still=table.c.status == PENDING,
+        values={
+            "status": SENDING,
+            "lease_owner": owner,
+            "lease_until": now + lease,
+            "attempts": table.c.attempts + 1,
+        },
     )
-    return sorted(result.scalars().all())
 
 
 def mark_sent(
@@ -178,6 +172,21 @@ def release(
     session.add(delivery)
 
 
+def _take(session: Session, candidates, still, values: dict[str, object]) -> list[int]:  # type: ignore[no-untyped-def]
+    """Lock the candidate rows (skipping ones another replica holds, on PostgreSQL), then
+    update those that still match ``still`` in one statement; returns the ids taken."""
+    table = Delivery.__table__  # type: ignore[attr-defined]
+    if session.get_bind().dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    chosen = list(session.exec(candidates).all())
+    if not chosen:
+        return []
+    result = session.execute(
+        sa.update(table).where(table.c.id.in_(chosen), still).values(**values).returning(table.c.id)
+    )
+    return sorted(result.scalars().all())
+
+
 def claim_expired(
     session: Session, *, owner: str, now: datetime, lease: timedelta, limit: int = 100
 ) -> list[int]:
@@ -193,18 +202,12 @@ def claim_expired(
         .order_by(col(Delivery.id))
         .limit(limit)
     )
-    if session.get_bind().dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
-    chosen = list(session.exec(candidates).all())
-    if not chosen:
-        return []
-    result = session.execute(
-        sa.update(table)
-        .where(table.c.id.in_(chosen), table.c.status == SENDING, table.c.lease_until < now)
-        .values(lease_owner=owner, lease_until=now + lease)
-        .returning(table.c.id)
+    return _take(
+        session,
+        candidates,
+        still=sa.and_(table.c.status == SENDING, table.c.lease_until < now),
+        values={"lease_owner": owner, "lease_until": now + lease},
     )
-    return sorted(result.scalars().all())
 
 
 def renew_leases(session: Session, *, owner: str, until: datetime) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from typing import Any, TypeVar
 
 from sqlmodel import Session, col, func, select
 
@@ -28,6 +29,7 @@ from bot.service import (
 from bot.text import preview
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DAILY_CAP = 3  # bot-initiated messages per learner per local day
 CONTINUE_ASKS = 3  # how many delivery days we ask "continue?" before leaving it to the learner
@@ -79,6 +81,13 @@ class Planner:
         if session.get_bind().dialect.name == "postgresql":
             return query.with_for_update(skip_locked=True)
         return query
+
+    def _due(self, session: Session, model: type[T], due_column: Any, now: datetime) -> list[T]:
+        """A batch of ``model`` rows whose ``due_column`` has come, locked for this pass."""
+        query = (
+            select(model).where(col(due_column) <= now).order_by(col(due_column)).limit(self.batch)
+        )
+        return list(session.exec(self._locked(session, query)).all())
 
     def _schedule(self, session: Session, learner: Learner) -> Schedule:
         workspace = session.get(Workspace, learner.workspace_id)
@@ -228,15 +237,7 @@ class Planner:
     # ------------------------------------------------------------------ nudges
 
     def _due_reminders(self, session: Session, now: datetime, total: PlanResult) -> int:
-        rows = session.exec(
-            self._locked(
-                session,
-                select(Delivery)
-                .where(col(Delivery.remind_at) <= now)
-                .order_by(col(Delivery.remind_at))
-                .limit(self.batch),
-            )
-        ).all()
+        rows = self._due(session, Delivery, Delivery.remind_at, now)
         for question in rows:
             question.remind_at = None
             session.add(question)
@@ -289,15 +290,7 @@ class Planner:
         return len(rows)
 
     def _due_practices(self, session: Session, now: datetime, total: PlanResult) -> int:
-        rows = session.exec(
-            self._locked(
-                session,
-                select(Reply)
-                .where(col(Reply.follow_up_at) <= now)
-                .order_by(col(Reply.follow_up_at))
-                .limit(self.batch),
-            )
-        ).all()
+        rows = self._due(session, Reply, Reply.follow_up_at, now)
         for reply in rows:
             reply.follow_up_at = None
             session.add(reply)
@@ -350,15 +343,7 @@ class Planner:
         return len(rows)
 
     def _due_digests(self, session: Session, now: datetime, total: PlanResult) -> int:
-        rows = session.exec(
-            self._locked(
-                session,
-                select(Digest)
-                .where(col(Digest.next_due_at) <= now)
-                .order_by(col(Digest.next_due_at))
-                .limit(self.batch),
-            )
-        ).all()
+        rows = self._due(session, Digest, Digest.next_due_at, now)
         for digest in rows:
             workspace = session.get(Workspace, digest.workspace_id)
             if workspace is None or digest.created_by is None:

@@ -398,13 +398,19 @@ class MentorService(LeadCommands):
             )
         )
 
-    def _cmd_skip(self, ctx: Context, _command: Command, outcome: Outcome) -> None:
+    def _question_for(self, ctx: Context, outcome: Outcome, missing: str) -> Delivery | None:
+        """The question a button names, else the open one; None (answered) when neither."""
         if self._gone(ctx):
             outcome.replies.append(ctx.answer(GONE_TEXT))
-            return
+            return None
         question = self._targeted_question(ctx) or self._open_question(ctx)
         if question is None:
-            outcome.replies.append(ctx.answer("There is no open question to skip."))
+            outcome.replies.append(ctx.answer(missing))
+        return question
+
+    def _cmd_skip(self, ctx: Context, _command: Command, outcome: Outcome) -> None:
+        question = self._question_for(ctx, outcome, "There is no open question to skip.")
+        if question is None:
             return
         question.skipped_at = self.clock()
         ctx.session.add(question)
@@ -462,12 +468,10 @@ class MentorService(LeadCommands):
         return schedule.local_date(last) == schedule.local_date(self.clock())
 
     def _cmd_snooze(self, ctx: Context, command: Command, outcome: Outcome) -> None:
-        if self._gone(ctx):
-            outcome.replies.append(ctx.answer(GONE_TEXT))
-            return
-        question = self._targeted_question(ctx) or self._open_question(ctx)
+        question = self._question_for(
+            ctx, outcome, "There is no open question to be reminded about."
+        )
         if question is None:
-            outcome.replies.append(ctx.answer("There is no open question to be reminded about."))
             return
         hours = SNOOZE_HOURS
         if command.args:
