@@ -14,6 +14,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import discord
@@ -61,12 +62,35 @@ DM_BLOCKED_NOTE = (
     "turn on **Direct Messages**, then send me any message."
 )
 
-# The only gateway intents the bot needs. GUILDS: guild names, roles and channels
+# The gateway intents the bot always needs. GUILDS: guild names, roles and channels
 # (lead detection, the DMs-closed note). DM_MESSAGES: DMs and their edits. Message
 # content is *not* needed: Discord always includes the content of DMs with the bot.
 INTENTS = discord.Intents.none()
 INTENTS.guilds = True
 INTENTS.dm_messages = True
+# User mentions in command text: ``<@id>`` or the older ``<@!id>``.
+MENTION = re.compile(r"<@!?(\d+)>")
+# Mentioned users Discord did not resolve are looked up, at most this many per command
+# and for at most this long: past that the core gets the ids without the details.
+MENTION_LOOKUPS = 25
+MENTION_LOOKUP_TIMEOUT = 5.0
+PRIVILEGED_INTENTS_HINT = (
+    "Discord refused the Server Members intent: DISCORD_MEMBERS_INTENT is on, but the "
+    "intent is not enabled for this application. Turn on Bot -> Privileged Gateway "
+    "Intents -> Server Members Intent in the Developer Portal, or set "
+    "DISCORD_MEMBERS_INTENT=off (auto-enrol then does nothing on Discord)."
+)
+
+
+def gateway_intents(settings: Settings) -> discord.Intents:
+    """The intents to identify with. Server Members is privileged (Discord refuses the
+    connection unless it is enabled in the Developer Portal), so it is asked for only
+    when DISCORD_MEMBERS_INTENT is on; it is what makes Discord report members joining,
+    which auto-enrol needs."""
+    intents = discord.Intents.none()
+    intents.value = INTENTS.value
+    intents.members = settings.discord_members_intent
+    return intents
 
 
 def _api_base(url: str) -> str:
@@ -85,18 +109,35 @@ def _user_name(user: discord.abc.User) -> str:
 
 def _mentioned(interaction: discord.Interaction) -> tuple[UserRef, ...]:
     """The users a command mentions, as Discord resolved them (so bots can be told
-    apart): user options and mentions picked inside text options both land here."""
+    apart): user options and mentions picked inside text options both land here. The
+    name is the one people see in that server: nickname, else display name."""
     data: Any = interaction.data or {}
-    users = (data.get("resolved") or {}).get("users") or {}
-    return tuple(
-        UserRef(
-            id=str(user_id),
-            name=raw.get("global_name") or raw.get("username"),
-            is_bot=bool(raw.get("bot")),
+    resolved = data.get("resolved") or {}
+    users = resolved.get("users") or {}
+    members = resolved.get("members") or {}
+    refs = []
+    for user_id, raw in users.items():
+        if not isinstance(raw, dict):
+            continue
+        member = members.get(user_id)
+        nick = member.get("nick") if isinstance(member, dict) else None
+        refs.append(
+            UserRef(
+                id=str(user_id),
+                name=nick or raw.get("global_name") or raw.get("username"),
+                is_bot=bool(raw.get("bot")),
+            )
         )
-        for user_id, raw in users.items()
-        if isinstance(raw, dict)
-    )
+    return tuple(refs)
+
+
+def _user_ref(user: discord.abc.User) -> UserRef:
+    return UserRef(id=str(user.id), name=_user_name(user), is_bot=user.bot)
+
+
+def _mention_ids(text: str) -> list[str]:
+    """The user ids mentioned in ``text``, first mention first, each once."""
+    return list(dict.fromkeys(MENTION.findall(text)))
 
 
 def _message_options(part: Part, delivery_id: int | None, workspace: str) -> dict[str, Any]:
@@ -284,7 +325,13 @@ class DiscordAdapter:
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
         client = _MentorClient(
             self,
-            intents=INTENTS,
+            intents=gateway_intents(self.settings),
+            # Even with the Server Members intent the member list is never needed: the
+            # join event carries the member, and interactions carry roles and
+            # permissions. Fetching and caching every member of large servers would
+            # only delay start-up and hold memory.
+            chunk_guilds_at_startup=False,
+            member_cache_flags=discord.MemberCacheFlags.none(),
             guild_ready_timeout=self.guild_ready_timeout,
             max_ratelimit_timeout=self.max_ratelimit_timeout,
             allowed_mentions=discord.AllowedMentions.none(),
@@ -298,9 +345,14 @@ class DiscordAdapter:
         client.event(self.on_interaction)
         client.event(self.on_guild_join)
         client.event(self.on_guild_remove)
+        client.event(self.on_member_join)
         self._client = client
         try:
             await client.start(self.settings.discord_token or "")
+        except discord.PrivilegedIntentsRequired:
+            # discord.py's message does not say which setting asked for the intent.
+            log.error(PRIVILEGED_INTENTS_HINT)
+            raise
         finally:
             if not client.is_closed():
                 await client.close()
@@ -399,6 +451,46 @@ class DiscordAdapter:
         async with self._tracking():
             log.info("left guild %s (%s)", guild.name, guild.id)
 
+    async def on_member_join(self, member: discord.Member) -> None:
+        """Someone joined a guild (Discord reports this only with the Server Members
+        intent, DISCORD_MEMBERS_INTENT=on). The core decides: with the guild's
+        ``auto-enrol`` on it enrols them and queues their welcome DM. Bots are never
+        learners, so they are not reported at all."""
+        async with self._tracking():
+            if member.bot:
+                return
+            guild = member.guild
+            event = IncomingEvent(
+                platform=PLATFORM,
+                workspace=str(guild.id),
+                user=str(member.id),
+                kind=EventKind.JOINED,
+                workspace_name=guild.name,
+                user_name=member.display_name,
+            )
+            try:
+                await self._deliver(event, self._unanswerable(event))
+            except Exception:
+                # There is no one to tell: a join has no interaction or DM to answer.
+                log.exception("could not handle %s joining guild %s", member.id, guild.id)
+
+    @staticmethod
+    def _unanswerable(event: IncomingEvent) -> Callable[..., Awaitable[None]]:
+        """``respond`` for an event nobody is waiting on (a member joining): what the
+        core says is only logged, so an apology for a failure still leaves a trace."""
+
+        async def respond(messages: list[OutgoingMessage]) -> None:
+            for message in messages:
+                log.warning(
+                    "no one to show this to (%s event, user %s, guild %s): %s",
+                    event.kind,
+                    event.user,
+                    event.workspace,
+                    message.plain_text()[:200],
+                )
+
+        return respond
+
     # ------------------------------------------------------------------ events in
 
     async def _deliver(self, event: IncomingEvent, respond: Callable[..., Awaitable[None]]) -> None:
@@ -469,6 +561,9 @@ class DiscordAdapter:
                 await replier.defer()
             else:
                 replier.start_timer()
+            if event.kind is EventKind.COMMAND:
+                # After the timer starts: a lookup must not hold up the acknowledgement.
+                event = await self._with_mentions(event)
             await self._deliver(event, replier.respond)
         except Exception:
             log.exception("could not answer a Discord interaction")
@@ -478,6 +573,53 @@ class DiscordAdapter:
             self._waiting_interactions -= 1
             with contextlib.suppress(discord.HTTPException):
                 await replier.finish()
+
+    async def _with_mentions(self, event: IncomingEvent) -> IncomingEvent:
+        """``event`` with a ``UserRef`` for every user its command text mentions.
+
+        The core refuses bots only if it is told which mentioned users are bots.
+        Discord resolves users picked in an option, but not an id typed or pasted as
+        ``<@id>``, nor a typed command in a DM beyond its message's mentions; those are
+        looked up (the client's cache first, then Discord). A user Discord does not
+        know is left without details: the core then treats the id as a person.
+        """
+        known = {ref.id: ref for ref in event.mentioned}
+        missing = [i for i in _mention_ids(event.text) if i not in known][:MENTION_LOOKUPS]
+        if not missing:
+            return event
+        found = await self._look_up_users(missing)
+        refs = [*event.mentioned, *(found[i] for i in missing if i in found)]
+        return replace(event, mentioned=tuple(refs))
+
+    async def _look_up_users(self, ids: Sequence[str]) -> dict[str, UserRef]:
+        client = self._client
+        if client is None:
+            return {}
+        found: dict[str, UserRef] = {}
+        to_fetch: list[int] = []
+        for user_id in ids:
+            cached = client.get_user(int(user_id))
+            if cached is not None:
+                found[user_id] = _user_ref(cached)
+            else:
+                to_fetch.append(int(user_id))
+        if not to_fetch:
+            return found
+        tasks = [asyncio.create_task(client.fetch_user(i)) for i in to_fetch]
+        done, pending = await asyncio.wait(tasks, timeout=MENTION_LOOKUP_TIMEOUT)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning("gave up looking up %d mentioned user(s)", len(pending))
+            await asyncio.gather(*pending, return_exceptions=True)
+        for task in done:
+            error = task.exception()
+            if error is None:
+                user = task.result()
+                found[str(user.id)] = _user_ref(user)
+            elif not isinstance(error, discord.NotFound):
+                log.warning("could not look up a mentioned user: %r", error)
+        return found
 
     @staticmethod
     def _apology(event: IncomingEvent) -> OutgoingMessage:
@@ -597,6 +739,7 @@ class DiscordAdapter:
             user_name=_user_name(message.author),
             message_id=str(message.id),
             answers_message=str(reference_id) if reference_id else None,
+            mentioned=tuple(_user_ref(user) for user in message.mentions),
         )
 
     def _dm_responder(self, message: discord.Message) -> Callable[..., Awaitable[None]]:
@@ -621,10 +764,11 @@ class DiscordAdapter:
             self._dm_channels[str(message.author.id)] = message.channel.id
             text = await self._message_text(message)
             kind = EventKind.COMMAND if is_command(text) else EventKind.MESSAGE
+            event = self._dm_event(message, kind, text)
+            if kind is EventKind.COMMAND:
+                event = await self._with_mentions(event)
             try:
-                await self._deliver(
-                    self._dm_event(message, kind, text), self._dm_responder(message)
-                )
+                await self._deliver(event, self._dm_responder(message))
             except discord.HTTPException:
                 log.exception("could not answer a DM from %s", message.author.id)
 

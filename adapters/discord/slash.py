@@ -8,6 +8,7 @@ every other platform. Options offer autocomplete where Discord can help typing.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
@@ -22,6 +23,7 @@ MAX_CHOICES = 25  # Discord's limit per autocomplete answer
 CHOICE_LIMIT = 100  # characters in a choice's name and value
 
 COMMON_DAYS = ("weekdays", "daily", "weekends", "mon,wed,fri", "tue,thu")
+_USER_MENTION = re.compile(r"(<@!?\d+>)")
 
 
 class CommandRunner(Protocol):
@@ -45,6 +47,17 @@ def command_text(words: Iterable[Any]) -> str:
         if text:
             out.append(text if shlex.quote(text) == text else shlex.quote(text))
     return " ".join(out)
+
+
+def people_words(text: str | None) -> list[str]:
+    """The words of a ``people`` option, one per mention.
+
+    Picking several people from Discord's list can leave them without spaces between
+    (``<@1><@2>``), and people type commas (``@ana, @ben``); either would otherwise reach
+    the core as one unreadable word, taken for a course name.
+    """
+    spaced = _USER_MENTION.sub(r" \1 ", text or "")
+    return [word for word in re.split(r"[\s,]+", spaced) if word]
 
 
 @lru_cache(maxsize=1)
@@ -223,7 +236,7 @@ class MentorGroup(app_commands.Group):
     async def assign(
         self, interaction: discord.Interaction, people: str, course: str | None = None
     ) -> None:
-        await self._run(interaction, "assign", *people.split(), course)
+        await self._run(interaction, "assign", *people_words(people), course)
 
     @assign.autocomplete("course")
     async def _assign_course_complete(
@@ -234,7 +247,7 @@ class MentorGroup(app_commands.Group):
     @app_commands.command(name="unassign", description="Leads: stop people's deliveries")
     @app_commands.describe(people="Mention them (pick from the list): @ana @ben")
     async def unassign(self, interaction: discord.Interaction, people: str) -> None:
-        await self._run(interaction, "unassign", *people.split())
+        await self._run(interaction, "unassign", *people_words(people))
 
     @app_commands.command(name="team", description="Leads: everyone's progress")
     async def team(self, interaction: discord.Interaction) -> None:
@@ -302,7 +315,7 @@ class MentorGroup(app_commands.Group):
         action: Literal["add", "remove"] | None = None,
         people: str | None = None,
     ) -> None:
-        await self._run(interaction, "leads", action, *(people or "").split())
+        await self._run(interaction, "leads", action, *people_words(people))
 
     @app_commands.command(name="reload", description="Leads: pick up edited lesson files")
     async def reload(self, interaction: discord.Interaction) -> None:

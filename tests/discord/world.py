@@ -194,6 +194,11 @@ class World:
         await self._until_handled(lambda: self.dc.dispatch("MESSAGE_UPDATE", edited))
         return self.bot_dms(user)[before:]
 
+    async def join(self, guild: int, member: FakeMember) -> None:
+        """``member`` joins ``guild`` (GUILD_MEMBER_ADD); needs the Server Members intent,
+        without which Discord, and the emulator, never send the event to wait for."""
+        await self._until_handled(lambda: self.dc.add_member(guild, member))
+
     def bot_dms(self, user: int) -> list[dict[str, Any]]:
         channel = self.dc.dm_channel_id(user)
         bot = str(self.dc.bot_user.id)
