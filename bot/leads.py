@@ -96,7 +96,9 @@ class LeadCommands:
     def _only_leads(self, ctx: Context, command: Command) -> str:
         return (
             f"Only leads can use `{grammar.PREFIX} {command.name}`. Leads are the workspace's "
-            f"admins and people a lead added with `{grammar.PREFIX} leads add @name`."
+            "admins and owners (on Discord: members who can manage the server or hold the "
+            "lead role), whoever installed the app, and people a lead added with "
+            f"`{grammar.PREFIX} leads add @name`."
         )
 
     def _visibility_sentence(self, workspace: Workspace) -> str:
@@ -262,9 +264,8 @@ class LeadCommands:
     def _cmd_unassign(self, ctx: Context, command: Command, outcome: Outcome) -> None:
         people, notes = self._people(ctx, command, "unassign")
         if not people:
-            outcome.replies.append(
-                ctx.answer(f"Name the people to unenrol, e.g. `{grammar.PREFIX} unassign @ana`.")
-            )
+            example = f"Name the people to unenrol, e.g. `{grammar.PREFIX} unassign @ana`."
+            outcome.replies.append(ctx.answer(" ".join([example, *notes])))
             return
         stopped, idle = [], []
         for user_id in people:
@@ -312,9 +313,8 @@ class LeadCommands:
             return
         people, notes = self._people(ctx, command, f"leads {action}")
         if not people:
-            outcome.replies.append(
-                ctx.answer(f"Name someone, e.g. `{grammar.PREFIX} leads {action} @ana`.")
-            )
+            example = f"Name someone, e.g. `{grammar.PREFIX} leads {action} @ana`."
+            outcome.replies.append(ctx.answer(" ".join([example, *notes])))
             return
         for user_id in people:
             learner = self._person(ctx, user_id)

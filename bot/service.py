@@ -136,6 +136,8 @@ class MentorService(LeadCommands):
 
     def _handle(self, session: Session, event: IncomingEvent) -> Outcome:
         workspace = self._workspace(session, event)
+        if event.kind is EventKind.JOINED and not workspace.auto_enrol:
+            return Outcome()  # someone joined the workspace: store nothing about them
         learner = self._learner(session, workspace, event)
         ctx = Context(session, event, workspace, learner)
         outcome = Outcome()
@@ -203,7 +205,9 @@ class MentorService(LeadCommands):
             {
                 "display_name": event.user_name,
                 "timezone": event.timezone,
-                "role": "lead" if event.platform_is_lead else "learner",
+                # Platform admins are leads per event (they may lose the role); only
+                # `leads add` stores the role.
+                "role": "learner",
                 "created_at": self.clock(),
             },
         )

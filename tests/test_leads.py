@@ -297,3 +297,16 @@ def test_operator_export_filters(app: App, clock: Clock) -> None:
     assert [r["reply"] for r in reply_rows(app.store, ReplyFilter(for_leads=True))] == ["B reply"]
     with Session(app.store.engine) as session:
         assert {r.text for r in session.exec(select(Reply))} == {"A reply", "B reply"}
+
+
+def test_joins_store_nothing_without_auto_enrol_and_admin_status_is_not_kept(app: App) -> None:
+    Chat(app, user="nia").send(Chat(app, user="nia").event(EventKind.JOINED))
+    with Session(app.store.engine) as session:
+        assert session.exec(select(Learner).where(Learner.user_id == "nia")).first() is None
+    admin = Chat(app, user="max", lead=True)
+    assert "Your team" in admin.text("/mentor team") or "Nobody here" in admin.text("/mentor team")
+    demoted = Chat(app, user="max", lead=False)  # lost the admin role on the platform
+    assert "Only leads" in demoted.text("/mentor team")
+    lena = Chat(app, user="lena", lead=True)
+    only_bots = lena.text("/mentor unassign <@B1>", mentioned=(UserRef("B1", "Bot", True),))
+    assert "Name the people" in only_bots and "<@B1> is a bot" in only_bots

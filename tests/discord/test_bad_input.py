@@ -98,7 +98,7 @@ def test_two_guilds_keep_their_data_apart(sqlite_url: str, clock: Clock) -> None
             assert world.replies(ALICE, GLOBEX) == []
             assert [r.text for r in world.replies(CAROL, GLOBEX)] == ["Globex answer from Carol."]
             assert sorted(world.learners(ALICE)) == sorted(
-                [(str(ACME), "lead"), (str(GLOBEX), "learner")]
+                [(str(ACME), "learner"), (str(GLOBEX), "learner")]
             )
 
     run(scenario)
