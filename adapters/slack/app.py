@@ -13,8 +13,11 @@ Modes, chosen from the settings:
 - transport: Socket Mode when ``SLACK_APP_TOKEN`` is set, HTTP (``/slack/events``,
   signed with ``SLACK_SIGNING_SECRET``) when the signing secret is set; both may run.
 
-Nothing here decides behaviour: every command, reply, edit and button goes to the hub
-as an ``IncomingEvent`` and whatever the core answers is rendered as Block Kit.
+Nothing here decides behaviour: every command, reply, edit, button and workspace join
+goes to the hub as an ``IncomingEvent`` and whatever the core answers is rendered as
+Block Kit. What only Slack knows is filled in here: who a mentioned ``<@U…>`` is (so the
+core can refuse bots), who counts as a lead (admins, owners, the installer), and how a
+file reaches a conversation (files cannot be ephemeral, so they go to the DM).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,7 +48,14 @@ from slack_bolt.request.async_internals import build_async_context
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.errors import TOKEN_ERRORS, error_code, outcome_unknown, to_send_error
+from adapters.slack.errors import (
+    FILE_SCOPE_ERRORS,
+    TOKEN_ERRORS,
+    error_code,
+    explain_channel_refusal,
+    outcome_unknown,
+    to_send_error,
+)
 from adapters.slack.installation import ThreadedInstallationStore, ThreadedStateStore
 from adapters.slack.render import (
     ACTION_PREFIX,
@@ -57,13 +67,22 @@ from adapters.slack.render import (
     read_button_value,
     render_parts,
     reply_modal,
+    to_mrkdwn,
 )
 from adapters.slack.translate import read_dm, submitted_answer
 from adapters.slack.verify import RecentKeys, RequestGuard, parse_body
 from bot.config import Settings
 from bot.db import Store
-from bot.messages import Action, EventKind, IncomingEvent, OutgoingMessage, SendResult
-from bot.ports import EventSink, PermanentSendError, Respond
+from bot.messages import (
+    Action,
+    Attachment,
+    EventKind,
+    IncomingEvent,
+    OutgoingMessage,
+    SendResult,
+    UserRef,
+)
+from bot.ports import EventSink, PermanentSendError, Respond, SendError
 from bot.ratelimit import Limit
 
 log = logging.getLogger(__name__)
@@ -74,7 +93,7 @@ EVENTS_PATH = "/slack/events"
 INSTALL_PATH = "/slack/install"
 REDIRECT_PATH = "/slack/oauth_redirect"
 DEFAULT_API_URL = "https://slack.com/api/"
-BOT_SCOPES = ("chat:write", "commands", "im:history", "im:write", "users:read")
+BOT_SCOPES = ("chat:write", "commands", "files:write", "im:history", "im:write", "users:read")
 METADATA_EVENT = "mentorbot_delivery"
 HISTORY_PAGES = 5  # how far back find_delivered looks: 5 x 200 messages of one DM
 WORKSPACE_BURST = 5
@@ -82,6 +101,13 @@ API_TIMEOUT_SECONDS = 15
 DRAIN_SECONDS = 10.0  # how long stop() lets in-flight events finish
 EVENT_ID_MEMORY_SECONDS = 15 * 60  # Slack retries an event 3 times within about 5 minutes
 TOKEN_CACHE_SECONDS = 300.0
+# users.info answers and installers are remembered this long: an admin who is demoted,
+# or a person who is deactivated, stops counting as a lead or a learner within minutes.
+PROFILE_CACHE_SECONDS = 600.0
+MENTION_LOOKUPS = 4  # users.info calls in flight for one command's mentions
+# A user mention as Slack escapes it in command text: <@U123> or <@U123|name>.
+_USER_MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^<>]*)?>")
+SLACKBOT = "USLACKBOT"  # users.info does not call Slackbot a bot
 START_ACTION = Action("start", "Start", "start", "primary")
 # When Slack's request arrived, for the events built after the ack (users.info may come
 # first), so the core measures its answer time from the learner's action.
@@ -90,11 +116,61 @@ _RECEIVED: ContextVar[datetime | None] = ContextVar("slack_received", default=No
 
 @dataclass(frozen=True)
 class Profile:
-    """What ``users.info`` says about a person, once per process."""
+    """What ``users.info`` says about a person (remembered for PROFILE_CACHE_SECONDS)."""
 
     name: str | None = None
     timezone: str | None = None
-    is_lead: bool = False
+    is_lead: bool = False  # workspace admin or owner (the installer is added per event)
+    is_bot: bool = False
+    active: bool = True  # False: deactivated, or not a member of this workspace
+    guest: bool = False  # a single- or multi-channel guest, not a full member
+
+
+def read_profile(data: dict[str, Any]) -> Profile:
+    """A Slack user object (users.info, team_join) in the adapter's words."""
+    details = data.get("profile") or {}
+    return Profile(
+        name=details.get("display_name") or details.get("real_name") or data.get("name"),
+        timezone=data.get("tz") or None,
+        is_lead=bool(data.get("is_admin") or data.get("is_owner")),
+        is_bot=bool(data.get("is_bot")) or data.get("id") == SLACKBOT,
+        active=not data.get("deleted"),
+        guest=bool(data.get("is_restricted") or data.get("is_ultra_restricted")),
+    )
+
+
+def mentioned_ids(text: str) -> list[str]:
+    """The users a command's text mentions, each once, in order."""
+    return list(dict.fromkeys(_USER_MENTION.findall(text)))
+
+
+async def _nobody(_messages: list[OutgoingMessage]) -> None:
+    """Where answers to a workspace join would go: there is no one to answer."""
+
+
+def _missing_files_scope(attachment: Attachment) -> str:
+    return (
+        f"I could not attach {attachment.filename}: this workspace's installation of "
+        "mentorbot lacks the `files:write` permission. A workspace admin can reinstall the "
+        "app to grant it."
+    )
+
+
+def _pointer(
+    team: str, user: str, shared: list[dict[str, Any]], problem: str | None
+) -> OutgoingMessage:
+    """The ephemeral note that says where a file answer went."""
+    if problem is not None and not shared:
+        text = f"I sent you a direct message about that: {problem}"
+    else:
+        names = ", ".join(
+            f"[{f['name']}]({f['permalink']})"
+            if isinstance(f.get("permalink"), str) and f.get("name")
+            else f"**{f.get('title') or f.get('name') or 'the file'}**"
+            for f in shared
+        )
+        text = f"Files can't be shown only to you here, so I sent {names} to our direct messages."
+    return OutgoingMessage(PLATFORM, team, user, text, ephemeral=True)
 
 
 class _NoUnusedTokenNotice(logging.Filter):
@@ -164,13 +240,16 @@ class SlackAdapter:
         self._tasks: set[asyncio.Task[None]] = set()
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._lock_users: dict[tuple[str, str], int] = {}
-        self._profiles: dict[tuple[str, str], Profile] = {}
+        # "team:user" -> (Profile, expiry on the monotonic clock)
+        self._profiles: _Bounded = _Bounded()
+        self._installers: dict[str, tuple[str | None, float]] = {}
         self._dm_channels: dict[tuple[str, str], str] = {}
         self._clients: dict[str, tuple[AsyncWebClient, float]] = {}
         self._event_ids = RecentKeys()
         # Per delivery key: parts already posted, and keys whose last post may have landed.
         self._posted: _Bounded = _Bounded()
         self._unsure: _Bounded = _Bounded()
+        self._uploaded: _Bounded = _Bounded()  # delivery key -> attachment indices uploaded
 
     # ------------------------------------------------------------------ wiring
 
@@ -213,6 +292,7 @@ class SlackAdapter:
         app.command(COMMAND)(self._on_command)
         app.event("message")(self._on_message)
         app.event("app_home_opened")(self._on_home_opened)
+        app.event("team_join")(self._on_team_join)
         app.action(re.compile("^" + re.escape(ACTION_PREFIX)))(self._on_action)
         app.view(REPLY_CALLBACK)(self._on_reply_submitted)
         if self.multi_workspace:
@@ -360,7 +440,9 @@ class SlackAdapter:
         flow = self.bolt.oauth_flow
         assert flow is not None
         self._ensure_session()
-        return await to_aiohttp_response(await flow.handle_callback(await to_bolt_request(request)))
+        response = await flow.handle_callback(await to_bolt_request(request))
+        self._installers.clear()  # a (re)install may have a new installer
+        return await to_aiohttp_response(response)
 
     # ------------------------------------------------------------------ listeners
 
@@ -373,16 +455,24 @@ class SlackAdapter:
             return
 
         async def work() -> None:
-            profile = await self._profile(client, team, user)
+            profile = await self._caller(client, team, user)
+            text = from_slack_text(command.get("text") or "")
             event = self._event(
                 team,
                 user,
                 EventKind.COMMAND,
-                from_slack_text(command.get("text") or ""),
+                text,
                 profile,
                 workspace_name=command.get("team_domain"),
+                mentioned=await self._mentioned(client, team, text),
             )
-            respond = self._responder(client, team, user, response_url=command.get("response_url"))
+            respond = self._responder(
+                client,
+                team,
+                user,
+                response_url=command.get("response_url"),
+                origin=command.get("channel_id"),
+            )
             await self._handle(event, respond)
 
         self._spawn(team, user, work)
@@ -404,7 +494,10 @@ class SlackAdapter:
             return
 
         async def work() -> None:
-            profile = await self._profile(client, team, dm.user)
+            profile = await self._caller(client, team, dm.user)
+            mentioned = (
+                await self._mentioned(client, team, dm.text) if dm.kind is EventKind.COMMAND else ()
+            )
             incoming = self._event(
                 team,
                 dm.user,
@@ -413,6 +506,7 @@ class SlackAdapter:
                 profile,
                 message_id=dm.message_id,
                 answers_message=dm.answers_message,
+                mentioned=mentioned,
             )
             respond = self._responder(
                 client, team, dm.user, channel=dm.channel, thread_ts=dm.thread_ts
@@ -466,7 +560,7 @@ class SlackAdapter:
             return
 
         async def work() -> None:
-            profile = await self._profile(client, team, user)
+            profile = await self._caller(client, team, user)
             event = self._event(
                 team,
                 user,
@@ -482,6 +576,7 @@ class SlackAdapter:
                 user,
                 response_url=None if from_home else body.get("response_url"),
                 channel=channel if channel and channel.startswith("D") else None,
+                origin=None if from_home else channel,
             )
             await self._handle(event, respond)
             if from_home:
@@ -508,10 +603,40 @@ class SlackAdapter:
             return
 
         async def work() -> None:
-            profile = await self._profile(client, team, user)
+            profile = await self._caller(client, team, user)
             event = self._event(team, user, EventKind.MESSAGE, text, profile, delivery_id=delivery)
             dm = channel if isinstance(channel, str) and channel.startswith("D") else None
             await self._handle(event, self._responder(client, team, user, channel=dm))
+
+        self._spawn(team, user, work)
+
+    async def _on_team_join(
+        self,
+        ack: AsyncAck,
+        event: dict[str, Any],
+        body: dict[str, Any],
+        context: AsyncBoltContext,
+    ) -> None:
+        """Someone joined the workspace. The core decides what that means (with the
+        workspace's ``auto-enrol`` on, it enrols them and queues their welcome DM). Bots,
+        deactivated accounts and guests are not members who take courses, so they are
+        not reported; a lead can still assign a guest by name."""
+        await ack()
+        if self._repeated(body):
+            return
+        data = event.get("user")
+        team = context.team_id or body.get("team_id") or ""
+        user = data.get("id") if isinstance(data, dict) else None
+        if not isinstance(data, dict) or not isinstance(user, str) or not user or not team:
+            return
+        profile = read_profile(data)
+        self._remember(team, user, profile)  # the event carries what users.info would say
+        if profile.is_bot or not profile.active or profile.guest:
+            return
+
+        async def work() -> None:
+            joined = await self._with_installer(team, user, profile)
+            await self._handle(self._event(team, user, EventKind.JOINED, "", joined), _nobody)
 
         self._spawn(team, user, work)
 
@@ -523,6 +648,7 @@ class SlackAdapter:
         team = context.team_id
         await self.installations.async_delete_all(enterprise_id=context.enterprise_id, team_id=team)
         self._clients.pop(team or "", None)
+        self._installers.pop(team or "", None)
         log.info("slack: uninstalled from %s", team)
 
     async def _on_tokens_revoked(
@@ -573,31 +699,83 @@ class SlackAdapter:
         assert self.hub is not None
         await self.hub.handle(event, respond)
 
-    async def _profile(self, client: AsyncWebClient, team: str, user: str) -> Profile:
-        """Name, time zone and admin flag from users.info, asked once per person."""
-        key = (team, user)
-        known = self._profiles.get(key)
-        if known is not None:
-            return known
+    def _remember(self, team: str, user: str, profile: Profile) -> None:
+        self._profiles[f"{team}:{user}"] = (profile, time.monotonic() + PROFILE_CACHE_SECONDS)
+
+    async def _profile(self, client: AsyncWebClient, team: str, user: str) -> Profile | None:
+        """Name, time zone, admin and bot flags from users.info, asked at most once per
+        PROFILE_CACHE_SECONDS per person and team. None when Slack could not be asked
+        (the event still counts, without the details)."""
+        known = self._profiles.get(f"{team}:{user}")
+        if known is not None and known[1] > time.monotonic():
+            return known[0]
         try:
             response = await client.users_info(user=user)
-        except Exception as exc:  # the event still counts without a profile
+        except Exception as exc:
+            if error_code(exc) == "user_not_found":
+                # Not a member of this workspace: remembered, so a stranger's id costs
+                # one call, and answered exactly like an id that never existed.
+                profile = Profile(active=False)
+                self._remember(team, user, profile)
+                return profile
             log.warning("slack: users.info for %s failed: %s", user, to_send_error(exc))
-            return Profile()
-        data = response.get("user") or {}
-        details = data.get("profile") or {}
-        profile = Profile(
-            name=details.get("display_name") or details.get("real_name") or data.get("name"),
-            timezone=data.get("tz") or None,
-            is_lead=bool(data.get("is_admin") or data.get("is_owner")),
-        )
-        self._profiles[key] = profile
+            return None
+        profile = read_profile(response.get("user") or {})
+        self._remember(team, user, profile)
         return profile
+
+    async def _caller(self, client: AsyncWebClient, team: str, user: str) -> Profile:
+        """The person an event comes from, with ``is_lead`` as this platform defines it."""
+        profile = await self._profile(client, team, user) or Profile()
+        return await self._with_installer(team, user, profile)
+
+    async def _with_installer(self, team: str, user: str, profile: Profile) -> Profile:
+        if profile.is_lead or not await self._is_installer(team, user):
+            return profile
+        return replace(profile, is_lead=True)
+
+    async def _is_installer(self, team: str, user: str) -> bool:
+        """Did ``user`` install the app in ``team``? Known only in OAuth mode, from the
+        stored installation (the newest one when the app was reinstalled); a bot token
+        alone does not say who installed it."""
+        if self.installations is None:
+            return False
+        known = self._installers.get(team)
+        if known is None or known[1] <= time.monotonic():
+            try:
+                found = await self.installations.async_find_installation(
+                    enterprise_id=None, team_id=team
+                )
+            except Exception:
+                log.exception("slack: could not read the installation of %s", team)
+                return False
+            known = (found.user_id if found else None, time.monotonic() + PROFILE_CACHE_SECONDS)
+            self._installers[team] = known
+        return known[0] == user
+
+    async def _mentioned(self, client: AsyncWebClient, team: str, text: str) -> tuple[UserRef, ...]:
+        """Who each ``<@U…>`` in a command is, so the core can leave out bots. A
+        deactivated account, or an id that is not a member of this workspace, cannot take
+        a course either, and ``UserRef`` has one flag for "not a person to enrol", so it
+        is marked like a bot. If Slack cannot be asked, the id is passed on unflagged."""
+        ids = mentioned_ids(text)
+        if not ids:
+            return ()
+        gate = asyncio.Semaphore(MENTION_LOOKUPS)
+
+        async def look_up(user_id: str) -> UserRef:
+            async with gate:
+                profile = await self._profile(client, team, user_id)
+            if profile is None:
+                return UserRef(user_id)
+            return UserRef(user_id, profile.name, profile.is_bot or not profile.active)
+
+        return tuple(await asyncio.gather(*(look_up(i) for i in ids)))
 
     async def _publish_home(self, client: AsyncWebClient, team: str, user: str) -> None:
         """The Home tab shows the core's answer to ``progress``; a Start button when the
         core has no progress to show (the person is not enrolled)."""
-        profile = await self._profile(client, team, user)
+        profile = await self._caller(client, team, user)
         shown: list[OutgoingMessage] = []
 
         async def capture(messages: list[OutgoingMessage]) -> None:
@@ -619,14 +797,28 @@ class SlackAdapter:
         response_url: str | None = None,
         channel: str | None = None,
         thread_ts: str | None = None,
+        origin: str | None = None,
     ) -> Respond:
         """Where answers go: ephemeral ones back through ``response_url`` (a slash
         command or a button), the rest into the learner's DM, in the thread when the
-        learner wrote in one."""
+        learner wrote in one. Answers with files go to the DM (see ``_answer_with_files``);
+        ``origin`` is the conversation the person acted in, to tell whether they are
+        looking at the DM already."""
 
         async def respond(messages: list[OutgoingMessage]) -> None:
             for message in messages:
                 try:
+                    if message.attachments:
+                        await self._answer_with_files(
+                            client,
+                            team,
+                            user,
+                            message,
+                            response_url=response_url,
+                            origin=origin or channel,
+                            thread_ts=thread_ts,
+                        )
+                        continue
                     if (
                         message.ephemeral
                         and response_url
@@ -639,6 +831,66 @@ class SlackAdapter:
                     log.warning("slack: could not answer %s in %s: %s", user, team, exc)
 
         return respond
+
+    async def _answer_with_files(
+        self,
+        client: AsyncWebClient,
+        team: str,
+        user: str,
+        message: OutgoingMessage,
+        *,
+        response_url: str | None,
+        origin: str | None,
+        thread_ts: str | None,
+    ) -> None:
+        """Slack has no ephemeral files, so an answer that carries files (a data export)
+        is posted with them in the person's DM, where only they can see it. Someone who
+        asked from another conversation is told, only to them, where to find it."""
+        dm = await self._open_dm(client, team, user)
+        thread = thread_ts if origin == dm else None
+        await self._post_parts(client, dm, render_parts(message), thread)
+        shared: list[dict[str, Any]] = []
+        problem: str | None = None
+        for attachment in message.attachments:
+            try:
+                shared.append(await self._upload(client, dm, attachment, thread))
+            except Exception as exc:
+                code = error_code(exc)
+                reason = _missing_files_scope(attachment) if code in FILE_SCOPE_ERRORS else None
+                problem = reason or (
+                    f"Sorry, I could not upload {attachment.filename} just now "
+                    f"({to_send_error(exc)}). Please ask again in a minute."
+                )
+                log.warning("slack: could not upload a file for %s in %s: %s", user, team, exc)
+                break
+        if problem is not None:
+            notice = OutgoingMessage(PLATFORM, team, user, problem, ephemeral=True)
+            await self._post_parts(client, dm, render_parts(notice), thread)
+        if response_url and origin != dm:
+            await self._post_response_url(response_url, _pointer(team, user, shared, problem))
+
+    async def _upload(
+        self,
+        client: AsyncWebClient,
+        channel: str,
+        attachment: Attachment,
+        thread_ts: str | None = None,
+    ) -> dict[str, Any]:
+        """One file into one conversation through Slack's upload flow
+        (files.getUploadURLExternal, the upload, files.completeUploadExternal); returns
+        the file object Slack answered with."""
+        upload: dict[str, Any] = {
+            "filename": attachment.filename,
+            "content": attachment.content,
+            "title": attachment.title or attachment.filename,
+        }
+        if attachment.mime.startswith("image/") and attachment.title:
+            upload["alt_txt"] = attachment.title  # read out by screen readers
+        response = await client.files_upload_v2(
+            file_uploads=[upload], channel=channel, thread_ts=thread_ts
+        )
+        files = response.get("files") or [{}]
+        return dict(files[0]) if isinstance(files[0], dict) else {}
 
     async def _post_response_url(self, url: str, message: OutgoingMessage) -> bool:
         """Post an ephemeral answer; False when Slack refused it (the caller posts to the
@@ -709,12 +961,18 @@ class SlackAdapter:
             self._clients.pop(team, None)
 
     async def _dm_channel(self, client: AsyncWebClient, message: OutgoingMessage) -> str:
+        """Where a delivery goes: its channel (a digest's, or the DM already known), else
+        the learner's DM."""
         if message.channel:
             return message.channel
-        key = (message.workspace, message.user)
+        return await self._open_dm(client, message.workspace, message.user)
+
+    async def _open_dm(self, client: AsyncWebClient, team: str, user: str) -> str:
+        """The DM channel id with ``user`` (files need a channel id, not a user id)."""
+        key = (team, user)
         known = self._dm_channels.get(key)
         if known is None:
-            opened = await client.conversations_open(users=message.user)
+            opened = await client.conversations_open(users=user)
             known = str(opened["channel"]["id"])
             self._dm_channels[key] = known
         return known
@@ -740,28 +998,37 @@ class SlackAdapter:
         return {"event_type": METADATA_EVENT, "event_payload": payload}
 
     async def send(self, message: OutgoingMessage) -> SendResult:
-        """Post a delivery to the learner's DM; returns the channel and every ts.
+        """Post a delivery to the learner's DM, or to its channel (a digest); then upload
+        its files (a digest's chart) there. Returns the channel and every message's ts.
 
         A message too big for one Slack message goes out as several; if a send fails
-        part-way, the parts already posted are remembered and not posted again. After a
-        timeout or 5xx the message may have arrived anyway, so the next attempt looks at
-        the DM's history first.
+        part-way, the parts and files already posted are remembered and not posted
+        again. After a timeout or 5xx the message may have arrived anyway, so the next
+        attempt looks at the DM's history first. A channel's history is not readable with
+        the scopes mentorbot asks for, so there a 5xx that did post can repeat a digest;
+        likewise a file whose upload timed out may be shared a second time.
         """
         parts = render_parts(message)
-        if not parts:
+        if not parts and not message.attachments:
             raise PermanentSendError("the message is empty", code="empty_message")
         key = message.delivery_key
         conversation, workspace = (limit.key for limit in self.rate_limits(message))
+        in_channel = bool(message.channel) and not str(message.channel).startswith("D")
+
+        def failure(exc: BaseException, scope: str) -> SendError:
+            self._forget_token_on(message.workspace, exc)
+            error = to_send_error(exc, scope)
+            return explain_channel_refusal(error) if in_channel else error
+
         try:
             client = await self._client_for(message.workspace)
             channel = await self._dm_channel(client, message)
             posted: dict[int, str] = dict(self._posted.get(key, {})) if key else {}
-            if key and key in self._unsure:
+            if key and key in self._unsure and not in_channel:
                 found, _ = await self._history(client, channel, key)
                 posted.update(found)
         except Exception as exc:
-            self._forget_token_on(message.workspace, exc)
-            raise to_send_error(exc, workspace) from exc
+            raise failure(exc, workspace) from exc
         for index, part in enumerate(parts):
             if index in posted:
                 continue
@@ -775,26 +1042,53 @@ class SlackAdapter:
                     unfurl_media=False,
                 )
             except Exception as exc:
-                self._forget_token_on(message.workspace, exc)
                 if key:
                     self._posted[key] = posted
                     if outcome_unknown(exc):
                         self._unsure[key] = True
-                raise to_send_error(exc, conversation) from exc
+                raise failure(exc, conversation) from exc
             posted[index] = str(response["ts"])
             channel = str(response.get("channel") or channel)
+        uploaded: set[int] = set(self._uploaded.get(key, ())) if key else set()
+        for index, attachment in enumerate(message.attachments):
+            if index in uploaded:
+                continue
+            try:
+                await self._upload(client, channel, attachment)
+            except Exception as exc:
+                if error_code(exc) in FILE_SCOPE_ERRORS:
+                    await self._say_file_missing(client, channel, attachment)
+                else:
+                    if key:
+                        self._posted[key] = posted
+                        self._uploaded[key] = uploaded
+                    raise failure(exc, conversation) from exc
+            uploaded.add(index)
         if key:
             self._posted.pop(key, None)
             self._unsure.pop(key, None)
+            self._uploaded.pop(key, None)
         return SendResult(channel=channel, message_ids=tuple(posted[i] for i in sorted(posted)))
+
+    async def _say_file_missing(
+        self, client: AsyncWebClient, channel: str, attachment: Attachment
+    ) -> None:
+        """An installation from before files:write was added: the message went out, so
+        say in it what is missing rather than failing it (which would post the text again
+        and again) and leave the file out."""
+        log.warning("slack: no files:write in %s; %s left out", channel, attachment.filename)
+        with contextlib.suppress(Exception):
+            await client.chat_postMessage(
+                channel=channel, text=to_mrkdwn(_missing_files_scope(attachment))
+            )
 
     async def find_delivered(self, message: OutgoingMessage) -> SendResult | None:
         """After a crash: did this delivery reach the DM? Looks for its metadata in the
         DM's history. A partly posted message counts as not delivered, but the parts
         found are remembered so the resend posts only the missing ones."""
         key = message.delivery_key
-        if not key:
-            return None
+        if not key or (message.channel and not message.channel.startswith("D")):
+            return None  # only a DM's history is readable (im:history); channels are not
         client = await self._client_for(message.workspace)
         channel = await self._dm_channel(client, message)
         found, total = await self._history(client, channel, key)

@@ -120,3 +120,28 @@ def outcome_unknown(exc: BaseException) -> bool:
     if isinstance(exc, SlackApiError):
         return _status(exc) >= 500
     return isinstance(exc, asyncio.TimeoutError | TimeoutError | aiohttp.ClientError | OSError)
+
+
+# A refusal to post in a channel (a digest's), in words the lead who set it up can act
+# on; the core quotes the reason in the DM it sends them.
+CHANNEL_REASONS = {
+    "not_in_channel": "mentorbot is not a member of that channel",
+    "channel_not_found": (
+        "Slack cannot find that channel (or it is private and mentorbot is not in it)"
+    ),
+    "is_archived": "that channel is archived",
+    "restricted_action": "the workspace does not let mentorbot post in that channel",
+    "missing_scope": "mentorbot's installation lacks a permission it needs there",
+}
+# Refusals that mean the installation was never granted files:write (it predates the
+# scope): the message still goes out, with a note instead of the file.
+FILE_SCOPE_ERRORS = frozenset({"missing_scope", "not_allowed_token_type"})
+
+
+def explain_channel_refusal(error: SendError) -> SendError:
+    """Reword a permanent refusal to post in a channel; anything else is returned as is."""
+    if isinstance(error, PermanentSendError) and error.code in CHANNEL_REASONS:
+        return PermanentSendError(
+            f"{CHANNEL_REASONS[error.code]} (slack: {error.code})", code=error.code
+        )
+    return error

@@ -25,6 +25,7 @@ def test_manifest_matches_the_adapter() -> None:
         "message.im",
         "app_uninstalled",
         "tokens_revoked",
+        "team_join",
     }
     assert settings["interactivity"]["is_enabled"] is True
     paths = {
