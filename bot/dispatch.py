@@ -28,6 +28,7 @@ from sqlmodel import Session
 
 from bot import metrics
 from bot.db import Store
+from bot.logcontext import bound
 from bot.messages import OutgoingMessage, SendResult
 from bot.models import Delivery, Learner
 from bot.outbox import (
@@ -198,6 +199,21 @@ class Dispatcher:
         await asyncio.gather(*(one(i) for i in ids))
 
     async def _send_one(self, delivery_id: int, rendered: Rendered, recovering: bool) -> None:
+        message = rendered.message
+        if isinstance(message, OutgoingMessage):
+            context = bound(
+                delivery=delivery_id,
+                kind=rendered.kind,
+                platform=message.platform,
+                workspace=message.workspace,
+                learner=message.user,
+            )
+        else:
+            context = bound(delivery=delivery_id, kind=rendered.kind)
+        with context:
+            await self._send_rendered(delivery_id, rendered, recovering)
+
+    async def _send_rendered(self, delivery_id: int, rendered: Rendered, recovering: bool) -> None:
         if isinstance(rendered.message, str):
             reason = rendered.message
             self.stats.cancelled += 1

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from bot import metrics
 from bot.db import DatabaseBusyError
 from bot.dispatch import Dispatcher
+from bot.logcontext import bound
 from bot.messages import IncomingEvent, OutgoingMessage
 from bot.ports import Respond
 from bot.service import MentorService
@@ -45,6 +46,10 @@ class Hub:
     dispatcher: Dispatcher
 
     async def handle(self, event: IncomingEvent, respond: Respond) -> None:
+        with bound(platform=event.platform, workspace=event.workspace, learner=event.user):
+            await self._handle(event, respond)
+
+    async def _handle(self, event: IncomingEvent, respond: Respond) -> None:
         first = True
 
         async def timed(messages: list[OutgoingMessage]) -> None:

@@ -13,6 +13,8 @@ import re
 import sys
 from datetime import UTC, datetime
 
+from bot.logcontext import LOG_CONTEXT
+
 _TOKEN = re.compile(
     r"(xox[abposr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+"  # Slack tokens
     r"|[MNO][A-Za-z\d_-]{23,25}\.[A-Za-z\d_-]{6}\.[A-Za-z\d_-]{27,})"  # Discord bot tokens
@@ -32,6 +34,7 @@ def _fields(record: logging.LogRecord) -> dict[str, object]:
         "logger": record.name,
         "msg": redact(record.getMessage()),
     }
+    fields.update(LOG_CONTEXT.get())
     for key, value in record.__dict__.items():
         if key not in _STANDARD and not key.startswith("_"):
             fields[key] = value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import os
@@ -274,3 +275,24 @@ def test_logs_are_structured_and_never_carry_tokens() -> None:
     assert redact("Bot MTIzNDU2Nzg5MDEyMzQ1Njc4.GabcDE.abcdefghijklmnopqrstuvwxyz12345") == (
         "Bot [redacted]"
     )
+
+
+def test_log_lines_carry_the_ids_of_the_work_they_belong_to(app: App, clock: Clock) -> None:
+    from bot.ports import TemporarySendError
+
+    Chat(app, user="ana").say("/mentor start")
+    clock.advance(days=1, hours=1)
+    Chat(app).adapter.fail_with = [TemporarySendError("HTTP 503")]
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(KeyValueFormatter())
+    logger = logging.getLogger("bot.dispatch")
+    logger.addHandler(handler)
+    try:
+        asyncio.run(app.engine.tick())
+    finally:
+        logger.removeHandler(handler)
+    [line] = [x for x in stream.getvalue().splitlines() if "will be retried" in x]
+    assert "workspace=local" in line and "learner=ana" in line
+    assert "delivery=" in line and "kind=lesson" in line and "platform=console" in line
+    assert "Do you prefer" not in stream.getvalue()  # no lesson or reply text in logs
