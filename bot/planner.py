@@ -273,21 +273,38 @@ class Planner:
                 continue  # a newer question replaced this one
             if self._sent_today(session, learner.id or 0, schedule, now) >= DAILY_CAP:
                 continue
-            queued = queue_delivery(
+            total.reminders += self._nudge(
+                session, question, f"remind:{question.id}", "reminder", now
+            )
+        return len(rows)
+
+    @staticmethod
+    def _nudge(
+        session: Session,
+        question: Delivery,
+        key: str,
+        kind: str,
+        now: datetime,
+        prompt: str | None = None,
+    ) -> bool:
+        """Queue a follow-up about ``question`` (once per key); True if it is new."""
+        return (
+            queue_delivery(
                 session,
-                key=f"remind:{question.id}",
-                learner_id=learner.id,
+                key=key,
+                learner_id=question.learner_id,
                 enrolment_id=question.enrolment_id,
                 parent_id=question.id,
-                kind="reminder",
+                kind=kind,
                 origin="schedule",
                 course_id=question.course_id,
                 lesson_id=question.lesson_id,
                 day=question.day,
+                question=prompt,
                 due_at=now,
             )
-            total.reminders += queued is not None
-        return len(rows)
+            is not None
+        )
 
     def _due_practices(self, session: Session, now: datetime, total: PlanResult) -> int:
         rows = self._due(session, Reply, Reply.follow_up_at, now)
@@ -325,21 +342,9 @@ class Planner:
                 f"A leadership practice from {lesson.name}: **{practice}**. "
                 f"You wrote: “{preview(reply.text, 160)}”. How have you applied it since?"
             )
-            queued = queue_delivery(
-                session,
-                key=f"practice:{question.id}",
-                learner_id=learner.id,
-                enrolment_id=enrolment.id,
-                parent_id=question.id,
-                kind="practice",
-                origin="schedule",
-                course_id=reply.course_id,
-                lesson_id=lesson.id,
-                day=question.day,
-                question=prompt,
-                due_at=now,
+            total.practices += self._nudge(
+                session, question, f"practice:{question.id}", "practice", now, prompt
             )
-            total.practices += queued is not None
         return len(rows)
 
     def _due_digests(self, session: Session, now: datetime, total: PlanResult) -> int:
