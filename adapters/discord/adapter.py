@@ -793,9 +793,14 @@ class DiscordAdapter:
     # ------------------------------------------------------------------ messages out
 
     def rate_limits(self, message: OutgoingMessage) -> list[Limit]:
-        """Discord's per-bot global budget (50 requests/s by default)."""
+        """Discord's per-bot global budget (50 requests/s by default), counted in
+        requests: a first DM to someone also opens the DM channel, so it draws twice.
+        A burst of a tenth of a second's budget absorbs wake-up jitter without
+        front-loading a whole second, which Discord's window answers with 429s."""
         rate = self.settings.discord_rate
-        return [Limit("discord:global", rate, burst=max(1, int(rate)))]
+        limit = Limit("discord:global", rate, burst=max(1, int(rate / 10)))
+        known = message.channel or self._dm_channels.get(message.user)
+        return [limit] if known else [limit, limit]
 
     def _require_client(self) -> _MentorClient:
         client = self._client

@@ -184,7 +184,13 @@ def test_the_bootstrap_serves_the_adapter(sqlite_url: str, clock: Clock) -> None
             [adapter] = choose_adapters(app, None)
             assert isinstance(adapter, DiscordAdapter)
             lesson = OutgoingMessage(platform="discord", workspace="1", user="2", text="hi")
-            assert adapter.rate_limits(lesson) == [Limit("discord:global", 50.0, burst=50)]
+            # A first DM also opens the DM channel: two requests from the global budget.
+            budget = Limit("discord:global", 50.0, burst=5)
+            assert adapter.rate_limits(lesson) == [budget, budget]
+            known = OutgoingMessage(
+                platform="discord", workspace="1", user="2", text="hi", channel="99"
+            )
+            assert adapter.rate_limits(known) == [budget]
             served = asyncio.create_task(serve(app, [adapter], tick=False))
             await adapter.wait_ready(TIMEOUT)
             assert app.dispatcher.adapters["discord"] is adapter
