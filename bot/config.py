@@ -40,6 +40,7 @@ class Settings:
     delivery_days: str = "mon,tue,wed,thu,fri"
     reminder_after_hours: float = 4.0
     tick_seconds: float = 60.0
+    content_watch: bool = False  # reload edited lessons at each tick, without a signal
     # Platform settings; an adapter starts when its credentials are present.
     slack_bot_token: str | None = None
     slack_signing_secret: str | None = None
@@ -134,6 +135,10 @@ def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Set
             get("MENTORBOT_REMINDER_AFTER"), 4.0, "MENTORBOT_REMINDER_AFTER"
         ),
         tick_seconds=_positive(get("MENTORBOT_TICK_SECONDS"), 60.0, "MENTORBOT_TICK_SECONDS"),
+        content_watch=_choice(
+            get("MENTORBOT_CONTENT_WATCH"), "off", ("on", "off"), "MENTORBOT_CONTENT_WATCH"
+        )
+        == "on",
         slack_bot_token=get("SLACK_BOT_TOKEN"),
         slack_signing_secret=get("SLACK_SIGNING_SECRET"),
         slack_app_token=get("SLACK_APP_TOKEN"),

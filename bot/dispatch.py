@@ -406,6 +406,11 @@ class Engine:
             await asyncio.shield(running)
 
     async def _tick(self) -> None:
+        service = self.planner.service
+        if service.settings.content_watch and await asyncio.to_thread(
+            service.catalog_holder.changed
+        ):
+            await asyncio.to_thread(service.reload_content)
         result = await asyncio.to_thread(self.planner.plan)
         if result.queued:
             log.info(

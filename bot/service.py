@@ -100,6 +100,22 @@ class CatalogHolder:
     def __init__(self, catalog: Catalog, path: Path | None = None) -> None:
         self.catalog = catalog
         self.path = path
+        self._seen = self.fingerprint()
+
+    def fingerprint(self) -> tuple[tuple[str, int, int], ...]:
+        """Name, size and modification time of every file in the content folder."""
+        if self.path is None or not self.path.is_dir():
+            return ()
+        files = sorted(f for f in self.path.rglob("*") if f.is_file())
+        return tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+
+    def changed(self) -> bool:
+        """True once after any lesson file was added, edited or removed."""
+        now = self.fingerprint()
+        if now == self._seen:
+            return False
+        self._seen = now
+        return True
 
     def reload(self) -> list[Problem]:
         """Load the content folder again. On errors the last good catalog stays in use;

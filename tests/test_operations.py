@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from bot.config import bundled_content_dir
+from bot.config import Settings, bundled_content_dir
 from bot.messages import OutgoingMessage, SendResult
 from bot.models import Delivery
 from mentorbot.bootstrap import App
@@ -296,3 +296,26 @@ def test_log_lines_carry_the_ids_of_the_work_they_belong_to(app: App, clock: Clo
     assert "workspace=local" in line and "learner=ana" in line
     assert "delivery=" in line and "kind=lesson" in line and "platform=console" in line
     assert "Do you prefer" not in stream.getvalue()  # no lesson or reply text in logs
+
+
+def test_watching_the_content_folder_reloads_edited_lessons(
+    settings: Settings, clock: Clock, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from mentorbot.bootstrap import build
+
+    content = tmp_path / "content"
+    shutil.copytree(bundled_content_dir(), content)
+    app = build(replace(settings, content_dir=content, content_watch=True), clock=clock)
+    try:
+        asyncio.run(app.engine.tick())
+        assert len(app.catalog.catalog.default.lessons) == 1
+        (content / "data-engineering" / "0.2.3.md").write_text(LESSON_023, encoding="utf-8")
+        asyncio.run(app.engine.tick())
+        assert len(app.catalog.catalog.default.lessons) == 2
+        (content / "data-engineering" / "0.2.4.md").write_text("broken\n", encoding="utf-8")
+        asyncio.run(app.engine.tick())
+        assert len(app.catalog.catalog.default.lessons) == 2  # the last good one stays
+    finally:
+        app.store.dispose()
