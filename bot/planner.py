@@ -55,10 +55,6 @@ class Planner:
         self.store = service.store
         self.batch = batch
 
-    @property
-    def reminder_after(self) -> timedelta:
-        return timedelta(hours=self.service.settings.reminder_after_hours)
-
     def plan(self, now: datetime | None = None) -> PlanResult:
         """Queue everything due at ``now``; loops over batches until nothing is left."""
         now = now or self.service.clock()

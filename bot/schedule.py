@@ -134,14 +134,6 @@ def parse_schedule_args(
     return at, days, zone
 
 
-def is_zone(value: str) -> bool:
-    try:
-        parse_zone(value)
-    except ScheduleError:
-        return False
-    return True
-
-
 @dataclass(frozen=True)
 class Schedule:
     at: time

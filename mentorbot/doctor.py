@@ -11,7 +11,6 @@ import json
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 
 from bot.config import Settings, load_settings
 from bot.course import load_catalog
@@ -193,6 +192,3 @@ def run_doctor() -> int:
     failed = [c for c in checks if c.status == "FAIL"]
     print(f"{len(failed)} problem(s) found." if failed else "Everything looks fine.")
     return 1 if failed else 0
-
-
-__all__ = ["Check", "Path", "run_doctor"]

@@ -20,7 +20,6 @@ _TOKEN = re.compile(
     r"|[MNO][A-Za-z\d_-]{23,25}\.[A-Za-z\d_-]{6}\.[A-Za-z\d_-]{27,})"  # Discord bot tokens
 )
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
-CONTEXT_KEYS = ("workspace", "learner", "delivery", "platform", "kind")
 
 
 def redact(text: str) -> str:
