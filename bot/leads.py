@@ -764,6 +764,7 @@ class LeadCommands:
             )
         ).all()
         answered_ids = {r.delivery_id for r in replies}
+        asked_ids = {d.id for d in asked}
         got = {d.learner_id for d in asked}
         answered_by = {d.learner_id for d in asked if d.id in answered_ids}
         lesson_days_done = sum(1 for d in asked if d.id in answered_ids)
@@ -772,7 +773,7 @@ class LeadCommands:
         per_day = [0] * span
         for reply in replies:
             index = (reply.created_at.astimezone(zone).date() - first_day).days
-            if 0 <= index < span and reply.delivery_id in {d.id for d in asked}:
+            if 0 <= index < span and reply.delivery_id in asked_ids:
                 per_day[index] += 1
         streaks = sorted(
             (

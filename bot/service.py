@@ -97,10 +97,11 @@ class Context:
 class CatalogHolder:
     """The course catalog in use; swapped whole when content is reloaded."""
 
-    def __init__(self, catalog: Catalog, path: Path | None = None) -> None:
+    def __init__(self, catalog: Catalog, path: Path | None = None, watch: bool = False) -> None:
         self.catalog = catalog
         self.path = path
-        self._seen = self.fingerprint()
+        # Only a watched folder needs a baseline; otherwise start-up skips the walk.
+        self._seen = self.fingerprint() if watch else ()
 
     def fingerprint(self) -> tuple[tuple[str, int, int], ...]:
         """Name, size and modification time of every file in the content folder."""

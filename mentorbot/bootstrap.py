@@ -44,7 +44,11 @@ def build(
     clock: Callable[[], datetime] | None = None,
 ) -> App:
     """Load content (raises ContentError when invalid), open the store, migrate it."""
-    catalog = CatalogHolder(load_catalog_or_raise(settings.content_dir), settings.content_dir)
+    catalog = CatalogHolder(
+        load_catalog_or_raise(settings.content_dir),
+        settings.content_dir,
+        watch=settings.content_watch,
+    )
     store = Store(settings.database_url)
     if migrate:
         store.upgrade()
