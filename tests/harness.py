@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from bot.commands import is_command
 from bot.messages import EventKind, IncomingEvent, OutgoingMessage, SendResult
@@ -106,3 +108,31 @@ class Chat:
     def text(self, text: str, **extra: object) -> str:
         """What the learner sees, as plain text."""
         return "\n---\n".join(m.plain_text() for m in self.say(text, **extra))
+
+
+@contextmanager
+def sqlite_locked(url: str, seconds: float) -> Iterator[None]:
+    """Hold the SQLite write lock from another connection; it is released ``seconds``
+    after the block starts, so work inside must wait for it (and then succeed)."""
+    import sqlalchemy as sa
+
+    locker = sa.create_engine(url)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with locker.connect() as conn:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            locked.set()
+            release.wait(5)
+            conn.exec_driver_sql("ROLLBACK")
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    locked.wait(5)
+    threading.Timer(seconds, release.set).start()
+    try:
+        yield
+    finally:
+        release.set()
+        holder.join()
+        locker.dispose()

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -25,7 +24,7 @@ from bot.outbox import claim
 from bot.ports import PermanentSendError, RateLimited, TemporarySendError
 from mentorbot.bootstrap import App, build
 from tests.conftest import REPO, Clock
-from tests.harness import Chat, InboxAdapter
+from tests.harness import Chat, InboxAdapter, sqlite_locked
 from tests.support.journal import read_journal
 
 WED = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)  # the Clock fixture starts here
@@ -465,23 +464,8 @@ def test_a_briefly_locked_database_does_not_stop_the_engine(sqlite_url: str, clo
     try:
         started(app)
         clock.now = at(26, 9)
-        locker = sa.create_engine(sqlite_url)
-        locked, release = threading.Event(), threading.Event()
-
-        def hold() -> None:
-            with locker.connect() as conn:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-                locked.set()
-                release.wait(5)
-                conn.exec_driver_sql("ROLLBACK")
-
-        holder = threading.Thread(target=hold)
-        holder.start()
-        locked.wait(5)
-        threading.Timer(0.4, release.set).start()
-        tick(app)
-        holder.join()
-        locker.dispose()
+        with sqlite_locked(sqlite_url, 0.4):
+            tick(app)
         assert len(inbox(app).of_kind("lesson")) == 2
     finally:
         app.store.dispose()

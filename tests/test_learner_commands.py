@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
@@ -11,7 +9,7 @@ from bot.hub import BUSY_TEXT
 from bot.models import Delivery, Reply
 from mentorbot.bootstrap import App, build
 from tests.conftest import Clock
-from tests.harness import Chat
+from tests.harness import Chat, sqlite_locked
 
 Q1 = "Do you prefer individual work or guiding others?"
 Q2 = "Have you ever taken ownership of a system?"
@@ -183,25 +181,10 @@ def test_a_briefly_locked_sqlite_database_is_waited_for(sqlite_url: str, clock: 
     app = build(Settings(database_url=sqlite_url, content_dir=bundled_content_dir()), clock=clock)
     chat = Chat(app)
     chat.say("/mentor start")
-    locker = sa.create_engine(sqlite_url)
-    locked, release = threading.Event(), threading.Event()
-
-    def hold_lock() -> None:
-        with locker.connect() as conn:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-            locked.set()
-            release.wait(5)
-            conn.exec_driver_sql("ROLLBACK")
-
-    holder = threading.Thread(target=hold_lock)
-    holder.start()
-    locked.wait(5)
-    threading.Timer(0.5, release.set).start()
-    ack = chat.text("written while locked")
-    holder.join()
+    with sqlite_locked(sqlite_url, 0.5):
+        ack = chat.text("written while locked")
     assert "Thanks, I kept your answer" in ack
     app.store.dispose()
-    locker.dispose()
 
 
 def test_a_database_locked_too_long_gets_a_clear_answer_and_loses_nothing(
