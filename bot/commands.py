@@ -45,7 +45,10 @@ SPECS: tuple[CommandSpec, ...] = (
     CommandSpec("pause", "pause", "stop deliveries until you resume"),
     CommandSpec("resume", "resume", "start deliveries again"),
     CommandSpec("progress", "progress", "where you are in your course"),
-    CommandSpec("history", "history", "the replies you have written"),
+    CommandSpec("open", "open", "list your open questions, numbered"),
+    CommandSpec("answer", "answer N TEXT", "answer open question N (see `open`)"),
+    CommandSpec("history", "history", "the replies you have written, numbered"),
+    CommandSpec("move", "move N [to Q|note]", "file reply N under another question, or as a note"),
     CommandSpec("share", "share", "share your last reply with your leads"),
     CommandSpec("export-my-data", "export-my-data", "get a file of everything stored about you"),
     CommandSpec("forget-me", "forget-me", "delete all your data (asks to confirm)"),
@@ -66,6 +69,8 @@ SPECS: tuple[CommandSpec, ...] = (
     CommandSpec("reload", "reload", "pick up edited lesson files", True),
     CommandSpec("continue", "continue", "go on to the next lesson", hidden=True),
     CommandSpec("not-yet", "not-yet", "stay on this lesson for now", hidden=True),
+    CommandSpec("yes", "yes", "yes, that message was my answer", hidden=True),
+    CommandSpec("note", "note", "no, keep that message as a note", hidden=True),
 )
 _BY_NAME = {spec.name: spec for spec in SPECS}
 _ALIASES = {
@@ -97,8 +102,15 @@ class Command:
 
 
 def is_command(text: str) -> bool:
-    stripped = text.lstrip()
+    """The adapters' first guess; the core's router also catches other spellings."""
+    stripped = text.lstrip().lower()
     return stripped == PREFIX or stripped.startswith(PREFIX + " ")
+
+
+def known_word(word: str) -> bool:
+    """A command name or alias (``help``, ``export``), in any case."""
+    word = word.lower()
+    return word in _BY_NAME or word in _ALIASES
 
 
 def _tokens(text: str) -> list[str]:
@@ -112,7 +124,7 @@ def _tokens(text: str) -> list[str]:
 def parse_command(text: str) -> Command:
     """Parse a command line; raises ``CommandError`` with a helpful message."""
     body = text.strip()
-    if body == PREFIX or body.startswith(PREFIX + " "):
+    if body.lower() == PREFIX or body.lower().startswith(PREFIX + " "):
         body = body[len(PREFIX) :].strip()
     tokens = _tokens(body)
     if not tokens:
@@ -151,6 +163,7 @@ def help_text(include_lead: bool = False) -> str:
             f"• `{PREFIX} {spec.usage}` — {spec.summary}" for spec in SPECS if spec.lead_only
         )
     lines.append(
-        "Anything else you write to me in this DM is kept as your answer to the open question."
+        "Anything else you write to me in this DM is your answer to your newest open "
+        "question; reply in a question's thread to answer that one. When I'm not sure, I ask."
     )
     return "\n".join(lines)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from dotenv import load_dotenv
@@ -39,6 +40,8 @@ class Settings:
     delivery_time: str = "09:00"
     delivery_days: str = "mon,tue,wed,thu,fri"
     reminder_after_hours: float = 4.0
+    # A message later than this after its question is checked with the learner, not filed.
+    answer_window_hours: float = 48.0
     tick_seconds: float = 60.0
     content_watch: bool = False  # reload edited lessons at each tick, without a signal
     # Platform settings; an adapter starts when its credentials are present.
@@ -59,6 +62,10 @@ class Settings:
     slack_channel_rate: float = 1.0
     slack_workspace_rate: float = 10.0
     discord_rate: float = 50.0
+
+    @property
+    def answer_window(self) -> timedelta:
+        return timedelta(hours=self.answer_window_hours)
 
     @property
     def has_slack(self) -> bool:
@@ -133,6 +140,9 @@ def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Set
         delivery_days=get("MENTORBOT_DELIVERY_DAYS") or "mon,tue,wed,thu,fri",
         reminder_after_hours=_positive(
             get("MENTORBOT_REMINDER_AFTER"), 4.0, "MENTORBOT_REMINDER_AFTER"
+        ),
+        answer_window_hours=_positive(
+            get("MENTORBOT_ANSWER_WINDOW_HOURS"), 48.0, "MENTORBOT_ANSWER_WINDOW_HOURS"
         ),
         tick_seconds=_positive(get("MENTORBOT_TICK_SECONDS"), 60.0, "MENTORBOT_TICK_SECONDS"),
         content_watch=_choice(

@@ -44,8 +44,9 @@ from bot.outbox import (
 from bot.planner import Planner
 from bot.ports import Adapter, PermanentSendError, RateLimited, SendError
 from bot.ratelimit import Limit, RateLimiter
+from bot.rendering import Rendered
 from bot.schedule import reminder_time
-from bot.service import MentorService, Rendered
+from bot.service import MentorService
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import TextIO
 from sqlmodel import Session, col, select
 
 from bot.db import Store
-from bot.leads import readable_by_leads
+from bot.digests import readable_by_leads
 from bot.models import Learner, Reply, Workspace
 
 FIELDS = (

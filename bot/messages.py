@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from bot.text import strip_learner_marks
+
 
 class EventKind(StrEnum):
     COMMAND = "command"  # /mentor ... (slash command or typed)
@@ -105,7 +107,7 @@ class OutgoingMessage:
             parts.append(self.text)
         if self.question:
             parts.append(f"Question: {self.question}")
-        return "\n\n".join(parts)
+        return strip_learner_marks("\n\n".join(parts))
 
 
 @dataclass

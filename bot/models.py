@@ -128,9 +128,31 @@ class Delivery(SQLModel, table=True):
 
 
 class Reply(SQLModel, table=True):
+    """Something a learner wrote: an answer to one question, or a note.
+
+    A note has no question (``delivery_id`` is None). When the bot was unsure whether a
+    message answers a question it keeps it as a note and asks; ``candidate_id`` is the
+    question it asked about, until the learner says yes (it becomes the answer) or no.
+    """
+
+    __table_args__ = (
+        # One answer per question: a second message is appended to it instead.
+        sa.Index(
+            "uq_reply_answer",
+            "delivery_id",
+            unique=True,
+            sqlite_where=sa.text("kind = 'answer'"),
+            postgresql_where=sa.text("kind = 'answer'"),
+        ),
+    )
+
     id: int | None = Field(default=None, primary_key=True)
     learner_id: int = Field(foreign_key="learner.id", index=True)
     delivery_id: int | None = Field(default=None, foreign_key="delivery.id", index=True)
+    kind: str = Field(
+        default="answer", max_length=10, sa_column_kwargs={"server_default": "answer"}
+    )  # answer | note
+    candidate_id: int | None = Field(default=None, foreign_key="delivery.id", index=True)
     course_id: str = Field(max_length=100)
     lesson_id: str = Field(max_length=40)
     question: str = Field(sa_column=sa.Column(sa.Text(), nullable=False))
@@ -138,6 +160,9 @@ class Reply(SQLModel, table=True):
     platform_message_id: str | None = Field(default=None, max_length=64, index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
     edited_at: datetime | None = Field(default=None, sa_column=_when())
+    # The last time a follow-up message was added to this answer (the addition window).
+    added_at: datetime | None = Field(default=None, sa_column=_when())
+    moved_at: datetime | None = Field(default=None, sa_column=_when())  # filed elsewhere
     # When the practice follow-up about this answer is due; cleared once queued.
     follow_up_at: datetime | None = Field(default=None, sa_column=_when(index=True))
     # "leads" when the workspace made replies visible to leads at the time of writing.

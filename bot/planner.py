@@ -16,23 +16,19 @@ from typing import Any, TypeVar
 
 from sqlmodel import Session, col, func, select
 
+from bot.context import ACTIVE, AWAITING_CONTINUE, PAUSED, WAITING_CONTENT
+from bot.digests import digest_schedule
 from bot.models import Delivery, Digest, Enrolment, Learner, Reply, Workspace
 from bot.outbox import queue_delivery, queue_many
+from bot.rendering import practice_prompt
 from bot.schedule import PRACTICE_OFFSET, QUIET_FROM, Schedule
-from bot.service import (
-    ACTIVE,
-    AWAITING_CONTINUE,
-    PAUSED,
-    WAITING_CONTENT,
-    MentorService,
-)
-from bot.text import preview
+from bot.service import MentorService
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DAILY_CAP = 3  # bot-initiated messages per learner per local day
-CONTINUE_ASKS = 3  # how many delivery days we ask "continue?" before leaving it to the learner
+CONTINUE_ASKS = 2  # "continue?" once, then one reminder; after that the learner decides
 
 
 @dataclass
@@ -218,6 +214,7 @@ class Planner:
         queued = queue_delivery(
             session,
             key=f"continue:{enrolment.id}:{lesson.id}:{schedule.local_date(now).isoformat()}",
+            body="reminder" if asked else None,
             learner_id=enrolment.learner_id,
             enrolment_id=enrolment.id,
             kind="continue",
@@ -282,6 +279,7 @@ class Planner:
         kind: str,
         now: datetime,
         prompt: str | None = None,
+        body: str | None = None,
     ) -> bool:
         """Queue a follow-up about ``question`` (once per key); True if it is new."""
         return (
@@ -297,6 +295,7 @@ class Planner:
                 lesson_id=question.lesson_id,
                 day=question.day,
                 question=prompt,
+                body=body,
                 due_at=now,
             )
             is not None
@@ -334,12 +333,9 @@ class Planner:
                 )
             ).one()
             practice = lesson.practices[done % len(lesson.practices)]
-            prompt = (
-                f"A leadership practice from {lesson.name}: **{practice}**. "
-                f"You wrote: “{preview(reply.text, 160)}”. How have you applied it since?"
-            )
+            prompt = practice_prompt(lesson.name, practice, reply.text)
             total.practices += self._nudge(
-                session, question, f"practice:{question.id}", "practice", now, prompt
+                session, question, f"practice:{question.id}", "practice", now, prompt, practice
             )
         return len(rows)
 
@@ -350,8 +346,8 @@ class Planner:
             if workspace is None or digest.created_by is None:
                 session.delete(digest)
                 continue
-            schedule = self.service._digest_schedule(workspace, digest.frequency)
-            course = self.service._workspace_course(workspace)
+            schedule = digest_schedule(self.service, workspace, digest.frequency)
+            course = self.service.workspace_course(workspace)
             queued = queue_delivery(
                 session,
                 key=f"digest:{digest.id}:{schedule.local_date(now).isoformat()}",
@@ -369,3 +365,33 @@ class Planner:
             digest.next_due_at = schedule.next_after(now, not_on=schedule.local_date(now))
             session.add(digest)
         return len(rows)
+
+
+def next_due(session: Session, after: datetime) -> datetime | None:
+    """The earliest instant after ``after`` at which the engine has something to do: a
+    lesson-day, a queued delivery (or its retry), a reminder, a follow-up or a digest.
+    Each is an indexed column, so this is a handful of cheap ``MIN`` lookups."""
+    candidates = [
+        session.exec(
+            select(func.min(Enrolment.next_due_at)).where(
+                col(Enrolment.next_due_at) > after,
+                col(Enrolment.status).in_((ACTIVE, AWAITING_CONTINUE, WAITING_CONTENT)),
+            )
+        ).one(),
+        session.exec(
+            select(func.min(Delivery.due_at)).where(
+                Delivery.status == "pending", col(Delivery.due_at) > after
+            )
+        ).one(),
+        session.exec(
+            select(func.min(Delivery.remind_at)).where(col(Delivery.remind_at) > after)
+        ).one(),
+        session.exec(
+            select(func.min(Reply.follow_up_at)).where(col(Reply.follow_up_at) > after)
+        ).one(),
+        session.exec(
+            select(func.min(Digest.next_due_at)).where(col(Digest.next_due_at) > after)
+        ).one(),
+    ]
+    found = [c for c in candidates if c is not None]
+    return min(found) if found else None

@@ -72,3 +72,21 @@ def preview(text: str, length: int = 120) -> str:
     while cut and unicodedata.combining(cut[-1]):
         cut = cut[:-1]
     return cut.rstrip() + "…"
+
+
+# Learner-written text is wrapped in these private-use characters wherever the core puts
+# it in a message, so each adapter can render it inert (Slack escapes it, so a reply
+# holding ``<!channel>`` never pings anyone) while the bot's own mentions still work.
+LEARNER_OPEN = "\ue000"
+LEARNER_CLOSE = "\ue001"
+
+
+def learner_text(text: str) -> str:
+    """Mark ``text`` as written by a person, not the bot."""
+    inner = text.replace(LEARNER_OPEN, "").replace(LEARNER_CLOSE, "")
+    return f"{LEARNER_OPEN}{inner}{LEARNER_CLOSE}"
+
+
+def strip_learner_marks(text: str) -> str:
+    """The text without the markers, for plain renderings."""
+    return text.replace(LEARNER_OPEN, "").replace(LEARNER_CLOSE, "")

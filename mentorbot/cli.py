@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -264,6 +265,70 @@ def cmd_assign(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Replay a script (or a silent learner on a course) on a virtual clock."""
+    import logging
+    from datetime import datetime
+
+    from bot.schedule import parse_time
+    from mentorbot.simulate import (
+        ScriptError,
+        course_script,
+        parse_script,
+        parse_until,
+        simulate,
+        zone_of,
+    )
+
+    settings = _settings()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if bool(args.script) == bool(args.course):
+        print(
+            "mentorbot simulate: give a SCRIPT file or --course ID (one of them)", file=sys.stderr
+        )
+        return 2
+    try:
+        zone = zone_of(args.tz)
+        until = parse_until(args.until, zone)
+        if args.course:
+            load = load_catalog(settings.content_dir)[0]
+            if load is None or load.get(args.course) is None:
+                known = ", ".join(load.courses) if load else "none (the content is invalid)"
+                print(
+                    f"mentorbot simulate: no course {args.course!r}; courses: {known}",
+                    file=sys.stderr,
+                )
+                return 2
+            if args.weeks < 1 or args.weeks > 104:
+                print("mentorbot simulate: --weeks must be between 1 and 104", file=sys.stderr)
+                return 2
+            today = datetime.now(zone).date()
+            script = course_script(args.course, zone, today, parse_time(settings.delivery_time))
+            from datetime import timedelta
+
+            until = until or script[0].at + timedelta(weeks=args.weeks)
+        else:
+            path = Path(args.script)
+            if not path.is_file():
+                print(f"mentorbot simulate: no script file at {path}", file=sys.stderr)
+                return 2
+            with path.open(encoding="utf-8", errors="replace") as handle:
+                script = parse_script(handle, zone, str(path))
+        database_url = os.environ.get("MENTORBOT_DATABASE_URL") or None
+        simulate(
+            settings, script, zone=zone, until=until, out=sys.stdout, database_url=database_url
+        )
+    except ScriptError as exc:
+        print(f"mentorbot simulate: {exc}", file=sys.stderr)
+        return 2
+    except ContentError as exc:
+        print("mentorbot simulate: the course content is invalid:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="mentorbot", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -326,6 +391,17 @@ def parser() -> argparse.ArgumentParser:
         help="only replies leads may read (shared by their author, or visible to leads)",
     )
     export.set_defaults(func=cmd_export)
+
+    sim = sub.add_parser(
+        "simulate",
+        help="replay a learner's weeks in seconds on a virtual clock, as a transcript",
+    )
+    sim.add_argument("script", nargs="?", help="script file: 'YYYY-MM-DDTHH:MM [@lead] TEXT' lines")
+    sim.add_argument("--tz", default="UTC", help="time zone of the script's times (default UTC)")
+    sim.add_argument("--until", help="stop at the end of this local day (YYYY-MM-DD)")
+    sim.add_argument("--course", help="instead of a script: a silent learner starting next Monday")
+    sim.add_argument("--weeks", type=int, default=4, help="with --course: how long (default 4)")
+    sim.set_defaults(func=cmd_simulate)
     return top
 
 

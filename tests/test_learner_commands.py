@@ -45,10 +45,11 @@ def test_a_second_message_is_added_not_lost(app: App) -> None:
     chat.say("First thought.")
     assert "Added to your answer" in chat.text("And a second one.")
     with Session(app.store.engine) as session:
+        # One answer, holding both messages: one history entry, one export line.
         assert [r.text for r in session.exec(select(Reply).order_by(Reply.id))] == [
-            "First thought.",
-            "And a second one.",
+            "First thought.\n\nAnd a second one."
         ]
+    assert "1 reply." in chat.text("/mentor history")
 
 
 def test_whole_lesson_then_continue_to_a_lesson_not_yet_published(app: App) -> None:
@@ -70,7 +71,7 @@ def test_whole_lesson_then_continue_to_a_lesson_not_yet_published(app: App) -> N
     assert "isn't published yet" in waiting and "as soon as it is" in waiting
     progress = chat.text("/mentor progress")
     assert "waiting for lesson 0.2.3" in progress
-    assert "Questions answered: 3 of 3" in progress
+    assert "Answers: lesson questions answered 3 of 3" in progress
 
 
 def test_skip_closes_the_question(app: App) -> None:
@@ -92,7 +93,7 @@ def test_pause_resume_and_progress(app: App) -> None:
     assert "Welcome back" in chat.text("/mentor resume")
     progress = chat.text("/mentor progress")
     assert "lesson 1 of 1 (0.2.2 Senior / Lead Data Engineer), day 1 of 3" in progress
-    assert "Questions answered: 0 of 1" in progress
+    assert "Answers: lesson questions answered 0 of 1" in progress
     assert "Schedule: 09:00 weekdays (UTC)" in progress
 
 
@@ -233,12 +234,15 @@ def test_buttons_for_a_question_that_is_gone_change_nothing(app: App) -> None:
     for command in ("skip", "snooze"):
         answer = chat.send(chat.event(EventKind.ACTION, command, delivery_id=999))
         assert answer[0].text == "That question is no longer available; nothing was changed."
-    # A reply sent through the form of a vanished question joins the open question.
+    # A reply sent through the form of a vanished question is kept as a note, and the
+    # bot asks whether it answers the open question instead of filing it silently.
     kept = chat.text("my answer", delivery_id=999)
-    assert "no longer available, so I kept your answer with" in kept
-    chat.say("/mentor skip")
-    lost = chat.text("another answer", delivery_id=999)
-    assert "Here is what you wrote" in lost and "another answer" in lost
+    assert "isn't one of your open questions" in kept and "Is this your answer to" in kept
+    assert "answer to “Do you prefer" in chat.text("/mentor yes")
+    assert "no open question" in chat.text("/mentor skip")
+    noted = chat.text("another answer", delivery_id=999)
+    assert "kept your message as a note" in noted
+    assert "another answer" in chat.text("/mentor history")
 
 
 def test_a_dm_without_workspace_follows_the_delivery_it_answers(app: App) -> None:

@@ -166,12 +166,12 @@ def test_sighup_and_reload_pick_up_lessons_and_keep_the_last_good_course(
     bot = Bot(tmp_path, MENTORBOT_CONTENT_DIR=str(content))
     try:
         bot.type("/mentor courses")
-        bot.wait_for("1 lesson(s)")
+        bot.wait_for(", 1 lesson")
         (content / "data-engineering" / "0.2.3.md").write_text(LESSON_023, encoding="utf-8")
         bot.process.send_signal(signal.SIGHUP)
         bot.wait_for_log("content reloaded: 1 course(s)")
         bot.type("/mentor courses")
-        bot.wait_for("2 lesson(s)")
+        bot.wait_for(", 2 lessons")
         broken = content / "data-engineering" / "0.2.4.md"
         broken.write_text("no heading\n## A\nx\n", encoding="utf-8")
         bot.process.send_signal(signal.SIGHUP)
@@ -180,10 +180,10 @@ def test_sighup_and_reload_pick_up_lessons_and_keep_the_last_good_course(
         bot.type("/mentor reload")  # the console user is a lead
         bot.wait_for("so I kept the last good version")
         bot.type("/mentor courses")
-        bot.wait_for("2 lesson(s)")
+        bot.wait_for(", 2 lessons")
         broken.unlink()
         bot.type("/mentor reload")
-        bot.wait_for("Reloaded: 1 course(s), 2 lesson(s)")
+        bot.wait_for("Reloaded: 1 course, 2 lessons")
     finally:
         assert bot.stop() == 0
 
@@ -199,7 +199,7 @@ def test_learners_waiting_for_a_lesson_get_it_after_a_reload(
         chat.say(text)
     assert "isn't published yet" in chat.text("/mentor continue")
     (content / "data-engineering" / "0.2.3.md").write_text(LESSON_023, encoding="utf-8")
-    assert "Reloaded: 1 course(s), 2 lesson(s)" in Chat(app, user="lena", lead=True).text(
+    assert "Reloaded: 1 course, 2 lessons" in Chat(app, user="lena", lead=True).text(
         "/mentor reload"
     )
     asyncio.run(app.engine.tick())

@@ -157,8 +157,18 @@ class MentorGroup(app_commands.Group):
         await self._run(interaction, "next")
 
     @app_commands.command(name="skip", description="Skip the open question")
-    async def skip(self, interaction: discord.Interaction) -> None:
-        await self._run(interaction, "skip")
+    @app_commands.describe(question="The question's number from /mentor open (default: newest)")
+    async def skip(self, interaction: discord.Interaction, question: int | None = None) -> None:
+        await self._run(interaction, "skip", question)
+
+    @app_commands.command(name="open", description="Your open questions, numbered")
+    async def open_(self, interaction: discord.Interaction) -> None:
+        await self._run(interaction, "open")
+
+    @app_commands.command(name="answer", description="Answer one open question by its number")
+    @app_commands.describe(question="The number from /mentor open", text="Your answer")
+    async def answer(self, interaction: discord.Interaction, question: int, text: str) -> None:
+        await self._run(interaction, "answer", question, text)
 
     @app_commands.command(name="snooze", description="Remind me about the open question later")
     @app_commands.describe(hours="In how many hours (default 2)")
@@ -213,6 +223,16 @@ class MentorGroup(app_commands.Group):
     @app_commands.command(name="history", description="The replies you have written")
     async def history(self, interaction: discord.Interaction) -> None:
         await self._run(interaction, "history")
+
+    @app_commands.command(name="move", description="File a reply under another question")
+    @app_commands.describe(
+        reply="The reply's number from /mentor history",
+        to="A question's number, or 'note' (leave empty to see the choices)",
+    )
+    async def move(
+        self, interaction: discord.Interaction, reply: int, to: str | None = None
+    ) -> None:
+        await self._run(interaction, "move", reply, to)
 
     @app_commands.command(name="share", description="Share your last reply with your leads")
     async def share(self, interaction: discord.Interaction) -> None:

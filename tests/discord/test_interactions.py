@@ -109,6 +109,7 @@ def test_a_long_answer_is_split_over_several_messages(sqlite_url: str, clock: Cl
             paragraph = "Delegating well means giving context, not just tasks. " * 27
             for number in range(8):
                 await world.dm(ALICE, f"Part {number}. {paragraph}")
+                clock.advance(minutes=10)  # apart: separate replies, not one answer
             history = await world.command(ALICE, "history")
             assert len(history.messages) >= 2
             assert history.ephemeral

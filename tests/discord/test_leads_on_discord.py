@@ -76,7 +76,7 @@ def test_a_lead_assigns_people_and_gets_a_digest_in_a_channel(
             assert any(f"Hi <@{DAVE}>" in message_text(m) for m in world.bot_dms(DAVE))
 
             team = await world.command(ALICE, "team")
-            assert "Your team" in team.text and "2 learner(s)." in team.text
+            assert "Your team" in team.text and "2 learners." in team.text
             daves = await world.command(DAVE, "team")  # Dave is a lead too (Manage Server)
             assert "Your team" in daves.text
 

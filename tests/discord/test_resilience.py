@@ -68,7 +68,7 @@ def test_dropped_gateway_resumes_and_loses_nothing(sqlite_url: str, clock: Clock
             assert [r.text for r in world.replies(ALICE)] == ["Sent while you were away."]
 
             after = await world.command(ALICE, "progress")
-            assert "Questions answered: 1 of 1" in after.text
+            assert "lesson questions answered 1 of 1" in after.text
 
     run(scenario)
 

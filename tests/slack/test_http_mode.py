@@ -128,7 +128,8 @@ def test_dm_reply_then_a_second_message_adds_to_it(
         await rig.settle()
 
         replies = rig.replies()
-        assert [r.text for r in replies] == ["I prefer guiding others", "and reviewing designs"]
+        # One answer holding both messages (a second message within minutes is added).
+        assert [r.text for r in replies] == ["I prefer guiding others\n\nand reviewing designs"]
         assert replies[0].platform_message_id == first["ts"]
         answers = [c.params["text"] for c in posts(slack, dm)[1:]]
         assert answers[0].startswith("Thanks, I kept your answer")
@@ -217,7 +218,8 @@ def test_a_dm_from_someone_never_enrolled_gets_an_invitation(
 
         (answer,) = posts(slack, dm)
         assert "Say `/mentor start` to begin" in answer.params["text"]
-        assert rig.replies() == []
+        # Nothing a person writes is dropped: it is kept as a note, never as an answer.
+        assert [(r.kind, r.text) for r in rig.replies()] == [("note", "hello?")]
 
     run(slack_settings, slack, clock, scenario)
 

@@ -145,7 +145,7 @@ def test_an_admin_assigns_people_and_bots_and_deactivated_accounts_are_left_out(
         listed = block_text(team["blocks"])
         assert f"<@{ANA}>" in listed and f"<@{BOB}>" in listed
         assert f"<@{BUILDBOT}>" not in listed and f"<@{LEAD}>" not in listed
-        assert "2 learner(s)." in listed
+        assert "2 learners." in listed
         assert f"Already taking Data Engineering Leadership: <@{ANA}>." in again["text"]
 
     run(slack_settings, people, clock, scenario)
@@ -198,7 +198,7 @@ def test_a_private_reply_reaches_the_lead_only_once_shared_and_the_export_shows_
         }
         await rig.press(share, message=message, channel_id=dm)
         await rig.settle()
-        assert responses(people)[-1]["text"].startswith("Shared your reply to")
+        assert responses(people)[-1]["text"].startswith("Shared your answer to")
 
         shared = await as_lead(rig, f"replies <@{LEARNER}>")
         assert shared["blocks"][0]["text"]["text"] == "Replies shared with leads"

@@ -99,7 +99,7 @@ def test_two_workspaces_install_and_never_see_each_other(
             await rig.event(message_event("Answer from team one", channel=dm_1))
             await rig.command("history", team_id=TEAM_2, user_id=USER_2)
             await rig.settle()
-            assert "You have not replied to any question yet." in responses(slack)[-1]["text"]
+            assert "You have not replied to anything yet." in responses(slack)[-1]["text"]
             (reply,) = rig.replies()
             owners = {learner.id: learner for learner in rig.learners()}
             assert owners[reply.learner_id].user_id == DEFAULT_USER_ID

@@ -1,0 +1,398 @@
+"""What leads can do, and the privacy rules that bound it.
+
+A reply is private to its author unless the learner shares it, or the workspace had
+made replies visible to leads when it was written. Leads only ever see replies that
+pass ``readable_by_leads``, only in their own workspace, and every read is recorded so
+the learner can see who read what. Users are spoken of as ``<@id>``, which Slack and
+Discord render natively.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from bot import commands as grammar
+from bot.commands import Command
+from bot.context import ACTIVE, AWAITING_CONTINUE, PAUSED, STOPPED, WAITING_CONTENT, Context
+from bot.digests import digest_schedule, readable_by_leads, record_reads
+from bot.handlers import handles
+from bot.messages import Outcome, Section
+from bot.models import Delivery, Digest, Enrolment, Learner
+from bot.schedule import ScheduleError, format_days, parse_days, parse_time, parse_zone
+from bot.stats import Counts, counts
+from bot.text import learner_text, preview
+from bot.wording import mention, plural
+
+if TYPE_CHECKING:
+    from bot.service import MentorService
+
+
+def _people(ctx: Context, command: Command, verb: str) -> tuple[list[str], list[str]]:
+    """The mentioned users to act on, and notes about the ones refused."""
+    notes: list[str] = []
+    bots = {m.id for m in ctx.event.mentioned if m.is_bot}
+    people = []
+    for user_id in dict.fromkeys(command.mentions):
+        if user_id in bots:
+            notes.append(f"{mention(user_id)} is a bot, so I left it out.")
+        else:
+            people.append(user_id)
+    if command.channels:
+        notes.append(f"`{verb}` takes people, not channels; I ignored the channel.")
+    return people, notes
+
+
+@handles("assign")
+def assign(svc: MentorService, ctx: Context, command: Command, outcome: Outcome) -> None:
+    people, notes = _people(ctx, command, "assign")
+    if not people:
+        notes.insert(
+            0,
+            f"Name the people to enrol, e.g. `{grammar.PREFIX} assign @ana @bo "
+            f"{svc.catalog.default.id}`.",
+        )
+        outcome.replies.append(ctx.answer(" ".join(notes)))
+        return
+    course = svc.catalog.get(" ".join(command.args)) if command.args else None
+    if command.args and course is None:
+        names = ", ".join(f"`{c}`" for c in svc.catalog.courses)
+        outcome.replies.append(
+            ctx.answer(f"There is no course called `{' '.join(command.args)}`. Courses: {names}.")
+        )
+        return
+    course = course or svc.workspace_course(ctx.workspace)
+    enrolled, already = [], []
+    for user_id in people:
+        learner = svc.person(ctx, user_id)
+        welcome = svc.enrol(ctx, learner, course.id, ctx.event.user)
+        if welcome is None:
+            already.append(mention(user_id))
+        else:
+            enrolled.append(mention(user_id))
+            outcome.deliveries.append(welcome)
+    lines = []
+    if enrolled:
+        lines.append(
+            f"Enrolled {', '.join(enrolled)} in **{course.title}**. Each gets a welcome DM "
+            "now and their first lesson at their next delivery time."
+        )
+    if already:
+        lines.append(f"Already taking {course.title}: {', '.join(already)}.")
+    outcome.replies.append(ctx.answer(" ".join(lines + notes)))
+
+
+@handles("unassign")
+def unassign(svc: MentorService, ctx: Context, command: Command, outcome: Outcome) -> None:
+    people, notes = _people(ctx, command, "unassign")
+    if not people:
+        example = f"Name the people to unenrol, e.g. `{grammar.PREFIX} unassign @ana`."
+        outcome.replies.append(ctx.answer(" ".join([example, *notes])))
+        return
+    stopped, idle = [], []
+    for user_id in people:
+        learner = ctx.session.exec(
+            select(Learner).where(
+                Learner.workspace_id == ctx.workspace.id, Learner.user_id == user_id
+            )
+        ).first()
+        enrolment = svc.current_enrolment(ctx.session, learner) if learner else None
+        if learner is None or enrolment is None:
+            idle.append(mention(user_id))
+            continue
+        enrolment.status, enrolment.next_due_at = STOPPED, None
+        enrolment.updated_at = svc.clock()
+        ctx.session.exec(
+            update(Delivery)  # type: ignore[call-overload]
+            .where(col(Delivery.learner_id) == learner.id, col(Delivery.status) == "pending")
+            .values(status="cancelled", error="unassigned by a lead")
+        )
+        stopped.append(mention(user_id))
+    lines = []
+    if stopped:
+        lines.append(f"Stopped deliveries for {', '.join(stopped)}. Their replies are kept.")
+    if idle:
+        lines.append(f"Not taking a course here: {', '.join(idle)}.")
+    outcome.replies.append(ctx.answer(" ".join(lines + notes)))
+
+
+@handles("leads")
+def leads(svc: MentorService, ctx: Context, command: Command, outcome: Outcome) -> None:
+    action = command.args[0].lower() if command.args else "list"
+    if action == "list":
+        found = ctx.session.exec(
+            select(Learner).where(Learner.workspace_id == ctx.workspace.id, Learner.role == "lead")
+        ).all()
+        names = ", ".join(mention(lead.user_id) for lead in found) or "nobody added yet"
+        outcome.replies.append(
+            ctx.answer(f"Leads added here: {names}. Workspace admins are leads too.")
+        )
+        return
+    if action not in ("add", "remove"):
+        outcome.replies.append(
+            ctx.answer(f"Use `{grammar.PREFIX} leads add @name` or `leads remove @name`.")
+        )
+        return
+    people, notes = _people(ctx, command, f"leads {action}")
+    if not people:
+        example = f"Name someone, e.g. `{grammar.PREFIX} leads {action} @ana`."
+        outcome.replies.append(ctx.answer(" ".join([example, *notes])))
+        return
+    for user_id in people:
+        learner = svc.person(ctx, user_id)
+        learner.role = "lead" if action == "add" else "learner"
+        ctx.session.add(learner)
+    who = ", ".join(mention(u) for u in people)
+    text = (
+        f"{who} can now use lead commands."
+        if action == "add"
+        else f"{who} can no longer use lead commands (workspace admins always can)."
+    )
+    outcome.replies.append(ctx.answer(" ".join([text, *notes])))
+
+
+def status_of(
+    svc: MentorService, learner: Learner, enrolment: Enrolment | None, numbers: Counts
+) -> str:
+    """A learner's state in a lead's words, with the answers behind it."""
+    if learner.dm_blocked_at is not None:
+        return "DMs blocked"
+    if enrolment is None:
+        return "not enrolled"
+    if enrolment.status == AWAITING_CONTINUE:
+        course = svc.catalog.get(enrolment.course_id)
+        lesson = course.lesson(enrolment.lesson_id) if course else None
+        answered = f"{numbers.lessons_answered} of {numbers.lessons_asked} answered"
+        if course and lesson and course.following(lesson)[0] is None:
+            return f"finished, {answered}"
+        return f"finished the lesson ({answered}), deciding whether to go on"
+    return {ACTIVE: "active", PAUSED: "paused", WAITING_CONTENT: "waiting for the next lesson"}[
+        enrolment.status
+    ]
+
+
+@handles("team")
+def team(svc: MentorService, ctx: Context, _command: Command, outcome: Outcome) -> None:
+    learners = ctx.session.exec(
+        select(Learner)
+        .where(
+            Learner.workspace_id == ctx.workspace.id,
+            col(Learner.id).in_(select(Enrolment.learner_id)),
+        )
+        .order_by(col(Learner.id))
+    ).all()
+    if not learners:
+        outcome.replies.append(
+            ctx.answer(f"Nobody here is taking a course yet. Try `{grammar.PREFIX} assign @name`.")
+        )
+        return
+    sections = []
+    for learner in learners:
+        numbers = counts(ctx.session, learner.id or 0)
+        enrolment = svc.current_enrolment(ctx.session, learner)
+        where = svc.position(enrolment) if enrolment else "—"
+        schedule = svc.schedule_for(learner, ctx.workspace)
+        last = (
+            f"{schedule.local(numbers.last_reply):%Y-%m-%d %H:%M}"
+            if numbers.last_reply
+            else "never"
+        )
+        sections.append(
+            Section(
+                mention(learner.user_id),
+                f"{where}\n{numbers.summary().capitalize()} · streak {numbers.streak} · "
+                f"last answer {last} · {status_of(svc, learner, enrolment, numbers)}",
+            )
+        )
+    outcome.replies.append(
+        ctx.answer(
+            f"{plural(len(learners), 'learner')}.", title="Your team", sections=tuple(sections)
+        )
+    )
+
+
+@handles("replies")
+def replies_(svc: MentorService, ctx: Context, command: Command, outcome: Outcome) -> None:
+    from bot.models import Reply
+
+    query = (
+        select(Reply, Learner)
+        .join(Learner, col(Learner.id) == Reply.learner_id)
+        .where(Learner.workspace_id == ctx.workspace.id, readable_by_leads())
+        .order_by(col(Reply.created_at).desc(), col(Reply.id).desc())
+    )
+    if command.mentions:
+        query = query.where(col(Learner.user_id).in_(command.mentions))
+    if command.args:
+        query = query.where(Reply.lesson_id == command.args[0])
+    found = ctx.session.exec(query.limit(30)).all()
+    scope = " from " + ", ".join(mention(m) for m in command.mentions) if command.mentions else ""
+    scope += f" for lesson {command.args[0]}" if command.args else ""
+    if not found:
+        outcome.replies.append(
+            ctx.answer(
+                f"No replies{scope} have been shared with leads. Replies are private unless "
+                "their author shares them or the workspace makes them visible to leads."
+            )
+        )
+        return
+    reader_name = ctx.learner.display_name or ctx.learner.user_id
+    record_reads(
+        ctx.session, [r for r, _ in found], ctx.learner, reader_name, "replies", svc.clock()
+    )
+    sections = tuple(
+        Section(
+            f"{mention(learner.user_id)} · {reply.lesson_id} · "
+            f"{reply.created_at:%Y-%m-%d} · {reply.question}",
+            learner_text(reply.text if len(reply.text) <= 1500 else preview(reply.text, 1500)),
+        )
+        for reply, learner in found
+    )
+    outcome.replies.append(
+        ctx.answer(
+            f"{plural(len(found), 'reply', 'replies')}{scope} shared with leads "
+            "(newest first). Their authors can see that you read them.",
+            title="Replies shared with leads",
+            sections=sections,
+        )
+    )
+
+
+@handles("settings")
+def settings_(svc: MentorService, ctx: Context, command: Command, outcome: Outcome) -> None:
+    ws = ctx.workspace
+    if not command.args:
+        lines = [
+            f"Time zone: {ws.timezone or svc.settings.timezone}",
+            f"Delivery time: {ws.delivery_time or svc.settings.delivery_time}",
+            f"Delivery days: {ws.delivery_days or svc.settings.delivery_days}",
+            f"Reply visibility: {ws.reply_visibility} "
+            "(private: only shared replies reach leads; leads: leads read new replies)",
+            f"Auto-enrol new members: {'on' if ws.auto_enrol else 'off'}",
+            f"Course for new learners: {svc.workspace_course(ws).id}",
+            f"Change one with `{grammar.PREFIX} settings NAME VALUE`, e.g. "
+            f"`{grammar.PREFIX} settings time 08:30`.",
+        ]
+        outcome.replies.append(ctx.answer("\n".join(lines), title="Workspace settings"))
+        return
+    name = command.args[0].lower()
+    value = " ".join(command.args[1:]).strip()
+    if not value:
+        outcome.replies.append(
+            ctx.answer(f"Give a value: `{grammar.PREFIX} settings {name} VALUE`.")
+        )
+        return
+    try:
+        message = _apply_setting(svc, ctx, name, value)
+    except (ScheduleError, ValueError) as exc:
+        outcome.replies.append(ctx.answer(f"Sorry, {exc}."))
+        return
+    ctx.session.add(ws)
+    outcome.replies.append(ctx.answer(message))
+
+
+def _apply_setting(svc: MentorService, ctx: Context, name: str, value: str) -> str:
+    ws = ctx.workspace
+    if name in ("timezone", "tz", "zone"):
+        ws.timezone = parse_zone(value).key
+    elif name == "time":
+        ws.delivery_time = f"{parse_time(value):%H:%M}"
+    elif name == "days":
+        ws.delivery_days = format_days(parse_days(value))
+    elif name == "visibility":
+        if value.lower() not in ("private", "leads"):
+            raise ValueError(f"visibility must be private or leads, not {value!r}")
+        ws.reply_visibility = value.lower()
+        return (
+            f"Reply visibility is now **{ws.reply_visibility}**. It applies to replies written "
+            "from now on; learners are told in their welcome message and in help."
+        )
+    elif name in ("auto-enrol", "auto-enroll", "autoenrol"):
+        if value.lower() not in ("on", "off"):
+            raise ValueError(f"auto-enrol must be on or off, not {value!r}")
+        ws.auto_enrol = value.lower() == "on"
+    elif name == "course":
+        course = svc.catalog.get(value)
+        if course is None:
+            raise ValueError(f"there is no course called {value!r}")
+        ws.default_course = course.id
+    else:
+        raise ValueError(
+            f"unknown setting {name!r}: use timezone, time, days, visibility, auto-enrol or course"
+        )
+    if name in ("timezone", "tz", "zone", "time", "days"):
+        _reschedule_workspace(svc, ctx)
+    return f"Saved: {name} = {value}."
+
+
+def _reschedule_workspace(svc: MentorService, ctx: Context) -> None:
+    """New workspace defaults move the next delivery of everyone who uses them."""
+    rows = ctx.session.exec(
+        select(Enrolment, Learner)
+        .join(Learner, col(Learner.id) == Enrolment.learner_id)
+        .where(Learner.workspace_id == ctx.workspace.id, Enrolment.status == ACTIVE)
+    ).all()
+    now = svc.clock()
+    for enrolment, learner in rows:
+        enrolment.next_due_at = svc.schedule_for(learner, ctx.workspace).next_after(now)
+        ctx.session.add(enrolment)
+
+
+@handles("digest")
+def digest(svc: MentorService, ctx: Context, command: Command, outcome: Outcome) -> None:
+    frequency = command.args[0].lower() if command.args else ""
+    if not command.channels or frequency not in ("daily", "weekly", "off"):
+        outcome.replies.append(
+            ctx.answer(f"Use `{grammar.PREFIX} digest #channel weekly`, `daily` or `off`.")
+        )
+        return
+    channel = command.channels[0]
+    existing = ctx.session.exec(
+        select(Digest).where(Digest.workspace_id == ctx.workspace.id, Digest.channel == channel)
+    ).first()
+    if frequency == "off":
+        if existing is not None:
+            ctx.session.delete(existing)
+        outcome.replies.append(ctx.answer(f"No digest in <#{channel}> any more."))
+        return
+    schedule = digest_schedule(svc, ctx.workspace, frequency)
+    found = existing or Digest(
+        workspace_id=ctx.workspace.id or 0, channel=channel, frequency=frequency
+    )
+    found.frequency = frequency
+    found.created_by = ctx.learner.id
+    found.next_due_at = schedule.next_after(svc.clock())
+    ctx.session.add(found)
+    local = schedule.local(found.next_due_at)
+    outcome.replies.append(
+        ctx.answer(
+            f"A {frequency} digest will be posted in <#{channel}>: participation, completion, "
+            f"streaks, shared replies and a chart. The first on {local:%A %d %B at %H:%M} "
+            f"({schedule.zone.key}). Private replies never appear in it."
+        )
+    )
+
+
+@handles("reload")
+def reload(svc: MentorService, ctx: Context, _command: Command, outcome: Outcome) -> None:
+    problems = svc.reload_content(ctx.session)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        listing = "\n".join(f"• {p}" for p in errors[:20])
+        outcome.replies.append(
+            ctx.answer(
+                f"The content has {plural(len(errors), 'error')}, so I kept the last good "
+                f"version:\n{listing}"
+            )
+        )
+        return
+    lessons = sum(len(c.lessons) for c in svc.catalog.courses.values())
+    warnings = f", {plural(len(problems), 'warning')}" if problems else ""
+    outcome.replies.append(
+        ctx.answer(
+            f"Reloaded: {plural(len(svc.catalog.courses), 'course')}, "
+            f"{plural(lessons, 'lesson')}{warnings}."
+        )
+    )

@@ -1,0 +1,344 @@
+"""A learner's own course commands: start, next, skip, snooze, schedule, pause, progress."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from bot import commands as grammar
+from bot.commands import Command
+from bot.context import ACTIVE, AWAITING_CONTINUE, PAUSED, STOPPED, WAITING_CONTENT, Context
+from bot.handlers import handles
+from bot.messages import Action, Outcome
+from bot.models import Delivery, Enrolment
+from bot.outbox import queue_delivery
+from bot.questions import numbered_questions, resolve_target, situation
+from bot.router import newest_open
+from bot.schedule import QUIET_FROM, ScheduleError, format_days, parse_schedule_args
+from bot.stats import counts
+from bot.wording import plural, quote, schedule_sentence, workspace_privacy
+
+if TYPE_CHECKING:
+    from bot.service import MentorService
+
+SNOOZE_HOURS = 2.0
+GONE_TEXT = "That question is no longer available; nothing was changed."
+
+
+@handles("help")
+def help_(svc: MentorService, ctx: Context, _command: Command, outcome: Outcome) -> None:
+    enrolment = svc.enrolment(ctx)
+    where = f"\n\nYou are on {svc.position(enrolment)}." if enrolment is not None else ""
+    intro = (
+        "I'm mentorbot: each delivery day I send you a short lesson and one discussion "
+        "question in this DM. Your replies are kept so you can look back on them. "
+        + workspace_privacy(ctx.workspace)
+    )
+    help_text = grammar.help_text(include_lead=ctx.is_lead)
+    outcome.replies.append(ctx.answer(f"{intro}{where}\n\n{help_text}"))
+
+
+@handles("courses")
+def courses(svc: MentorService, ctx: Context, _command: Command, outcome: Outcome) -> None:
+    enrolment = svc.enrolment(ctx)
+    lines = ["Courses:"]
+    for course in svc.catalog.courses.values():
+        mark = " (your course)" if enrolment and enrolment.course_id == course.id else ""
+        lessons = plural(len(course.lessons), "lesson")
+        lines.append(f"• `{course.id}` — {course.title}, {lessons}{mark}")
+    lines.append(f"Start one with `{grammar.PREFIX} start COURSE`.")
+    outcome.replies.append(ctx.answer("\n".join(lines)))
+
+
+@handles("start")
+def start(svc: MentorService, ctx: Context, command: Command, outcome: Outcome) -> None:
+    if command.args:
+        wanted = " ".join(command.args)
+        course = svc.catalog.get(wanted)
+        if course is None:
+            names = ", ".join(f"`{c}`" for c in svc.catalog.courses)
+            outcome.replies.append(
+                ctx.answer(f"There is no course called `{wanted}`. Courses: {names}.")
+            )
+            return
+    else:
+        current = svc.enrolment(ctx)
+        course = (
+            (svc.catalog.get(current.course_id) if current else None)
+            or (
+                svc.catalog.get(svc.settings.default_course)
+                if svc.settings.default_course
+                else None
+            )
+            or svc.workspace_course(ctx.workspace)
+        )
+    current = svc.enrolment(ctx)
+    if current is not None and current.course_id == course.id:
+        nxt = svc.next_lesson_day(current)
+        when = f" Your next lesson-day comes {svc.when(ctx, nxt)}." if nxt else ""
+        outcome.replies.append(
+            ctx.answer(
+                f"You are already taking {course.title} ({svc.position(current)}), so I didn't "
+                f"start it again.{when} Say `{grammar.PREFIX} next` to get the next lesson-day now."
+            )
+        )
+        return
+    now = svc.clock()
+    left = ""
+    if current is not None:
+        old = svc.catalog.get(current.course_id)
+        left = (
+            f"I stopped {old.title if old else current.course_id} ({svc.position(current)}); "
+            "your replies there are kept. "
+        )
+        current.status = STOPPED
+        current.next_due_at = None
+        current.updated_at = now
+    first = course.first_lesson()
+    enrolment = Enrolment(
+        learner_id=ctx.learner.id or 0,
+        course_id=course.id,
+        lesson_id=first.id,
+        day=0,
+        status=ACTIVE,
+        started_at=now,
+        updated_at=now,
+    )
+    ctx.session.add(enrolment)
+    ctx.session.flush()
+    schedule = svc.schedule_for(ctx.learner, ctx.workspace)
+    outcome.replies.append(
+        ctx.answer(
+            f"{left}Welcome to **{course.title}**! Here is your first lesson-day now. Reply in "
+            "this DM to answer its question. "
+            f"{schedule_sentence(schedule, svc.zone_is_default(ctx.learner, ctx.workspace))} "
+            f"{workspace_privacy(ctx.workspace)}"
+        )
+    )
+    svc.deliver_next_day(ctx, enrolment, outcome)
+
+
+@handles("next", "continue")
+def next_(svc: MentorService, ctx: Context, _command: Command, outcome: Outcome) -> None:
+    enrolment = svc.enrolment(ctx)
+    if enrolment is None:
+        outcome.replies.append(svc.not_enrolled(ctx))
+        return
+    if enrolment.status in (AWAITING_CONTINUE, WAITING_CONTENT):
+        svc.advance_lesson(ctx, enrolment, outcome)
+        return
+    svc.deliver_next_day(ctx, enrolment, outcome)
+
+
+@handles("not-yet")
+def not_yet(svc: MentorService, ctx: Context, _command: Command, outcome: Outcome) -> None:
+    if svc.enrolment(ctx) is None:
+        outcome.replies.append(svc.not_enrolled(ctx))
+        return
+    outcome.replies.append(
+        ctx.answer(
+            "No rush. I'll ask again on your next delivery day, or say "
+            f"`{grammar.PREFIX} next` whenever you're ready."
+        )
+    )
+
+
+def question_for(
+    svc: MentorService, ctx: Context, command: Command, outcome: Outcome, missing: str
+) -> Delivery | None:
+    """The question a command is about: a number (``skip 3``), the button's question,
+    else the newest open one."""
+    items = numbered_questions(ctx.session, ctx.learner.id or 0)
+    if command.args and command.args[0].isdigit():
+        number = int(command.args[0])
+        found = next((i for i in items if i.number == number), None)
+        if found is None:
+            outcome.replies.append(
+                ctx.answer(f"There is no question {number}. `{grammar.PREFIX} open` lists yours.")
+            )
+            return None
+        if not found.is_open:
+            state = "answered" if found.answer else "skipped"
+            outcome.replies.append(ctx.answer(f"Question {number} is already {state}."))
+            return None
+        return found.delivery
+    target = resolve_target(
+        ctx.session, ctx.learner, ctx.event.delivery_id, ctx.event.answers_message
+    )
+    if target is not None:
+        if target.question_id is None:
+            outcome.replies.append(ctx.answer(GONE_TEXT))
+            return None
+        return ctx.session.get(Delivery, target.question_id)
+    now = svc.clock()
+    chosen = newest_open(situation(ctx.session, ctx.learner, now, None, svc.settings.answer_window))
+    if chosen is None:
+        outcome.replies.append(ctx.answer(missing))
+        return None
+    return ctx.session.get(Delivery, chosen.id)
+
+
+@handles("skip")
+def skip(svc: MentorService, ctx: Context, command: Command, outcome: Outcome) -> None:
+    question = question_for(svc, ctx, command, outcome, "There is no open question to skip.")
+    if question is None:
+        return
+    question.skipped_at = svc.clock()
+    ctx.session.add(question)
+    outcome.replies.append(ctx.answer(f"Skipped: {quote(question.question or '', 120)}."))
+    svc.after_question_closed(ctx, question, outcome)
+
+
+@handles("snooze")
+def snooze(svc: MentorService, ctx: Context, command: Command, outcome: Outcome) -> None:
+    question = question_for(
+        svc, ctx, Command("snooze"), outcome, "There is no open question to be reminded about."
+    )
+    if question is None:
+        return
+    hours = SNOOZE_HOURS
+    if command.args:
+        try:
+            hours = float(command.args[0])
+        except ValueError:
+            hours = -1
+        if not 0 < hours <= 72:
+            outcome.replies.append(
+                ctx.answer(f"Sorry, {command.args[0]!r} is not a number of hours between 0 and 72.")
+            )
+            return
+    schedule = svc.schedule_for(ctx.learner, ctx.workspace)
+    now = svc.clock()
+    at = now + timedelta(hours=hours)
+    if schedule.local(at).time() >= QUIET_FROM or schedule.local(at).date() != (
+        schedule.local_date(now)
+    ):
+        at = max(at, schedule.next_after(now))
+    queued = queue_delivery(
+        ctx.session,
+        key=f"snooze:{question.id}",
+        learner_id=ctx.learner.id or 0,
+        enrolment_id=question.enrolment_id,
+        parent_id=question.id,
+        kind="reminder",
+        origin="learner",
+        course_id=question.course_id,
+        lesson_id=question.lesson_id,
+        day=question.day,
+        due_at=at,
+    )
+    if queued is None:
+        outcome.replies.append(ctx.answer("I'll already remind you about this question."))
+        return
+    outcome.replies.append(ctx.answer(f"OK, I'll remind you {svc.when(ctx, at)}."))
+
+
+@handles("schedule")
+def schedule_(svc: MentorService, ctx: Context, command: Command, outcome: Outcome) -> None:
+    if not command.args:
+        schedule = svc.schedule_for(ctx.learner, ctx.workspace)
+        nxt = svc.next_lesson_day(svc.enrolment(ctx))
+        nxt_text = f" Next lesson-day: {svc.when(ctx, nxt)}." if nxt else ""
+        outcome.replies.append(
+            ctx.answer(
+                f"{schedule_sentence(schedule, svc.zone_is_default(ctx.learner, ctx.workspace))}"
+                f"{nxt_text}\nFor example `{grammar.PREFIX} schedule 08:30 mon,wed,fri "
+                "Europe/Berlin`."
+            )
+        )
+        return
+    try:
+        at, days, zone = parse_schedule_args(command.args)
+    except ScheduleError as exc:
+        outcome.replies.append(ctx.answer(f"Sorry, {exc}."))
+        return
+    if at is not None:
+        ctx.learner.delivery_time = f"{at:%H:%M}"
+    if days is not None:
+        ctx.learner.delivery_days = format_days(days)
+    if zone is not None:
+        ctx.learner.timezone = zone.key
+    ctx.session.add(ctx.learner)
+    enrolment = svc.enrolment(ctx)
+    if enrolment is not None and enrolment.status == ACTIVE:
+        enrolment.next_due_at = svc.next_slot(ctx, delivered_today=svc.lesson_today(ctx))
+        enrolment.updated_at = svc.clock()
+    schedule = svc.schedule_for(ctx.learner, ctx.workspace)
+    nxt = svc.next_lesson_day(enrolment)
+    nxt_text = f" Next lesson-day: {svc.when(ctx, nxt)}." if nxt else ""
+    outcome.replies.append(ctx.answer(f"Done: lessons arrive at {schedule.describe()}.{nxt_text}"))
+
+
+@handles("pause")
+def pause(svc: MentorService, ctx: Context, _command: Command, outcome: Outcome) -> None:
+    enrolment = svc.enrolment(ctx)
+    if enrolment is None:
+        outcome.replies.append(svc.not_enrolled(ctx))
+        return
+    if enrolment.status == PAUSED:
+        outcome.replies.append(ctx.answer("You are already paused."))
+        return
+    enrolment.status = PAUSED
+    enrolment.updated_at = svc.clock()
+    outcome.replies.append(
+        ctx.answer(
+            f"Paused. I won't send anything until you say `{grammar.PREFIX} resume`. "
+            "Your place and your replies are kept."
+        )
+    )
+
+
+@handles("resume")
+def resume(svc: MentorService, ctx: Context, _command: Command, outcome: Outcome) -> None:
+    enrolment = svc.enrolment(ctx)
+    if enrolment is None:
+        outcome.replies.append(svc.not_enrolled(ctx))
+        return
+    if enrolment.status != PAUSED:
+        outcome.replies.append(ctx.answer("You are not paused."))
+        return
+    enrolment.status = ACTIVE
+    enrolment.next_due_at = svc.next_slot(ctx, delivered_today=False)
+    enrolment.updated_at = svc.clock()
+    nxt = svc.next_lesson_day(enrolment)
+    if nxt is not None:
+        text = f"Welcome back! Next lesson-day: {svc.when(ctx, nxt)}."
+    else:
+        text = "Welcome back! This lesson has no days left; I'll ask whether to go on."
+    outcome.replies.append(ctx.answer(text))
+
+
+STATUS_TEXT = {
+    ACTIVE: "on a lesson",
+    PAUSED: "paused",
+    AWAITING_CONTINUE: "finished this lesson, waiting for you to continue",
+}
+
+
+@handles("progress")
+def progress(svc: MentorService, ctx: Context, _command: Command, outcome: Outcome) -> None:
+    enrolment = svc.enrolment(ctx)
+    if enrolment is None:
+        outcome.replies.append(svc.not_enrolled(ctx))
+        return
+    numbers = counts(ctx.session, ctx.learner.id or 0, enrolment.id)
+    schedule = svc.schedule_for(ctx.learner, ctx.workspace)
+    status = STATUS_TEXT.get(
+        enrolment.status, f"waiting for lesson {enrolment.waiting_for_lesson} to be published"
+    )
+    nxt = svc.next_lesson_day(enrolment)
+    lines = [
+        f"Course: {svc.position(enrolment)}",
+        f"Answers: {numbers.summary()}",
+        f"Status: {status}",
+        f"Schedule: {schedule.describe()}",
+        f"Next lesson-day: {svc.when(ctx, nxt) if nxt else 'none left in this lesson'}",
+    ]
+    toggle = (
+        Action("resume", "Resume", "resume", "primary")
+        if enrolment.status == PAUSED
+        else Action("pause", "Pause", "pause")
+    )
+    outcome.replies.append(
+        ctx.answer("\n".join(lines), title="Your progress", actions=(toggle,), kind="progress")
+    )

@@ -1,0 +1,222 @@
+"""Outbox rows made into messages, just before they are sent.
+
+Rendering happens at send time, from the state at that moment: a reminder for a
+question answered meanwhile is not sent, and a lesson-day mentions yesterday's question
+only if it is still open then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlmodel import Session, col, select
+
+from bot import commands as grammar
+from bot.context import AWAITING_CONTINUE, PAUSED
+from bot.messages import Action, OutgoingMessage, Section
+from bot.models import Delivery, Enrolment, Learner, Reply, Workspace
+from bot.questions import number_of
+from bot.schedule import Schedule
+from bot.text import learner_text, preview
+from bot.wording import mention, question_privacy, schedule_sentence, workspace_privacy
+
+if TYPE_CHECKING:
+    from bot.service import MentorService
+
+QUESTION_ACTIONS = (
+    Action("reply", "Reply", "reply", "primary", opens_reply_form=True),
+    Action("skip", "Skip", "skip"),
+    Action("snooze", "Remind me later", "snooze"),
+)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A delivery made ready to send, with what the dispatcher needs afterwards."""
+
+    message: OutgoingMessage | str  # or the reason it must not be sent
+    reminder_schedule: Schedule | None = None  # set when an unanswered question earns one
+    learner_id: int | None = None
+    dm_channel: str | None = None
+    # Extra bookkeeping to do in the transaction that records the send.
+    after_sent: Callable[[Session, datetime], None] | None = None
+    kind: str = "lesson"
+
+
+def render_many(svc: MentorService, session: Session, ids: list[int]) -> dict[int, Rendered]:
+    from bot.digests import digest_reads
+
+    found = session.exec(
+        select(Delivery, Learner, Workspace)
+        .join(Learner, col(Learner.id) == Delivery.learner_id)
+        .join(Workspace, col(Workspace.id) == Learner.workspace_id)
+        .where(col(Delivery.id).in_(ids))
+    ).all()
+    enrolment_ids = [d.enrolment_id for d, _, _ in found if d.enrolment_id]
+    enrolments = {
+        e.id: e for e in session.exec(select(Enrolment).where(col(Enrolment.id).in_(enrolment_ids)))
+    }
+    out = {i: Rendered("the delivery or its learner no longer exists") for i in ids}
+    for delivery, learner, workspace in found:
+        enrolment = enrolments.get(delivery.enrolment_id) if delivery.enrolment_id else None
+        message = _render(svc, session, delivery, learner, workspace, enrolment)
+        # Lesson questions and practice check-ins each earn one reminder.
+        asks = delivery.kind in ("lesson", "practice") and bool(delivery.question)
+        out[delivery.id or 0] = Rendered(
+            message,
+            svc.schedule_for(learner, workspace) if asks else None,
+            learner.id,
+            learner.dm_channel,
+            digest_reads(svc, session, delivery) if delivery.kind == "digest" else None,
+            delivery.kind,
+        )
+    return out
+
+
+def _still_open(session: Session, learner: Learner, delivery: Delivery) -> str | None:
+    """A line about the previous lesson-day's question, if it is still open: said once,
+    on the next lesson-day, so an ignored question closes instead of lingering."""
+    previous = session.exec(
+        select(Delivery)
+        .where(
+            Delivery.learner_id == learner.id,
+            Delivery.kind == "lesson",
+            col(Delivery.question).is_not(None),
+            Delivery.status == "sent",
+            col(Delivery.id) != delivery.id,
+            col(Delivery.skipped_at).is_(None),
+        )
+        .order_by(col(Delivery.sent_at).desc(), col(Delivery.id).desc())
+    ).first()
+    if previous is None or previous.sent_at is None:
+        return None
+    answered = session.exec(select(Reply.id).where(Reply.delivery_id == previous.id)).first()
+    if answered is not None:
+        return None
+    number = number_of(session, learner.id or 0, previous.id or 0)
+    if number is None:
+        return None
+    asked = preview(previous.question or "", 100)
+    return (
+        f"Your question from the last lesson-day is still open: “{asked}” Answer it with "
+        f"`{grammar.PREFIX} answer {number} …` (or in its thread), or "
+        f"`{grammar.PREFIX} skip {number}` to let it go."
+    )
+
+
+def _render(
+    svc: MentorService,
+    session: Session,
+    delivery: Delivery,
+    learner: Learner,
+    workspace: Workspace,
+    enrolment: Enrolment | None,
+) -> OutgoingMessage | str:
+    from bot.digests import render_digest
+
+    base: dict[str, Any] = {
+        "platform": workspace.platform,
+        "workspace": workspace.external_id,
+        "user": learner.user_id,
+        "channel": learner.dm_channel,
+        "kind": delivery.kind,
+        "delivery_id": delivery.id,
+        "delivery_key": delivery.key,
+    }
+    if delivery.kind == "welcome":
+        return OutgoingMessage(
+            text=welcome_text(svc, session, delivery, learner, workspace),
+            title="Welcome to mentorbot",
+            **base,
+        )
+    if delivery.kind == "notice":
+        return OutgoingMessage(text=delivery.body or "", **base)
+    if delivery.kind == "digest":
+        return render_digest(svc, session, delivery, base)
+    course = svc.catalog.get(delivery.course_id)
+    lesson = course.lesson(delivery.lesson_id) if course else None
+    if lesson is None or course is None:
+        return f"lesson {delivery.lesson_id} is not in the content"
+    if delivery.kind == "lesson":
+        day = lesson.day(delivery.day, svc.settings.snippets_per_day)
+        days = lesson.day_count(svc.settings.snippets_per_day)
+        lines = [question_privacy(workspace)] if day.question else []
+        earlier = _still_open(session, learner, delivery)
+        if earlier:
+            lines.append(earlier)
+        return OutgoingMessage(
+            text="\n\n".join(lines),
+            title=f"{lesson.name} — day {day.number} of {days}",
+            sections=tuple(Section(s.title, s.body) for s in day.snippets),
+            question=day.question,
+            actions=QUESTION_ACTIONS if day.question else (),
+            **base,
+        )
+    if delivery.origin == "schedule" and (enrolment is None or enrolment.status == PAUSED):
+        return "the enrolment is paused or gone"
+    if delivery.kind == "continue":
+        if enrolment is None or enrolment.status != AWAITING_CONTINUE:
+            return "the learner already moved on"
+        text, actions = svc.continue_text(course, lesson, reminder=delivery.body == "reminder")
+        return OutgoingMessage(text=text, actions=actions, **base)
+    if delivery.kind == "reminder":
+        parent = session.get(Delivery, delivery.parent_id) if delivery.parent_id else None
+        if parent is None or parent.skipped_at is not None:
+            return "the question was skipped"
+        if session.exec(
+            select(Reply.id).where(Reply.delivery_id == parent.id, Reply.kind == "answer")
+        ).first():
+            return "the question was answered"
+        what = "practice check-in" if parent.kind == "practice" else "question"
+        return OutgoingMessage(
+            text=f"A gentle reminder: this {what} is still open. Reply here when you're "
+            "ready, or skip it.",
+            question=parent.question,
+            actions=QUESTION_ACTIONS[:2],
+            **{**base, "delivery_id": parent.id},
+        )
+    if delivery.kind == "practice":
+        return OutgoingMessage(
+            text=question_privacy(workspace),
+            title="Practice check-in",
+            question=delivery.question,
+            actions=QUESTION_ACTIONS,
+            **base,
+        )
+    return f"unknown delivery kind {delivery.kind!r}"
+
+
+def practice_prompt(lesson_name: str, practice: str, reply_text: str) -> str:
+    """The check-in question about a practice, quoting what the learner wrote."""
+    return (
+        f"A leadership practice from {lesson_name}: **{practice}**. "
+        f"You wrote: “{learner_text(preview(reply_text, 160))}”. How have you applied it since?"
+    )
+
+
+def welcome_text(
+    svc: MentorService, session: Session, delivery: Delivery, learner: Learner, workspace: Workspace
+) -> str:
+    enrolment = session.get(Enrolment, delivery.enrolment_id) if delivery.enrolment_id else None
+    course = svc.catalog.get(delivery.course_id)
+    schedule = svc.schedule_for(learner, workspace)
+    who = (
+        mention(enrolment.assigned_by) if enrolment and enrolment.assigned_by else "This workspace"
+    )
+    first = (
+        f"{schedule.local(enrolment.next_due_at):%A %d %B at %H:%M}"
+        if enrolment and enrolment.next_due_at
+        else "soon"
+    )
+    return (
+        f"Hi {mention(learner.user_id)}! I'm mentorbot, a mentoring bot. {who} enrolled you "
+        f"in **{course.title if course else delivery.course_id}**: a few short snippets and one "
+        f"discussion question each lesson-day; just reply in this DM. Your first lesson: "
+        f"{first}. {schedule_sentence(schedule, svc.zone_is_default(learner, workspace))} "
+        f"{workspace_privacy(workspace)} Say `{grammar.PREFIX} pause` to pause, "
+        f"`{grammar.PREFIX} forget-me` to stop and delete your data, or "
+        f"`{grammar.PREFIX} help` for everything else."
+    )

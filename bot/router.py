@@ -1,0 +1,263 @@
+"""What an incoming message is: a command, an answer, an addition, or a note.
+
+One router for every platform, in two steps. ``read_text`` looks at the words alone
+(no database), so commands are recognised however they are typed and long text is
+refused before any parsing or locking. ``route`` then decides, from a snapshot of the
+learner's open questions, where free text belongs. Both are pure functions: the rules
+live here and nowhere else, and the tests drive them directly.
+
+The order of the rules, first match wins:
+
+1. Commands: ``/mentor help`` in any case, ``mentor help``, ``/help``, a lone command
+   word (``progress``), and near-misses (``/mentr history``, ``/mentor hlep``), which
+   get a "did you mean" instead. A command is never stored as a reply.
+2. An explicit target: a thread or message reply, the Reply button or form,
+   ``/mentor answer N TEXT``.
+3. An addition: a message within ``ADDITION_WINDOW`` of the learner's last answer is
+   appended to that answer.
+4. The newest open question asked (today's lesson question beats an older practice
+   check-in).
+5. When unsure (the question is old, or the text is small talk) the bot asks, keeping
+   the text as a note meanwhile; with no open question the text is a note.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from bot.commands import PREFIX, SPECS, known_word
+
+# Slack caps a message at 40,000 characters and Discord at 4,000; a command is short.
+MAX_COMMAND_CHARS = 4_000
+ADDITION_WINDOW = timedelta(minutes=5)
+ANSWER_WINDOW = timedelta(hours=48)
+
+_INVISIBLE = {"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u180e", "\u034f"}
+_SMALL_TALK = re.compile(
+    r"^(ok(ay)?|k|kk|thanks?|thank you|thx|ty|cheers|hi|hello|hey|yo|good (morning|night|"
+    r"evening|afternoon)|bye|cool|great|nice|got it|sure|lol|np|sounds good|will do|"
+    r"noted|perfect|awesome)\b",
+    re.IGNORECASE,
+)
+_CONFIRM_YES = {"yes", "y", "yep", "yeah", "yup", "correct", "right"}
+_CONFIRM_NO = {"no", "n", "nope", "nah", "note", "just a note"}
+
+
+class Verdict(StrEnum):
+    COMMAND = "command"  # ``command`` holds the text to parse
+    SUGGEST = "suggest"  # a near-miss: ``message`` says what was probably meant
+    EMPTY = "empty"
+    INVISIBLE = "invisible"  # only zero-width or formatting characters
+    TOO_LONG = "too_long"
+    TEXT = "text"  # free text: ``route`` decides where it belongs
+
+
+@dataclass(frozen=True)
+class TextReading:
+    verdict: Verdict
+    command: str | None = None
+    message: str | None = None
+
+
+def visible(text: str) -> str:
+    """The text without zero-width and other invisible format characters."""
+    return "".join(
+        ch for ch in text if ch not in _INVISIBLE and unicodedata.category(ch) != "Cf"
+    ).strip()
+
+
+def _suggest(rest: str) -> str:
+    words = rest.split()
+    if not words:
+        return f"`{PREFIX} help`"
+    first = words[0].lower()
+    if known_word(first):
+        return f"`{PREFIX} {' '.join([first, *words[1:]])[:80]}`"
+    close = difflib.get_close_matches(first, _names(), n=1, cutoff=0.6)
+    return f"`{PREFIX} {close[0]}`" if close else f"`{PREFIX} help`"
+
+
+def _names(include_lead: bool = True) -> list[str]:
+    return [s.name for s in SPECS if not s.hidden and (include_lead or not s.lead_only)]
+
+
+def read_text(text: str, *, max_reply_chars: int) -> TextReading:
+    """Classify a message by its words alone (see the module docstring)."""
+    stripped = text.strip()
+    if not stripped:
+        return TextReading(Verdict.EMPTY)
+    if not visible(stripped):
+        return TextReading(Verdict.INVISIBLE)
+    words = stripped.split(maxsplit=1)
+    head = words[0].lower()
+    rest = words[1] if len(words) > 1 else ""
+    looks_like_command = head.startswith("/") or head == "mentor"
+    if looks_like_command and len(stripped) > MAX_COMMAND_CHARS:
+        return TextReading(
+            Verdict.TOO_LONG,
+            message=f"That command is {len(stripped):,} characters long; commands are short. "
+            f"Nothing was changed. Try `{PREFIX} help`.",
+        )
+    if len(stripped) > max_reply_chars:
+        return TextReading(Verdict.TOO_LONG)
+    if head.startswith("/"):
+        word = head[1:]
+        if word == "mentor":
+            return TextReading(Verdict.COMMAND, command=f"{PREFIX} {rest}".strip())
+        if known_word(word):
+            return TextReading(Verdict.COMMAND, command=f"{PREFIX} {word} {rest}".strip())
+        if difflib.get_close_matches(word, ["mentor"], n=1, cutoff=0.6):
+            return TextReading(
+                Verdict.SUGGEST,
+                message=f"Did you mean {_suggest(rest)}? Commands start with `{PREFIX}`.",
+            )
+        close = difflib.get_close_matches(word, _names(), n=1, cutoff=0.7)
+        hint = f"Did you mean `{PREFIX} {close[0]}`?" if close else f"Try `{PREFIX} help`."
+        return TextReading(
+            Verdict.SUGGEST,
+            message=f"I don't know the command `{words[0][:40]}`. {hint} "
+            "I didn't keep it as an answer.",
+        )
+    if head == "mentor" and rest:
+        second = rest.split(maxsplit=1)[0].lower()
+        if known_word(second) or difflib.get_close_matches(second, _names(), n=1, cutoff=0.8):
+            return TextReading(Verdict.COMMAND, command=f"{PREFIX} {rest}")
+    if head == "mentor" and not rest:
+        return TextReading(Verdict.COMMAND, command=f"{PREFIX} help")
+    if len(words) == 1 or (len(stripped.split()) == 1):
+        word = head.rstrip("?!.")
+        if known_word(word) and word not in ("yes", "note", "answer", "move"):
+            return TextReading(Verdict.COMMAND, command=f"{PREFIX} {word}")
+        if len(word) >= 4:
+            close = difflib.get_close_matches(word, _names(include_lead=False), n=1, cutoff=0.8)
+            if close and word not in _CONFIRM_YES | _CONFIRM_NO:
+                return TextReading(
+                    Verdict.SUGGEST,
+                    message=f"Did you mean `{PREFIX} {close[0]}`? If that was your answer, "
+                    f"send it with a few more words, or use `{PREFIX} answer N TEXT`.",
+                )
+    return TextReading(Verdict.TEXT)
+
+
+def is_small_talk(text: str) -> bool:
+    """Short pleasantries ("thanks!", "ok, ping me later") that are rarely an answer."""
+    flat = visible(text)
+    if not flat:
+        return True
+    if len(flat.split()) > 8 or len(flat) > 60:
+        return False
+    if _SMALL_TALK.match(flat):
+        return True
+    # Only emoji and punctuation: a reaction, not an answer.
+    return not any(unicodedata.category(ch)[0] in "LN" for ch in flat)
+
+
+def confirmation(text: str) -> str | None:
+    """ "yes" or "note" when the text is a bare answer to "Is this your answer to …?"."""
+    word = " ".join(visible(text).lower().strip("!.").split())
+    if word in _CONFIRM_YES:
+        return "yes"
+    if word in _CONFIRM_NO:
+        return "note"
+    return None
+
+
+# ---------------------------------------------------------------------- routing
+
+
+class RouteKind(StrEnum):
+    ANSWER = "answer"  # file as the answer to ``question_id``
+    ADDITION = "addition"  # append to the answer ``reply_id``
+    ASK = "ask"  # keep as a note and ask whether it answers ``question_id``
+    NOTE = "note"  # no question to file it under
+    CONFIRM = "confirm"  # "yes"/"note" to a pending ask: run ``command``
+
+
+@dataclass(frozen=True)
+class OpenQuestion:
+    id: int
+    kind: str  # lesson | practice
+    sent_at: datetime
+    superseded: bool = False  # a newer lesson-day was delivered after it
+
+
+@dataclass(frozen=True)
+class Target:
+    """A question the message explicitly points at (thread, reply, button, ``answer N``)."""
+
+    question_id: int | None  # None: it pointed at something gone or not this learner's
+    answer_id: int | None = None  # the learner's existing answer to it, if any
+
+
+@dataclass(frozen=True)
+class Situation:
+    now: datetime
+    open_questions: Sequence[OpenQuestion]  # any order
+    target: Target | None = None
+    last_answer_id: int | None = None
+    last_answer_at: datetime | None = None  # created or last added to
+    pending_ask: bool = False  # a note is waiting for "yes" / "note"
+    answer_window: timedelta = ANSWER_WINDOW
+    addition_window: timedelta = ADDITION_WINDOW
+
+
+@dataclass(frozen=True)
+class Route:
+    kind: RouteKind
+    question_id: int | None = None
+    reply_id: int | None = None
+    command: str | None = None
+    reason: str = ""  # why the bot asks: late | small-talk | gone
+
+
+def _stale(question: OpenQuestion, situation: Situation) -> bool:
+    return question.superseded or situation.now - question.sent_at > situation.answer_window
+
+
+def newest_open(situation: Situation) -> OpenQuestion | None:
+    """The question free text most likely answers: the newest one asked, preferring
+    current ones (not old, not replaced by a newer lesson-day). So today's lesson
+    question beats an older practice check-in, and a check-in sent after today's lesson
+    beats the lesson."""
+    if not situation.open_questions:
+        return None
+    current = [q for q in situation.open_questions if not _stale(q, situation)]
+    pool = current or list(situation.open_questions)
+    return max(pool, key=lambda q: (q.sent_at, q.id))
+
+
+def route(situation: Situation, text: str) -> Route:
+    """Where free text belongs (see the module docstring for the order)."""
+    if situation.pending_ask:
+        said = confirmation(text)
+        if said is not None:
+            return Route(RouteKind.CONFIRM, command=said)
+    target = situation.target
+    if target is not None and target.question_id is not None:
+        if target.answer_id is not None:
+            return Route(RouteKind.ADDITION, target.question_id, target.answer_id)
+        return Route(RouteKind.ANSWER, target.question_id)
+    if (
+        target is None
+        and situation.last_answer_id is not None
+        and situation.last_answer_at is not None
+        and situation.now - situation.last_answer_at <= situation.addition_window
+        and not any(q.sent_at >= situation.last_answer_at for q in situation.open_questions)
+    ):
+        return Route(RouteKind.ADDITION, reply_id=situation.last_answer_id)
+    candidate = newest_open(situation)
+    if candidate is None:
+        return Route(RouteKind.NOTE, reason="gone" if target is not None else "")
+    if target is not None:
+        return Route(RouteKind.ASK, candidate.id, reason="gone")
+    if _stale(candidate, situation):
+        return Route(RouteKind.ASK, candidate.id, reason="late")
+    if is_small_talk(text):
+        return Route(RouteKind.ASK, candidate.id, reason="small-talk")
+    return Route(RouteKind.ANSWER, candidate.id)

@@ -1,0 +1,179 @@
+"""The router on its own: what a message is, decided from its words and a snapshot of
+the learner's questions. No database, no adapters: the rules, one by one."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.router import (
+    OpenQuestion,
+    Route,
+    RouteKind,
+    Situation,
+    Target,
+    Verdict,
+    is_small_talk,
+    read_text,
+    route,
+)
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+LIMIT = 50_000
+
+
+def reading(text: str):  # type: ignore[no-untyped-def]
+    return read_text(text, max_reply_chars=LIMIT)
+
+
+# ---------------------------------------------------------------------- commands
+
+
+@pytest.mark.parametrize(
+    ("typed", "command"),
+    [
+        ("/mentor help", "/mentor help"),
+        ("/MENTOR HELP", "/mentor HELP"),
+        ("mentor help", "/mentor help"),
+        ("Mentor progress", "/mentor progress"),
+        ("/help", "/mentor help"),
+        ("/Progress", "/mentor progress"),
+        ("help", "/mentor help"),
+        ("progress", "/mentor progress"),
+        ("History?", "/mentor history"),
+        ("mentor", "/mentor help"),
+    ],
+)
+def test_commands_in_any_spelling_are_commands(typed: str, command: str) -> None:
+    result = reading(typed)
+    assert result.verdict is Verdict.COMMAND
+    assert (result.command or "").lower() == command.lower()
+
+
+@pytest.mark.parametrize(
+    ("typed", "suggested"),
+    [
+        ("/mentr history", "`/mentor history`"),
+        ("/mentro help", "`/mentor help`"),
+        ("/hlep", "`/mentor help`"),
+        ("progres", "`/mentor progress`"),
+        ("histroy", "`/mentor history`"),
+    ],
+)
+def test_near_misses_get_did_you_mean_and_are_never_answers(typed: str, suggested: str) -> None:
+    result = reading(typed)
+    assert result.verdict is Verdict.SUGGEST
+    assert "Did you mean" in (result.message or "") and suggested in (result.message or "")
+
+
+def test_an_unknown_slash_word_is_not_kept_as_an_answer() -> None:
+    result = reading("/shrug")
+    assert result.verdict is Verdict.SUGGEST
+    assert "didn't keep it as an answer" in (result.message or "")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I prefer guiding others",
+        "Mentoring others is what I enjoy",  # starts with a word close to "mentor"
+        "leading",  # one word, but no command is close enough
+        "yes",  # a bare yes is an answer unless the bot asked a yes/no question
+        "Both",
+    ],
+)
+def test_ordinary_text_is_text(text: str) -> None:
+    assert reading(text).verdict is Verdict.TEXT
+
+
+def test_empty_invisible_and_oversized_messages() -> None:
+    assert reading("   ").verdict is Verdict.EMPTY
+    assert reading("\u200b\u200c\u2060\ufeff").verdict is Verdict.INVISIBLE
+    assert reading("x" * (LIMIT + 1)).verdict is Verdict.TOO_LONG
+    long_command = reading("/mentor assign " + "<@U1> " * 2000)
+    assert long_command.verdict is Verdict.TOO_LONG
+    assert "commands are short" in (long_command.message or "")
+
+
+def test_small_talk() -> None:
+    for text in ("thanks!", "ok thanks, please ping me when it's out!", "👍", "Hi there", "ok"):
+        assert is_small_talk(text), text
+    for text in ("I owned the outage review", "Okay so the hard part is saying no to people"):
+        assert not is_small_talk(text), text
+
+
+# ---------------------------------------------------------------------- routing
+
+
+def q(id: int, hours_ago: float, kind: str = "lesson", superseded: bool = False) -> OpenQuestion:
+    return OpenQuestion(id, kind, NOW - timedelta(hours=hours_ago), superseded)
+
+
+def test_the_newest_open_question_wins_by_when_it_was_asked() -> None:
+    # Today's lesson question (asked 3 h ago) beats an older practice check-in, even
+    # when the check-in's row id is higher.
+    situation = Situation(NOW, [q(9, 26, "practice"), q(5, 3)])
+    assert route(situation, "It is hard to say no to stakeholders") == Route(RouteKind.ANSWER, 5)
+    # A check-in asked after today's lesson is the newest.
+    situation = Situation(NOW, [q(5, 3), q(9, 1, "practice")])
+    assert route(situation, "I owned the outage review") == Route(RouteKind.ANSWER, 9)
+
+
+def test_an_explicit_target_always_wins() -> None:
+    situation = Situation(NOW, [q(5, 1), q(3, 30)], target=Target(3))
+    assert route(situation, "this is about the old one") == Route(RouteKind.ANSWER, 3)
+    answered = Situation(NOW, [q(5, 1)], target=Target(3, answer_id=7))
+    assert route(answered, "more on that") == Route(RouteKind.ADDITION, 3, 7)
+
+
+def test_a_gone_target_asks_about_the_open_question() -> None:
+    situation = Situation(NOW, [q(5, 1)], target=Target(None))
+    assert route(situation, "my answer") == Route(RouteKind.ASK, 5, reason="gone")
+    assert route(Situation(NOW, [], target=Target(None)), "x").kind is RouteKind.NOTE
+
+
+def test_a_second_message_within_minutes_is_an_addition() -> None:
+    situation = Situation(
+        NOW, [q(3, 30)], last_answer_id=4, last_answer_at=NOW - timedelta(minutes=4)
+    )
+    assert route(situation, "and another thought") == Route(RouteKind.ADDITION, reply_id=4)
+    later = Situation(NOW, [q(3, 3)], last_answer_id=4, last_answer_at=NOW - timedelta(minutes=6))
+    assert route(later, "a new thought") == Route(RouteKind.ANSWER, 3)
+    # A question asked after the answer is what the learner is answering now.
+    fresh = Situation(
+        NOW,
+        [OpenQuestion(8, "lesson", NOW - timedelta(minutes=1))],
+        last_answer_id=4,
+        last_answer_at=NOW - timedelta(minutes=2),
+    )
+    assert route(fresh, "answer to the new one") == Route(RouteKind.ANSWER, 8)
+
+
+def test_late_or_small_talk_asks_instead_of_filing() -> None:
+    # Six days after the lesson ended.
+    old = Situation(NOW, [q(3, 24 * 6)])
+    assert route(old, "A real thought about ownership") == Route(RouteKind.ASK, 3, reason="late")
+    # After the next lesson-day was delivered.
+    replaced = Situation(NOW, [q(3, 5, superseded=True)])
+    assert route(replaced, "about that one").reason == "late"
+    fresh = Situation(NOW, [q(3, 1)])
+    assert route(fresh, "thanks!") == Route(RouteKind.ASK, 3, reason="small-talk")
+
+
+def test_the_answer_window_is_configurable() -> None:
+    situation = Situation(NOW, [q(3, 30)], answer_window=timedelta(hours=24))
+    assert route(situation, "my answer").kind is RouteKind.ASK
+    situation = Situation(NOW, [q(3, 30)], answer_window=timedelta(hours=72))
+    assert route(situation, "my answer").kind is RouteKind.ANSWER
+
+
+def test_no_open_question_makes_a_note() -> None:
+    assert route(Situation(NOW, []), "just thinking out loud") == Route(RouteKind.NOTE)
+
+
+def test_yes_and_no_answer_a_pending_question() -> None:
+    pending = Situation(NOW, [q(3, 1)], pending_ask=True)
+    assert route(pending, "Yes!") == Route(RouteKind.CONFIRM, command="yes")
+    assert route(pending, "no") == Route(RouteKind.CONFIRM, command="note")
+    assert route(Situation(NOW, [q(3, 1)]), "yes").kind is RouteKind.ANSWER
