@@ -38,6 +38,7 @@ from bot.hub import ERROR_TEXT
 from bot.messages import EventKind, IncomingEvent, OutgoingMessage, SendResult, UserRef
 from bot.ports import EventSink, PermanentSendError, SendError, TemporarySendError
 from bot.ratelimit import Limit
+from bot.text import strip_learner_marks
 
 log = logging.getLogger(__name__)
 
@@ -486,7 +487,7 @@ class DiscordAdapter:
                     event.kind,
                     event.user,
                     event.workspace,
-                    message.plain_text()[:200],
+                    strip_learner_marks(message.plain_text())[:200],
                 )
 
         return respond
