@@ -46,6 +46,9 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.request.async_internals import build_async_context
 from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.errors import (
@@ -70,7 +73,14 @@ from adapters.slack.render import (
     to_mrkdwn,
 )
 from adapters.slack.translate import read_dm, submitted_answer
-from adapters.slack.verify import RecentKeys, RequestGuard, parse_body
+from adapters.slack.verify import (
+    MAX_BODY_BYTES,
+    RecentKeys,
+    RequestGuard,
+    parse_body,
+    payload_problem,
+    read_capped,
+)
 from bot.config import Settings
 from bot.db import Store
 from bot.messages import (
@@ -144,6 +154,16 @@ def mentioned_ids(text: str) -> list[str]:
     return list(dict.fromkeys(_USER_MENTION.findall(text)))
 
 
+def _refuse(status: int, reason: str) -> web.Response:
+    """A refused HTTP request: one log line, and the reason in the answer (a 500 with a
+    traceback would say less and log far more)."""
+    log.info("slack: refused a request (HTTP %d): %s", status, reason)
+    response = web.json_response({"error": reason}, status=status)
+    if status == 413:
+        response.force_close()  # the rest of the body is not worth a kept-alive connection
+    return response
+
+
 async def _nobody(_messages: list[OutgoingMessage]) -> None:
     """Where answers to a workspace join would go: there is no one to answer."""
 
@@ -199,6 +219,23 @@ class _Bounded(OrderedDict[str, Any]):
             self.popitem(last=False)
 
 
+class _CheckedSocketMode(AsyncSocketModeHandler):
+    """Socket Mode with the shape check HTTP requests get (``payload_problem``): a
+    payload Bolt would crash on is acknowledged, so Slack does not send it again, and
+    logged in one line instead of a traceback."""
+
+    async def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
+        payload = req.payload
+        problem = (
+            payload_problem(payload) if isinstance(payload, dict) else "payload is not an object"
+        )
+        if problem is None:
+            await super().handle(client, req)
+            return
+        log.info("slack: refused a Socket Mode %s: %s", req.type, problem)
+        await client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+
+
 class SlackAdapter:
     """Slack Events/Interactivity/Socket Mode in, Web API out."""
 
@@ -232,7 +269,7 @@ class SlackAdapter:
             RequestGuard(settings.slack_signing_secret) if settings.slack_signing_secret else None
         )
         self.bolt = self._build_bolt()
-        self._socket: AsyncSocketModeHandler | None = None
+        self._socket: _CheckedSocketMode | None = None
         self._ready = asyncio.Event()
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -333,7 +370,7 @@ class SlackAdapter:
         self._ready.set()
         try:
             if self.settings.slack_app_token:
-                self._socket = AsyncSocketModeHandler(
+                self._socket = _CheckedSocketMode(
                     self.bolt, self.settings.slack_app_token, web_client=self.client
                 )
                 await self._socket.connect_async()
@@ -402,29 +439,38 @@ class SlackAdapter:
     # ------------------------------------------------------------------ HTTP routes
 
     async def _handle_events(self, request: web.Request) -> web.StreamResponse:
-        """``/slack/events``: commands, events and interactions in HTTP mode."""
+        """``/slack/events``: commands, events and interactions in HTTP mode.
+
+        Whatever arrives is refused with a 4xx and one log line unless it is small,
+        signed, fresh, and shaped as Slack shapes its payloads: Bolt and the listeners
+        below read fields without checking their types, and an exception there would
+        be a 500 with a traceback for every odd request.
+        """
         assert self.guard is not None
         self._ensure_session()
-        raw = await request.read()
+        raw = await read_capped(request, MAX_BODY_BYTES)
+        if raw is None:
+            return _refuse(413, f"body larger than {MAX_BODY_BYTES} bytes")
         try:
             body = raw.decode("utf-8")
         except UnicodeDecodeError:
-            return web.json_response({"error": "body is not UTF-8"}, status=400)
+            return _refuse(400, "malformed request: body is not UTF-8")
         refusal = self.guard.refusal(body, request.headers)
         if refusal is not None:
-            log.info("slack: refused a request: %s", refusal)
-            return web.json_response({"error": refusal}, status=401)
+            return _refuse(401, refusal)
         try:
             payload = parse_body(body, request.content_type)
+            problem = payload_problem(payload)
+            if problem is not None:
+                raise ValueError(problem)
             bolt_request = AsyncBoltRequest(
                 body=body, query=request.query_string, headers=dict(request.headers)
             )
+            if bolt_request.body != payload:  # Bolt misread it (see parse_body): use ours
+                bolt_request.body = payload
+                bolt_request.context = build_async_context(AsyncBoltContext({}), payload)
         except Exception as exc:  # a body Bolt cannot read must not become a 500
-            log.info("slack: refused a malformed request: %s", exc)
-            return web.json_response({"error": f"malformed request: {exc}"}, status=400)
-        if bolt_request.body != payload:  # Bolt misread it (see parse_body): use ours
-            bolt_request.body = payload
-            bolt_request.context = build_async_context(AsyncBoltContext({}), payload)
+            return _refuse(400, f"malformed request: {exc}")
         response = await self.bolt.async_dispatch(bolt_request)
         return await to_aiohttp_response(response)
 
