@@ -17,6 +17,7 @@ from typing import TextIO
 from bot.commands import PREFIX, is_command
 from bot.messages import EventKind, IncomingEvent, OutgoingMessage, SendResult
 from bot.ports import EventSink
+from bot.text import learner_spans
 
 PLATFORM = "console"
 WORKSPACE = "local"
@@ -27,8 +28,12 @@ _CHANNEL = re.compile(r"<#([^>|]+)(?:\|[^>]*)?>")
 
 
 def plain(text: str) -> str:
-    """The console's form of mentions: @name and #channel."""
-    return _CHANNEL.sub(r"#\1", _USER.sub(r"@\1", text))
+    """The console's form of the bot's mentions: @name and #channel. A learner's own
+    words are printed as written, without the core's marks around them."""
+    return "".join(
+        piece if by_learner else _CHANNEL.sub(r"#\1", _USER.sub(r"@\1", piece))
+        for piece, by_learner in learner_spans(text)
+    )
 
 
 def render(message: OutgoingMessage) -> str:

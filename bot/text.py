@@ -1,4 +1,5 @@
-"""Text rules every platform shares: size limits and splitting without cutting sentences."""
+"""Text rules every platform shares: size limits, splitting without cutting sentences, and
+marking text a learner wrote so each platform can show it without acting on it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,14 @@ import unicodedata
 # Slack allows 40,000 characters a message; code points run higher with emoji and marks.
 MAX_REPLY_CHARS = 50_000
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
+# Private-use code points that bracket learner-written text inside what the core says.
+# Platforms treat some text as instructions (Slack's ``<!channel>`` pings a whole
+# channel), so an adapter must know which words are the learner's to render them inert;
+# the core marks them and each adapter decides what inert means on its platform.
+LEARNER_OPEN = "\ue000"
+LEARNER_CLOSE = "\ue001"
+_MARKS = str.maketrans("", "", LEARNER_OPEN + LEARNER_CLOSE)
+_MARK_SPLIT = re.compile(f"([{LEARNER_OPEN}{LEARNER_CLOSE}])")
 
 
 _BOUNDARIES: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -74,19 +83,32 @@ def preview(text: str, length: int = 120) -> str:
     return cut.rstrip() + "…"
 
 
-# Learner-written text is wrapped in these private-use characters wherever the core puts
-# it in a message, so each adapter can render it inert (Slack escapes it, so a reply
-# holding ``<!channel>`` never pings anyone) while the bot's own mentions still work.
-LEARNER_OPEN = "\ue000"
-LEARNER_CLOSE = "\ue001"
-
-
 def learner_text(text: str) -> str:
-    """Mark ``text`` as written by a person, not the bot."""
-    inner = text.replace(LEARNER_OPEN, "").replace(LEARNER_CLOSE, "")
-    return f"{LEARNER_OPEN}{inner}{LEARNER_CLOSE}"
+    """``text`` marked as written by a learner. Marks already inside it are removed
+    first, so a learner cannot close the span early and smuggle in text of the bot's."""
+    return f"{LEARNER_OPEN}{text.translate(_MARKS)}{LEARNER_CLOSE}"
 
 
 def strip_learner_marks(text: str) -> str:
-    """The text without the markers, for plain renderings."""
-    return text.replace(LEARNER_OPEN, "").replace(LEARNER_CLOSE, "")
+    """``text`` without the learner marks, for renderings where nothing is parsed."""
+    return text.translate(_MARKS)
+
+
+def learner_spans(text: str) -> list[tuple[str, bool]]:
+    """``text`` as (piece, written by a learner) in order, without the marks.
+
+    Text cut after an opening mark (a preview of a marked reply) counts as the
+    learner's up to its end, and a closing mark with no opening one counts everything
+    before it since the last span as the learner's: when in doubt, text is treated as
+    the learner's, which at worst shows a bot-written mention as plain text.
+    """
+    spans: list[tuple[str, bool]] = []
+    inside = False
+    for piece in _MARK_SPLIT.split(text):
+        if piece in (LEARNER_OPEN, LEARNER_CLOSE):
+            if piece == LEARNER_CLOSE and spans and not inside:
+                spans[-1] = (spans[-1][0], True)
+            inside = piece == LEARNER_OPEN
+        elif piece:
+            spans.append((piece, inside))
+    return spans

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 from bot.commands import is_command
 from bot.messages import EventKind, IncomingEvent, OutgoingMessage, SendResult
+from bot.text import strip_learner_marks
 from mentorbot.bootstrap import App
 
 _ids = itertools.count(1)
@@ -107,7 +108,7 @@ class Chat:
 
     def text(self, text: str, **extra: object) -> str:
         """What the learner sees, as plain text."""
-        return "\n---\n".join(m.plain_text() for m in self.say(text, **extra))
+        return "\n---\n".join(strip_learner_marks(m.plain_text()) for m in self.say(text, **extra))
 
 
 @contextmanager

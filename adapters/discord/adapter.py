@@ -20,6 +20,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from adapters.cache import TTLCache
 from adapters.discord.components import ActionButton, build_view, reply_modal, submitted_text
 from adapters.discord.errors import UNKNOWN_CHANNEL, translate
 from adapters.discord.render import (
@@ -35,9 +36,11 @@ from bot.commands import is_command
 from bot.config import Settings
 from bot.db import Store
 from bot.hub import ERROR_TEXT
+from bot.mentions import MAX_MENTIONS, TooManyMentions, has_lead_role, takes_people
 from bot.messages import EventKind, IncomingEvent, OutgoingMessage, SendResult, UserRef
 from bot.ports import EventSink, PermanentSendError, SendError, TemporarySendError
 from bot.ratelimit import Limit
+from bot.text import strip_learner_marks
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +73,12 @@ INTENTS.guilds = True
 INTENTS.dm_messages = True
 # User mentions in command text: ``<@id>`` or the older ``<@!id>``.
 MENTION = re.compile(r"<@!?(\d+)>")
-# Mentioned users Discord did not resolve are looked up, at most this many per command
-# and for at most this long: past that the core gets the ids without the details.
-MENTION_LOOKUPS = 25
+# Mentioned users Discord did not resolve are looked up (for a lead's command that takes
+# people, naming at most bot.mentions.MAX_MENTIONS) for at most this long: past that the
+# core gets the ids without the details. Answers are kept a while, found or not.
 MENTION_LOOKUP_TIMEOUT = 5.0
+USER_CACHE_SECONDS = 600.0
+USERS_KEPT = 10_000
 PRIVILEGED_INTENTS_HINT = (
     "Discord refused the Server Members intent: DISCORD_MEMBERS_INTENT is on, but the "
     "intent is not enabled for this application. Turn on Bot -> Privileged Gateway "
@@ -285,13 +290,16 @@ class DiscordAdapter:
         guild_ready_timeout: float = 2.0,
         max_ratelimit_timeout: float = 30.0,
     ) -> None:
-        """``store`` is accepted for the bootstrap's sake; the adapter keeps nothing in
-        it. ``courses`` lists (id, title) for autocomplete; by default the catalog is
-        read once from ``settings.content_dir`` at start."""
+        """The adapter keeps nothing in ``store``; it reads there who a lead made a lead,
+        so that only leads' commands cost user lookups (without a store, every lead
+        command is looked up). ``courses`` lists (id, title) for autocomplete; by
+        default the catalog is read once from ``settings.content_dir`` at start."""
         if not settings.discord_token:
             raise ValueError("DISCORD_TOKEN is not set")
         self.settings = settings
         self.store = store
+        # User id -> what Discord said about them; None: Discord knows no such user.
+        self._users: TTLCache[str, UserRef | None] = TTLCache(USERS_KEPT, USER_CACHE_SECONDS)
         self.ack_after = ack_after
         self.defer_when_busy = defer_when_busy
         self._waiting_interactions = 0
@@ -486,7 +494,7 @@ class DiscordAdapter:
                     event.kind,
                     event.user,
                     event.workspace,
-                    message.plain_text()[:200],
+                    strip_learner_marks(message.plain_text())[:200],
                 )
 
         return respond
@@ -565,6 +573,8 @@ class DiscordAdapter:
                 # After the timer starts: a lookup must not hold up the acknowledgement.
                 event = await self._with_mentions(event)
             await self._deliver(event, replier.respond)
+        except TooManyMentions as refusal:
+            await replier.respond([self._answer(event, str(refusal))])
         except Exception:
             log.exception("could not answer a Discord interaction")
             with contextlib.suppress(Exception):
@@ -580,16 +590,37 @@ class DiscordAdapter:
         The core refuses bots only if it is told which mentioned users are bots.
         Discord resolves users picked in an option, but not an id typed or pasted as
         ``<@id>``, nor a typed command in a DM beyond its message's mentions; those are
-        looked up (the client's cache first, then Discord). A user Discord does not
+        looked up (the client's cache, then ours, then Discord). A user Discord does not
         know is left without details: the core then treats the id as a person.
+
+        Lookups cost API calls, so they are made only for a command that takes people,
+        from someone the core will let run it; a command naming more than MAX_MENTIONS
+        people raises ``TooManyMentions`` instead.
         """
+        ids = _mention_ids(event.text)
+        if not ids or not takes_people(event.text):
+            return event
+        if not event.platform_is_lead and not await self._has_lead_role(event):
+            return event
+        if len(ids) > MAX_MENTIONS:
+            raise TooManyMentions(len(ids))
         known = {ref.id: ref for ref in event.mentioned}
-        missing = [i for i in _mention_ids(event.text) if i not in known][:MENTION_LOOKUPS]
+        missing = [i for i in ids if i not in known]
         if not missing:
             return event
         found = await self._look_up_users(missing)
         refs = [*event.mentioned, *(found[i] for i in missing if i in found)]
         return replace(event, mentioned=tuple(refs))
+
+    async def _has_lead_role(self, event: IncomingEvent) -> bool:
+        """Did a lead make the sender a lead? In a DM (no guild) any guild counts."""
+        store = self.store
+        if store is None:
+            return True  # cannot tell: look up, as the core may well accept the command
+        return await asyncio.to_thread(
+            store.run,
+            lambda session: has_lead_role(session, PLATFORM, event.workspace, event.user),
+        )
 
     async def _look_up_users(self, ids: Sequence[str]) -> dict[str, UserRef]:
         client = self._client
@@ -601,6 +632,10 @@ class DiscordAdapter:
             cached = client.get_user(int(user_id))
             if cached is not None:
                 found[user_id] = _user_ref(cached)
+            elif user_id in self._users:
+                ref = self._users.get(user_id)
+                if ref is not None:
+                    found[user_id] = ref
             else:
                 to_fetch.append(int(user_id))
         if not to_fetch:
@@ -612,24 +647,30 @@ class DiscordAdapter:
         if pending:
             log.warning("gave up looking up %d mentioned user(s)", len(pending))
             await asyncio.gather(*pending, return_exceptions=True)
-        for task in done:
+        for user_id, task in zip(to_fetch, tasks, strict=True):
+            if task not in done:
+                continue
             error = task.exception()
             if error is None:
-                user = task.result()
-                found[str(user.id)] = _user_ref(user)
-            elif not isinstance(error, discord.NotFound):
+                ref = _user_ref(task.result())
+                found[ref.id] = ref
+                self._users.put(ref.id, ref)
+            elif isinstance(error, discord.NotFound):
+                self._users.put(str(user_id), None)  # a stranger's id costs one call
+            else:
                 log.warning("could not look up a mentioned user: %r", error)
         return found
 
     @staticmethod
-    def _apology(event: IncomingEvent) -> OutgoingMessage:
+    def _answer(event: IncomingEvent, text: str) -> OutgoingMessage:
+        """A one-line answer of the adapter's own, seen only by the sender."""
         return OutgoingMessage(
-            platform=PLATFORM,
-            workspace=event.workspace,
-            user=event.user,
-            text=ERROR_TEXT,
-            ephemeral=True,
+            platform=PLATFORM, workspace=event.workspace, user=event.user, text=text, ephemeral=True
         )
+
+    @classmethod
+    def _apology(cls, event: IncomingEvent) -> OutgoingMessage:
+        return cls._answer(event, ERROR_TEXT)
 
     async def run_command(self, interaction: discord.Interaction, words: Sequence[str]) -> None:
         """A ``/mentor`` subcommand: the core gets the same text a typed command has."""
@@ -765,10 +806,15 @@ class DiscordAdapter:
             text = await self._message_text(message)
             kind = EventKind.COMMAND if is_command(text) else EventKind.MESSAGE
             event = self._dm_event(message, kind, text)
-            if kind is EventKind.COMMAND:
-                event = await self._with_mentions(event)
+            respond = self._dm_responder(message)
             try:
-                await self._deliver(event, self._dm_responder(message))
+                try:
+                    if kind is EventKind.COMMAND:
+                        event = await self._with_mentions(event)
+                except TooManyMentions as refusal:
+                    await respond([self._answer(event, str(refusal))])
+                    return
+                await self._deliver(event, respond)
             except discord.HTTPException:
                 log.exception("could not answer a DM from %s", message.author.id)
 

@@ -6,6 +6,9 @@ can exceed that, so one ``OutgoingMessage`` may become several Discord messages
 (``Part``); text is split with the core's ``split_text`` so no sentence is cut.
 
 Everything here is pure (no network), so the limits are easy to test exhaustively.
+Learner-written text needs no escaping here: every message goes out with
+``allowed_mentions`` that parse nothing, so ``@everyone`` in a reply is only text. The
+core's learner marks are dropped before anything is measured or split.
 """
 
 from __future__ import annotations
@@ -13,12 +16,12 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import discord
 
-from bot.messages import Action, Attachment, OutgoingMessage
-from bot.text import preview, split_text
+from bot.messages import Action, Attachment, OutgoingMessage, Section
+from bot.text import preview, split_text, strip_learner_marks
 
 CONTENT_LIMIT = 2000
 DESCRIPTION_LIMIT = 4096
@@ -161,6 +164,23 @@ def _pack(embeds: list[discord.Embed], reserve: int) -> list[Part]:
     return parts
 
 
+def unmarked(message: OutgoingMessage) -> OutgoingMessage:
+    """``message`` without the core's learner marks (Discord needs no other treatment)."""
+
+    def plain(text: str | None) -> str | None:
+        return None if text is None else strip_learner_marks(text)
+
+    return replace(
+        message,
+        text=strip_learner_marks(message.text),
+        title=plain(message.title),
+        question=plain(message.question),
+        sections=tuple(
+            Section(plain(s.title), strip_learner_marks(s.body)) for s in message.sections
+        ),
+    )
+
+
 def render(message: OutgoingMessage, *, mark: bool = False) -> list[Part]:
     """The Discord messages for ``message``, in order; buttons on the last one.
 
@@ -169,6 +189,7 @@ def render(message: OutgoingMessage, *, mark: bool = False) -> list[Part]:
     ``mark`` each part's last embed gets a footer naming the delivery, so after a crash
     ``find_delivered`` can tell whether it reached the learner.
     """
+    message = unmarked(message)
     structured = bool(message.title or message.sections or message.question or mark)
     if structured:
         parts = _pack(_embeds(message), FOOTER_RESERVE if mark else 0)

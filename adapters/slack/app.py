@@ -16,8 +16,9 @@ Modes, chosen from the settings:
 Nothing here decides behaviour: every command, reply, edit, button and workspace join
 goes to the hub as an ``IncomingEvent`` and whatever the core answers is rendered as
 Block Kit. What only Slack knows is filled in here: who a mentioned ``<@U…>`` is (so the
-core can refuse bots), who counts as a lead (admins, owners, the installer), and how a
-file reaches a conversation (files cannot be ephemeral, so they go to the DM).
+core can refuse bots; asked only for a lead's command that takes people, see
+``bot.mentions``), who counts as a lead (admins, owners, the installer), and how a file
+reaches a conversation (files cannot be ephemeral, so they go to the DM).
 """
 
 from __future__ import annotations
@@ -46,8 +47,12 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.request.async_internals import build_async_context
 from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.cache import TTLCache
 from adapters.slack.errors import (
     FILE_SCOPE_ERRORS,
     TOKEN_ERRORS,
@@ -70,9 +75,17 @@ from adapters.slack.render import (
     to_mrkdwn,
 )
 from adapters.slack.translate import read_dm, submitted_answer
-from adapters.slack.verify import RecentKeys, RequestGuard, parse_body
+from adapters.slack.verify import (
+    MAX_BODY_BYTES,
+    RecentKeys,
+    RequestGuard,
+    parse_body,
+    payload_problem,
+    read_capped,
+)
 from bot.config import Settings
 from bot.db import Store
+from bot.mentions import MAX_MENTIONS, TooManyMentions, has_lead_role, takes_people
 from bot.messages import (
     Action,
     Attachment,
@@ -104,6 +117,7 @@ TOKEN_CACHE_SECONDS = 300.0
 # users.info answers and installers are remembered this long: an admin who is demoted,
 # or a person who is deactivated, stops counting as a lead or a learner within minutes.
 PROFILE_CACHE_SECONDS = 600.0
+PROFILES_KEPT = 10_000
 MENTION_LOOKUPS = 4  # users.info calls in flight for one command's mentions
 # A user mention as Slack escapes it in command text: <@U123> or <@U123|name>.
 _USER_MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^<>]*)?>")
@@ -142,6 +156,16 @@ def read_profile(data: dict[str, Any]) -> Profile:
 def mentioned_ids(text: str) -> list[str]:
     """The users a command's text mentions, each once, in order."""
     return list(dict.fromkeys(_USER_MENTION.findall(text)))
+
+
+def _refuse(status: int, reason: str) -> web.Response:
+    """A refused HTTP request: one log line, and the reason in the answer (a 500 with a
+    traceback would say less and log far more)."""
+    log.info("slack: refused a request (HTTP %d): %s", status, reason)
+    response = web.json_response({"error": reason}, status=status)
+    if status == 413:
+        response.force_close()  # the rest of the body is not worth a kept-alive connection
+    return response
 
 
 async def _nobody(_messages: list[OutgoingMessage]) -> None:
@@ -199,6 +223,23 @@ class _Bounded(OrderedDict[str, Any]):
             self.popitem(last=False)
 
 
+class _CheckedSocketMode(AsyncSocketModeHandler):
+    """Socket Mode with the shape check HTTP requests get (``payload_problem``): a
+    payload Bolt would crash on is acknowledged, so Slack does not send it again, and
+    logged in one line instead of a traceback."""
+
+    async def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
+        payload = req.payload
+        problem = (
+            payload_problem(payload) if isinstance(payload, dict) else "payload is not an object"
+        )
+        if problem is None:
+            await super().handle(client, req)
+            return
+        log.info("slack: refused a Socket Mode %s: %s", req.type, problem)
+        await client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+
+
 class SlackAdapter:
     """Slack Events/Interactivity/Socket Mode in, Web API out."""
 
@@ -232,7 +273,7 @@ class SlackAdapter:
             RequestGuard(settings.slack_signing_secret) if settings.slack_signing_secret else None
         )
         self.bolt = self._build_bolt()
-        self._socket: AsyncSocketModeHandler | None = None
+        self._socket: _CheckedSocketMode | None = None
         self._ready = asyncio.Event()
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -240,8 +281,7 @@ class SlackAdapter:
         self._tasks: set[asyncio.Task[None]] = set()
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._lock_users: dict[tuple[str, str], int] = {}
-        # "team:user" -> (Profile, expiry on the monotonic clock)
-        self._profiles: _Bounded = _Bounded()
+        self._profiles: TTLCache[str, Profile] = TTLCache(PROFILES_KEPT, PROFILE_CACHE_SECONDS)
         self._installers: dict[str, tuple[str | None, float]] = {}
         self._dm_channels: dict[tuple[str, str], str] = {}
         self._clients: dict[str, tuple[AsyncWebClient, float]] = {}
@@ -333,7 +373,7 @@ class SlackAdapter:
         self._ready.set()
         try:
             if self.settings.slack_app_token:
-                self._socket = AsyncSocketModeHandler(
+                self._socket = _CheckedSocketMode(
                     self.bolt, self.settings.slack_app_token, web_client=self.client
                 )
                 await self._socket.connect_async()
@@ -402,29 +442,38 @@ class SlackAdapter:
     # ------------------------------------------------------------------ HTTP routes
 
     async def _handle_events(self, request: web.Request) -> web.StreamResponse:
-        """``/slack/events``: commands, events and interactions in HTTP mode."""
+        """``/slack/events``: commands, events and interactions in HTTP mode.
+
+        Whatever arrives is refused with a 4xx and one log line unless it is small,
+        signed, fresh, and shaped as Slack shapes its payloads: Bolt and the listeners
+        below read fields without checking their types, and an exception there would
+        be a 500 with a traceback for every odd request.
+        """
         assert self.guard is not None
         self._ensure_session()
-        raw = await request.read()
+        raw = await read_capped(request, MAX_BODY_BYTES)
+        if raw is None:
+            return _refuse(413, f"body larger than {MAX_BODY_BYTES} bytes")
         try:
             body = raw.decode("utf-8")
         except UnicodeDecodeError:
-            return web.json_response({"error": "body is not UTF-8"}, status=400)
+            return _refuse(400, "malformed request: body is not UTF-8")
         refusal = self.guard.refusal(body, request.headers)
         if refusal is not None:
-            log.info("slack: refused a request: %s", refusal)
-            return web.json_response({"error": refusal}, status=401)
+            return _refuse(401, refusal)
         try:
             payload = parse_body(body, request.content_type)
+            problem = payload_problem(payload)
+            if problem is not None:
+                raise ValueError(problem)
             bolt_request = AsyncBoltRequest(
                 body=body, query=request.query_string, headers=dict(request.headers)
             )
+            if bolt_request.body != payload:  # Bolt misread it (see parse_body): use ours
+                bolt_request.body = payload
+                bolt_request.context = build_async_context(AsyncBoltContext({}), payload)
         except Exception as exc:  # a body Bolt cannot read must not become a 500
-            log.info("slack: refused a malformed request: %s", exc)
-            return web.json_response({"error": f"malformed request: {exc}"}, status=400)
-        if bolt_request.body != payload:  # Bolt misread it (see parse_body): use ours
-            bolt_request.body = payload
-            bolt_request.context = build_async_context(AsyncBoltContext({}), payload)
+            return _refuse(400, f"malformed request: {exc}")
         response = await self.bolt.async_dispatch(bolt_request)
         return await to_aiohttp_response(response)
 
@@ -457,15 +506,6 @@ class SlackAdapter:
         async def work() -> None:
             profile = await self._caller(client, team, user)
             text = from_slack_text(command.get("text") or "")
-            event = self._event(
-                team,
-                user,
-                EventKind.COMMAND,
-                text,
-                profile,
-                workspace_name=command.get("team_domain"),
-                mentioned=await self._mentioned(client, team, text),
-            )
             respond = self._responder(
                 client,
                 team,
@@ -473,7 +513,17 @@ class SlackAdapter:
                 response_url=command.get("response_url"),
                 origin=command.get("channel_id"),
             )
-            await self._handle(event, respond)
+            event = await self._command_event(
+                client,
+                team,
+                user,
+                text,
+                profile,
+                respond,
+                workspace_name=command.get("team_domain"),
+            )
+            if event is not None:
+                await self._handle(event, respond)
 
         self._spawn(team, user, work)
 
@@ -495,22 +545,19 @@ class SlackAdapter:
 
         async def work() -> None:
             profile = await self._caller(client, team, dm.user)
-            mentioned = (
-                await self._mentioned(client, team, dm.text) if dm.kind is EventKind.COMMAND else ()
-            )
-            incoming = self._event(
-                team,
-                dm.user,
-                dm.kind,
-                dm.text,
-                profile,
-                message_id=dm.message_id,
-                answers_message=dm.answers_message,
-                mentioned=mentioned,
-            )
             respond = self._responder(
                 client, team, dm.user, channel=dm.channel, thread_ts=dm.thread_ts
             )
+            message = {"message_id": dm.message_id, "answers_message": dm.answers_message}
+            if dm.kind is not EventKind.COMMAND:
+                incoming = self._event(team, dm.user, dm.kind, dm.text, profile, **message)
+            else:
+                found = await self._command_event(
+                    client, team, dm.user, dm.text, profile, respond, **message
+                )
+                if found is None:
+                    return
+                incoming = found
             await self._handle(incoming, respond)
 
         self._spawn(team, dm.user, work)
@@ -700,15 +747,15 @@ class SlackAdapter:
         await self.hub.handle(event, respond)
 
     def _remember(self, team: str, user: str, profile: Profile) -> None:
-        self._profiles[f"{team}:{user}"] = (profile, time.monotonic() + PROFILE_CACHE_SECONDS)
+        self._profiles.put(f"{team}:{user}", profile)
 
     async def _profile(self, client: AsyncWebClient, team: str, user: str) -> Profile | None:
         """Name, time zone, admin and bot flags from users.info, asked at most once per
         PROFILE_CACHE_SECONDS per person and team. None when Slack could not be asked
         (the event still counts, without the details)."""
         known = self._profiles.get(f"{team}:{user}")
-        if known is not None and known[1] > time.monotonic():
-            return known[0]
+        if known is not None:
+            return known
         try:
             response = await client.users_info(user=user)
         except Exception as exc:
@@ -753,14 +800,25 @@ class SlackAdapter:
             self._installers[team] = known
         return known[0] == user
 
-    async def _mentioned(self, client: AsyncWebClient, team: str, text: str) -> tuple[UserRef, ...]:
+    async def _mentioned(
+        self, client: AsyncWebClient, team: str, user: str, caller: Profile, text: str
+    ) -> tuple[UserRef, ...]:
         """Who each ``<@U…>`` in a command is, so the core can leave out bots. A
         deactivated account, or an id that is not a member of this workspace, cannot take
         a course either, and ``UserRef`` has one flag for "not a person to enrol", so it
-        is marked like a bot. If Slack cannot be asked, the id is passed on unflagged."""
+        is marked like a bot. If Slack cannot be asked, the id is passed on unflagged.
+
+        Each lookup is a users.info call, so nobody is looked up for a command that
+        takes no people, nor for a caller the core will refuse as not a lead; and a
+        command naming more than MAX_MENTIONS people raises ``TooManyMentions``.
+        """
         ids = mentioned_ids(text)
-        if not ids:
+        if not ids or not takes_people(text):
             return ()
+        if not caller.is_lead and not await self._has_lead_role(team, user):
+            return ()
+        if len(ids) > MAX_MENTIONS:
+            raise TooManyMentions(len(ids))
         gate = asyncio.Semaphore(MENTION_LOOKUPS)
 
         async def look_up(user_id: str) -> UserRef:
@@ -771,6 +829,33 @@ class SlackAdapter:
             return UserRef(user_id, profile.name, profile.is_bot or not profile.active)
 
         return tuple(await asyncio.gather(*(look_up(i) for i in ids)))
+
+    async def _has_lead_role(self, team: str, user: str) -> bool:
+        """Did a lead make ``user`` a lead in ``team``? (The database says; Slack not.)"""
+        return await asyncio.to_thread(
+            self.store.run, lambda session: has_lead_role(session, PLATFORM, team, user)
+        )
+
+    async def _command_event(
+        self,
+        client: AsyncWebClient,
+        team: str,
+        user: str,
+        text: str,
+        profile: Profile,
+        respond: Respond,
+        **extra: Any,
+    ) -> IncomingEvent | None:
+        """A command for the core with its mentions looked up; None when the adapter
+        has answered it already (it names too many people)."""
+        try:
+            mentioned = await self._mentioned(client, team, user, profile, text)
+        except TooManyMentions as refusal:
+            await respond([OutgoingMessage(PLATFORM, team, user, str(refusal), ephemeral=True)])
+            return None
+        return self._event(
+            team, user, EventKind.COMMAND, text, profile, mentioned=mentioned, **extra
+        )
 
     async def _publish_home(self, client: AsyncWebClient, team: str, user: str) -> None:
         """The Home tab shows the core's answer to ``progress``; a Start button when the

@@ -1,21 +1,25 @@
 """Block Kit rendering of the core's ``OutgoingMessage`` and reading Slack text back.
 
 Pure functions, no network: the adapter turns each ``OutgoingMessage`` into one or more
-``Part`` (blocks + plain-text fallback) and posts them. Slack's limits shape everything
-here: 3,000 characters per section, 150 per header, 75 per button label, 50 blocks per
-message (100 in a Home tab), so long lessons become several messages rather than being
-cut or rejected.
+``Part`` (blocks + plain-text fallback) and posts them. Text the core marked as a
+learner's (``bot.text.learner_text``) is shown exactly as written and never parsed: a
+reply saying ``<!channel>`` must not ping a channel when a lead reads it.
+
+Slack's limits shape everything here: 3,000 characters per section, 150 per header, 75
+per button label, 50 blocks per message (100 in a Home tab), so long lessons become
+several messages rather than being cut or rejected.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from bot.messages import Action, OutgoingMessage
-from bot.text import split_text
+from bot.text import LEARNER_CLOSE, LEARNER_OPEN, learner_spans, split_text
 
 SECTION_LIMIT = 3000
 HEADER_LIMIT = 150
@@ -80,8 +84,29 @@ def _convert_prose(text: str) -> str:
     return text.replace(_BOLD_MARK, "*")
 
 
-def to_mrkdwn(text: str) -> str:
-    """The core writes light markdown (``**bold**``); Slack speaks mrkdwn (``*bold*``)."""
+# Where a learner's words wait while the bot's text around them is converted: the
+# marks themselves around a number, which no conversion rule touches.
+_HOLE = re.compile(f"{LEARNER_OPEN}(\\d+){LEARNER_CLOSE}")
+
+
+def _with_learner_text_inert(text: str, convert: Callable[[str], str]) -> str:
+    """``convert`` the bot's words; the learner's are escaped, never converted: no
+    markdown, and no ``<@U…>``, ``<!channel>`` or link is let through as a token."""
+    spans = learner_spans(text)
+    if all(not by_learner for _, by_learner in spans):
+        return convert("".join(piece for piece, _ in spans))
+    holes: list[str] = []
+    masked: list[str] = []
+    for piece, by_learner in spans:
+        if by_learner:
+            masked.append(f"{LEARNER_OPEN}{len(holes)}{LEARNER_CLOSE}")
+            holes.append(_escape_plain(piece))
+        else:
+            masked.append(piece)
+    return _HOLE.sub(lambda m: holes[int(m.group(1))], convert("".join(masked)))
+
+
+def _bot_mrkdwn(text: str) -> str:
     out: list[str] = []
     last = 0
     for match in _CODE.finditer(text):
@@ -92,11 +117,22 @@ def to_mrkdwn(text: str) -> str:
     return "".join(out)
 
 
-def to_plain(text: str) -> str:
-    """Markdown emphasis removed, for plain_text fields (headers, labels)."""
+def to_mrkdwn(text: str) -> str:
+    """The core writes light markdown (``**bold**``); Slack speaks mrkdwn (``*bold*``).
+    Learner-written text in it is escaped as plain text."""
+    return _with_learner_text_inert(text, _bot_mrkdwn)
+
+
+def _bot_plain(text: str) -> str:
     text = _BOLD.sub(lambda m: m.group(1) or m.group(2), text)
     text = _STRIKE.sub(r"\1", text)
     return _LINK.sub(r"\1", text)
+
+
+def to_plain(text: str) -> str:
+    """Markdown emphasis removed, for plain_text fields (headers, labels); a learner's
+    words are escaped as in mrkdwn, so they read the same in either kind of field."""
+    return _with_learner_text_inert(text, _bot_plain)
 
 
 # ------------------------------------------------------------------ Slack text -> plain

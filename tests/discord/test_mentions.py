@@ -8,11 +8,23 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.discord.slash import people_words
+from bot.mentions import MAX_MENTIONS, TooManyMentions
 from bot.messages import IncomingEvent, UserRef
 from bot.ports import Respond
 from mentorbot.bootstrap import App
 from tests.conftest import Clock
-from tests.discord.world import ACME, ALICE, BOB, DAVE, World, run, running
+from tests.discord.world import (
+    ACME,
+    ALICE,
+    BOB,
+    CAROL,
+    DAVE,
+    GLOBEX,
+    World,
+    message_text,
+    run,
+    running,
+)
 from tests.emulators.discord_api import (
     FakeMember,
     FakeUser,
@@ -163,6 +175,12 @@ def test_ids_typed_by_hand_are_looked_up(sqlite_url: str, clock: Clock) -> None:
             assert len(world.dc.requests_to("GET", rf"/users/{GHOST}$")) == 1  # a 404
             assert world.learners(ROBOT) == []
 
+            # Both answers are remembered, the 404 too: the same ids again ask nothing.
+            await picked(world, ALICE, "unassign", {"people": f"<@{robot.id}> <@{GHOST}>"}, ())
+            assert recorded(world).mentioned == (UserRef(str(robot.id), "Helper", True),)
+            assert len(world.dc.requests_to("GET", rf"/users/{robot.id}$")) == 1
+            assert len(world.dc.requests_to("GET", rf"/users/{GHOST}$")) == 1
+
     run(scenario)
 
 
@@ -179,8 +197,62 @@ def test_a_command_typed_in_the_dm_carries_its_mentions(sqlite_url: str, clock: 
                 UserRef(str(BOB), "bob", False),
             }
 
-            # A mention the message did not carry is looked up.
+            # A mention the message did not carry is looked up, for a lead only. A DM
+            # names no server, so Alice's lead role there does not count: she is a lead
+            # in her DMs once a lead has made her one.
+            await world.dm(ALICE, f"/mentor unassign <@{robot.id}>")
+            assert recorded(world).mentioned == ()
+            await picked(world, DAVE, "leads", {"action": "add", "people": f"<@{ALICE}>"}, (ALICE,))
             await world.dm(ALICE, f"/mentor unassign <@{robot.id}>")
             assert recorded(world).mentioned == (UserRef(str(robot.id), "Helper", True),)
+
+    run(scenario)
+
+
+def strangers(count: int) -> str:
+    """``count`` mentions of ids no one resolved, as typed into a text option."""
+    return " ".join(f"<@{GHOST - 1000 - n}>" for n in range(count))
+
+
+def user_lookups(world: World) -> int:
+    return len(world.dc.requests_to("GET", r"/users/\d+$"))
+
+
+def test_a_non_leads_command_naming_hundreds_of_people_looks_up_nobody(
+    sqlite_url: str, clock: Clock
+) -> None:
+    async def scenario() -> None:
+        async with running(sqlite_url, clock) as world:
+            answer = await picked(world, BOB, "assign", {"people": strangers(200)}, ())
+            assert "Only leads can use `/mentor assign`" in answer
+            await world.command(CAROL, "start", guild=GLOBEX)  # Bob's DMs are closed
+            [reply] = await world.dm(CAROL, f"/mentor assign {strangers(80)}")
+            assert "Only leads can use `/mentor assign`" in message_text(reply)
+            assert user_lookups(world) == 0
+
+    run(scenario)
+
+
+def test_a_lead_naming_more_than_50_people_is_asked_to_split_the_list(
+    sqlite_url: str, clock: Clock
+) -> None:
+    async def scenario() -> None:
+        async with running(sqlite_url, clock) as world:
+            too_many = str(TooManyMentions(MAX_MENTIONS + 1))
+            assert too_many == (
+                "That names 51 people, and one command can take at most 50. "
+                "Please split the list over several commands."
+            )
+            answer = await picked(world, ALICE, "assign", {"people": strangers(51)}, ())
+            assert answer == too_many
+            await picked(world, DAVE, "leads", {"action": "add", "people": f"<@{ALICE}>"}, (ALICE,))
+            [reply] = await world.dm(ALICE, f"/mentor unassign {strangers(51)}")
+            assert message_text(reply) == too_many
+            assert user_lookups(world) == 0
+            assert world.learners(GHOST - 1000) == []
+
+            # At the cap, every one of them is looked up (each once).
+            await picked(world, ALICE, "assign", {"people": strangers(50)}, ())
+            assert user_lookups(world) == 50
 
     run(scenario)

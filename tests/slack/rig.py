@@ -9,7 +9,8 @@ test sleeps to wait for it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import aiohttp
@@ -103,6 +104,33 @@ class SlackRig:
             self.url + path, data=body.encode(), headers={**headers, "Content-Type": content_type}
         ) as response:
             return response.status, await response.text()
+
+    async def raw(
+        self, head: bytes, chunks: Iterable[bytes] = (), timeout: float = 5.0
+    ) -> tuple[int, bytes]:
+        """Send ``head`` (request line and headers, as bytes on the wire) and then
+        ``chunks`` over a plain socket, and read the answer, without waiting for the
+        server to close: for requests no HTTP client would send, or would finish."""
+        host, port = self.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(head)
+            for chunk in chunks:
+                writer.write(chunk)
+                await writer.drain()
+            status_line, *lines = (
+                (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout))
+                .decode("latin-1")
+                .split("\r\n")
+            )
+            headers = dict(line.lower().split(": ", 1) for line in lines if ": " in line)
+            length = int(headers.get("content-length", "0"))
+            body = await asyncio.wait_for(reader.readexactly(length), timeout)
+            return int(status_line.split()[1]), body
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
 
     async def command(self, text: str, **payload: Any) -> tuple[int, str]:
         payload.setdefault("response_url", self.slack.new_response_url())

@@ -17,6 +17,7 @@ from sqlmodel import col, select
 from adapters.slack.app import Profile, mentioned_ids, read_profile
 from bot.commands import SPECS
 from bot.config import Settings, bundled_content_dir
+from bot.mentions import MAX_MENTIONS
 from bot.messages import Attachment, OutgoingMessage
 from bot.models import Digest, Learner, ReplyRead, Workspace
 from tests.conftest import Clock
@@ -164,6 +165,68 @@ def test_a_command_typed_in_the_dm_resolves_its_mentions_too(
         assert f"Enrolled <@{ANA}>" in answer
         assert f"<@{BUILDBOT}> is a bot" in answer
         assert [x.user_id for x in rig.learners()] == [LEAD, ANA]
+
+    run(slack_settings, people, clock, scenario)
+
+
+def many(count: int) -> str:
+    """``count`` mentions of ids nobody in the workspace has."""
+    return " ".join(f"<@U9{n:07d}>" for n in range(count))
+
+
+def users_asked(slack: SlackEmulator) -> list[str]:
+    return [c.params["user"] for c in slack.calls_to("users.info")]
+
+
+def test_a_learners_assign_naming_2900_people_asks_slack_about_nobody(
+    slack_settings: Settings, people: SlackEmulator, clock: Clock
+) -> None:
+    async def scenario(rig: SlackRig) -> None:
+        answer = await as_learner(rig, f"assign {many(2900)}")
+        assert "Only leads can use `/mentor assign`" in answer["text"]
+        await rig.event(message_event(f"/mentor unassign {many(2900)}", channel=dm_of(people)))
+        await rig.settle()
+        assert "Only leads can use `/mentor unassign`" in posts(people)[-1].params["text"]
+        # The caller is asked about once (is she an admin?), and then remembered.
+        assert users_asked(people) == [LEARNER]
+        assert [x.user_id for x in rig.learners()] == [LEARNER]
+
+    run(slack_settings, people, clock, scenario)
+
+
+def test_a_lead_naming_more_than_50_people_is_asked_to_split_the_list(
+    slack_settings: Settings, people: SlackEmulator, clock: Clock
+) -> None:
+    async def scenario(rig: SlackRig) -> None:
+        answer = await as_lead(rig, f"assign {many(MAX_MENTIONS + 1)}")
+        assert answer["response_type"] == "ephemeral"
+        assert answer["text"] == (
+            "That names 51 people, and one command can take at most 50. "
+            "Please split the list over several commands."
+        )
+        assert users_asked(people) == [LEAD]
+        assert rig.deliveries() == []
+
+        await as_lead(rig, f"assign {many(MAX_MENTIONS)}")  # at the cap, each is asked once
+        assert len(users_asked(people)) == 1 + MAX_MENTIONS
+
+    run(slack_settings, people, clock, scenario)
+
+
+def test_a_lead_made_by_a_lead_gets_mentions_looked_up(
+    slack_settings: Settings, people: SlackEmulator, clock: Clock
+) -> None:
+    async def scenario(rig: SlackRig) -> None:
+        await as_lead(rig, f"leads add <@{ANA}>")
+        assert users_asked(people) == [LEAD, ANA]
+
+        answer = await rig.command(f"assign <@{BUILDBOT}> <@{BOB}>", user_id=ANA, user_name="ana")
+        await rig.settle()
+        text = responses(people)[-1]["text"]
+        assert answer[0] == 200 and f"<@{BUILDBOT}> is a bot, so I left it out." in text
+        assert f"Enrolled <@{BOB}>" in text
+        assert users_asked(people)[:2] == [LEAD, ANA]
+        assert sorted(users_asked(people)[2:]) == sorted([BUILDBOT, BOB])
 
     run(slack_settings, people, clock, scenario)
 

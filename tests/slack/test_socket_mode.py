@@ -4,8 +4,10 @@ settings and ``serve`` runs it, as ``mentorbot run`` does."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import replace
 
+import pytest
 from sqlmodel import select
 
 from adapters.slack import SlackAdapter
@@ -75,3 +77,39 @@ def test_socket_mode_round_trip_through_serve(
 
     asyncio.run(main())
     assert slack.calls_to("apps.connections.open")[0].token == DEFAULT_APP_TOKEN
+
+
+def test_a_misshapen_socket_mode_payload_is_acknowledged_and_logged_once(
+    slack_settings: Settings, slack: SlackEmulator, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = replace(slack_settings, slack_app_token=DEFAULT_APP_TOKEN, slack_signing_secret=None)
+    press = block_actions_payload("mentor.skip", value='{"command": "skip"}')
+
+    async def main() -> None:
+        app = build(settings, clock=clock)
+        (adapter,) = choose_adapters(app, None)
+        running = asyncio.create_task(serve(app, [adapter], tick=False))
+        try:
+            await asyncio.to_thread(slack.wait_for_socket_connection)
+            for kind, payload in (
+                ("events_api", {**event_callback_payload(message_event("hi")), "event": "hi"}),
+                ("interactive", {**press, "user": "U00000001"}),
+                ("interactive", {**press, "actions": "mentor.skip"}),
+            ):
+                envelope = await slack.async_socket_send_envelope(kind, payload)
+                assert await slack.async_wait_for_ack(envelope) == {"envelope_id": envelope}
+            await adapter.drain()
+        finally:
+            await adapter.stop()
+            await asyncio.wait_for(running, timeout=10)
+
+    with caplog.at_level(logging.INFO):
+        asyncio.run(main())
+    refusals = [r.getMessage() for r in caplog.records if "refused a Socket Mode" in r.getMessage()]
+    assert refusals == [
+        "slack: refused a Socket Mode events_api: event is a string, not an object",
+        "slack: refused a Socket Mode interactive: user is a string, not an object",
+        "slack: refused a Socket Mode interactive: actions is a string, not a list",
+    ]
+    assert all(r.exc_info is None and r.levelno < logging.ERROR for r in caplog.records)
+    assert [c.method for c in slack.calls if c.method != "apps.connections.open"] == []
