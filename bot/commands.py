@@ -12,6 +12,8 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from bot.text import learner_text
+
 PREFIX = "/mentor"
 _MENTION = re.compile(r"^<@!?(?P<id>[A-Za-z0-9_.-]+)(?:\|[^>]*)?>$")
 _CHANNEL = re.compile(r"^<#(?P<id>[A-Za-z0-9_.-]+)(?:\|[^>]*)?>$")
@@ -135,7 +137,7 @@ def parse_command(text: str) -> Command:
         known = [spec.name for spec in SPECS if not spec.hidden]
         close = difflib.get_close_matches(name, known, n=1)
         hint = f" Did you mean `{PREFIX} {close[0]}`?" if close else ""
-        raise CommandError(f"Unknown command `{tokens[0]}`.{hint}")
+        raise CommandError(f"Unknown command `{learner_text(tokens[0][:40])}`.{hint}")
     args: list[str] = []
     mentions: list[str] = []
     channels: list[str] = []

@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from bot.text import strip_learner_marks
-
 
 class EventKind(StrEnum):
     COMMAND = "command"  # /mentor ... (slash command or typed)
@@ -107,7 +105,7 @@ class OutgoingMessage:
             parts.append(self.text)
         if self.question:
             parts.append(f"Question: {self.question}")
-        return strip_learner_marks("\n\n".join(parts))
+        return "\n\n".join(parts)
 
 
 @dataclass

@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from bot.commands import PREFIX, SPECS, known_word
+from bot.text import learner_text
 
 # Slack caps a message at 40,000 characters and Discord at 4,000; a command is short.
 MAX_COMMAND_CHARS = 4_000
@@ -121,7 +122,7 @@ def read_text(text: str, *, max_reply_chars: int) -> TextReading:
         hint = f"Did you mean `{PREFIX} {close[0]}`?" if close else f"Try `{PREFIX} help`."
         return TextReading(
             Verdict.SUGGEST,
-            message=f"I don't know the command `{words[0][:40]}`. {hint} "
+            message=f"I don't know the command `{learner_text(words[0][:40])}`. {hint} "
             "I didn't keep it as an answer.",
         )
     if head == "mentor" and rest:

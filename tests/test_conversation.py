@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 
 from bot.messages import EventKind, OutgoingMessage
 from bot.models import Delivery, Reply
+from bot.text import strip_learner_marks
 from mentorbot.bootstrap import App
 from tests.conftest import Clock
 from tests.harness import Chat, InboxAdapter
@@ -41,8 +42,12 @@ def replies(app: App) -> list[Reply]:
         return list(session.exec(select(Reply).order_by(col(Reply.id))))
 
 
+def plain(message: OutgoingMessage) -> str:
+    return strip_learner_marks(message.plain_text())
+
+
 def texts(messages: list[OutgoingMessage]) -> str:
-    return "\n---\n".join(m.plain_text() for m in messages)
+    return "\n---\n".join(plain(m) for m in messages)
 
 
 def test_commands_typed_any_way_are_never_stored_as_answers(app: App) -> None:
@@ -114,7 +119,7 @@ def test_late_messages_and_small_talk_are_asked_about_and_kept_as_notes(
     chat = Chat(app)
     chat.say("/mentor start")
     asked = chat.say("thanks!")
-    assert asked[0].kind == "ask" and f"Is this your answer to “{Q1}”" in asked[0].plain_text()
+    assert asked[0].kind == "ask" and f"Is this your answer to “{Q1}”" in plain(asked[0])
     assert [a.label for a in asked[0].actions] == ["Yes, it's my answer", "No, just a note"]
     assert [(r.kind, r.candidate_id is not None) for r in replies(app)] == [("note", True)]
     assert "stays a note" in chat.text("no")
@@ -167,7 +172,7 @@ def test_history_numbers_replies_and_move_corrects_them(app: App, clock: Clock) 
     assert history.sections[0].title.startswith("1. ") and Q2 in history.sections[0].title
     assert [a.command for a in history.actions] == ["move 1", "move 1 note"]
     offer = chat.say("/mentor move 1")[0]
-    assert "Where should reply 1 go?" in offer.plain_text() and f"1. “{Q1}”" in offer.plain_text()
+    assert "Where should reply 1 go?" in plain(offer) and f"1. “{Q1}”" in plain(offer)
     assert "move 1 to 1" in [a.command for a in offer.actions]
     assert f"now your answer to “{Q1}”" in chat.text("/mentor move 1 to 1")
     [moved] = replies(app)

@@ -223,7 +223,7 @@ def test_a_non_leads_command_naming_hundreds_of_people_looks_up_nobody(
 ) -> None:
     async def scenario() -> None:
         async with running(sqlite_url, clock) as world:
-            answer = await picked(world, BOB, "assign", {"people": strangers(200)}, ())
+            answer = await picked(world, BOB, "assign", {"people": strangers(150)}, ())
             assert "Only leads can use `/mentor assign`" in answer
             await world.command(CAROL, "start", guild=GLOBEX)  # Bob's DMs are closed
             [reply] = await world.dm(CAROL, f"/mentor assign {strangers(80)}")
