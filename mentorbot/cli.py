@@ -9,16 +9,18 @@ import contextlib
 import sys
 from pathlib import Path
 
-from bot.config import Settings, load_settings
+from bot.config import Settings, SettingsError, load_settings
 from bot.course import ContentError, load_catalog
 from bot.db import Store
 
 
 def _settings() -> Settings:
+    """The settings, or exit 2 with one line per bad variable (never a traceback)."""
     try:
         return load_settings()
-    except ValueError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
+    except SettingsError as exc:
+        for problem in exc.problems:
+            print(f"mentorbot: {problem}", file=sys.stderr)
         raise SystemExit(2) from exc
 
 
@@ -40,9 +42,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
+    from mentorbot.doctor import default_course_problem
+
+    unknown = default_course_problem(settings, app.catalog.catalog)
+    if unknown:
+        app.store.dispose()
+        print(f"mentorbot: {unknown}", file=sys.stderr)
+        return 2
     try:
         adapters = choose_adapters(app, args.adapter)
     except ValueError as exc:
+        app.store.dispose()
         print(f"mentorbot: {exc}", file=sys.stderr)
         return 2
     with contextlib.suppress(KeyboardInterrupt):

@@ -134,3 +134,39 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_elsewhere() -> None:
     lines.finish()
     assert plain.getvalue().splitlines()[-1] == "work: 100% (200/200)"
     assert len(plain.getvalue().splitlines()) == 11  # one line per 10 %
+
+
+BAD_SETTINGS = {
+    "MENTORBOT_TIMEZONE": "Mars/X",
+    "MENTORBOT_DELIVERY_TIME": "9am",
+    "MENTORBOT_DELIVERY_DAYS": "funday",
+    "MENTORBOT_LOG_LEVEL": "LOUD",
+    "PORT": "abc",
+}
+
+
+def test_doctor_fails_every_bad_setting_and_run_refuses_them(tmp_path: Path) -> None:
+    doctor = run(["doctor"], tmp_path, **BAD_SETTINGS)
+    assert doctor.returncode == 1
+    fails = [line for line in doctor.stdout.splitlines() if line.startswith("FAIL")]
+    assert len(fails) == 5
+    for name, value in BAD_SETTINGS.items():
+        assert any(f"configuration: {name} " in f and repr(value) in f for f in fails), name
+    assert doctor.stdout.rstrip().endswith("5 problem(s) found.")
+
+    started = run(["run"], tmp_path, "/mentor start\n", **BAD_SETTINGS)
+    assert started.returncode == 2
+    lines = started.stderr.splitlines()
+    assert len(lines) == 5 and all(line.startswith("mentorbot: ") for line in lines)
+    assert "mentorbot: PORT must be a whole number from 1 to 65535, got 'abc'" in lines
+    assert started.stdout == ""
+    assert not (tmp_path / "bot.db").exists(), "nothing starts on bad settings"
+
+
+def test_an_unknown_default_course_is_refused(tmp_path: Path) -> None:
+    doctor = run(["doctor"], tmp_path, MENTORBOT_DEFAULT_COURSE="nope")
+    assert doctor.returncode == 1
+    assert "FAIL  content: MENTORBOT_DEFAULT_COURSE must name a course" in doctor.stdout
+    started = run(["run"], tmp_path, "/mentor start\n", MENTORBOT_DEFAULT_COURSE="nope")
+    assert started.returncode == 2
+    assert started.stderr.strip().endswith("got 'nope'; courses: data-engineering")
