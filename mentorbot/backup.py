@@ -45,10 +45,20 @@ def backup(url: str, destination: Path) -> None:
         raise BackupError(f"{source_path} does not exist yet: run the bot once first")
     if destination.exists():
         raise BackupError(f"{destination} already exists; choose a new file name")
-    source = sqlite3.connect(source_path, timeout=30)
-    target = sqlite3.connect(destination)
+    folder = destination.absolute().parent
+    if not folder.is_dir():
+        raise BackupError(f"the folder {folder} does not exist; create it, or back up elsewhere")
+    try:
+        source = sqlite3.connect(source_path, timeout=30)
+        target = sqlite3.connect(destination)
+    except sqlite3.Error as exc:
+        raise BackupError(f"cannot write {destination}: {exc}") from exc
     try:
         _copy(source, target, f"backing up {source_path.name}")
+    except sqlite3.Error as exc:
+        target.close()
+        destination.unlink(missing_ok=True)  # never leave half a backup behind
+        raise BackupError(f"the backup to {destination} failed: {exc}") from exc
     finally:
         target.close()
         source.close()

@@ -6,12 +6,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from bot.config import Settings, SettingsError, load_settings
+from bot.config import Settings, SettingsError, load_settings, shown_url
 from bot.course import ContentError, load_catalog
 from bot.db import Store
+
+
+class UsageError(Exception):
+    """A mistake the user can fix; ``main`` prints it as one line and exits 2."""
 
 
 def _settings() -> Settings:
@@ -22,6 +28,48 @@ def _settings() -> Settings:
         for problem in exc.problems:
             print(f"mentorbot: {problem}", file=sys.stderr)
         raise SystemExit(2) from exc
+
+
+@contextlib.contextmanager
+def _database(settings: Settings) -> Iterator[None]:
+    """Turn a database that cannot be opened into one line saying what to fix."""
+    from sqlalchemy.exc import DatabaseError, InterfaceError, OperationalError
+
+    from mentorbot.doctor import sqlite_folder_problem
+
+    problem = sqlite_folder_problem(settings.database_url)
+    if problem:
+        raise UsageError(
+            f"{problem}: create the folder, or point MENTORBOT_DATABASE_URL at one that exists"
+        )
+    try:
+        yield
+    except (OperationalError, InterfaceError, DatabaseError) as exc:
+        if type(exc) not in (OperationalError, InterfaceError, DatabaseError):
+            raise  # integrity and programming errors are bugs, not settings
+        url = settings.database_url
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        hint = (
+            "check that MENTORBOT_DATABASE_URL names a mentorbot SQLite file"
+            if url.startswith("sqlite")
+            else "check MENTORBOT_DATABASE_URL and that the database server is running"
+        )
+        raise UsageError(
+            f"cannot use the database {shown_url(url.split('@')[-1])}: {reason}; {hint}"
+        ) from exc
+
+
+def _output_file(name: str, example: str) -> Path:
+    """Check an output path before any work is done, so a typo costs nothing."""
+    path = Path(name)
+    if path.is_dir():
+        raise UsageError(f"--output {name} is a folder: name a file in it, e.g. {path / example}")
+    folder = path.absolute().parent
+    if not folder.is_dir():
+        raise UsageError(f"--output {name}: the folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"--output {name}: the folder {folder} is not writable")
+    return path
 
 
 def _logging(settings: Settings) -> None:
@@ -36,7 +84,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings()
     _logging(settings)
     try:
-        app = build(settings)
+        with _database(settings):
+            app = build(settings)
     except ContentError as exc:
         print("mentorbot: refusing to start, the course content is invalid:", file=sys.stderr)
         for problem in exc.problems:
@@ -66,8 +115,7 @@ def cmd_db(args: argparse.Namespace) -> int:
         from mentorbot.backup import BackupError, backup, restore
 
         if not args.file:
-            print(f"mentorbot: `db {args.action}` needs a FILE", file=sys.stderr)
-            return 2
+            raise UsageError(f"`db {args.action}` needs a FILE")
         try:
             if args.action == "backup":
                 backup(settings.database_url, Path(args.file))
@@ -75,26 +123,27 @@ def cmd_db(args: argparse.Namespace) -> int:
                 return 0
             revision = restore(settings.database_url, Path(args.file))
         except BackupError as exc:
-            print(f"mentorbot: {exc}", file=sys.stderr)
-            return 2
-        store = Store(settings.database_url)
-        try:
-            store.upgrade()
-        finally:
-            store.dispose()
+            raise UsageError(str(exc)) from exc
+        with _database(settings):
+            store = Store(settings.database_url)
+            try:
+                store.upgrade()
+            finally:
+                store.dispose()
         print(f"restored {args.file} (revision {revision}); the database is up to date")
         return 0
-    store = Store(settings.database_url)
-    try:
-        if args.action == "upgrade":
-            store.upgrade()
-            print(f"database is at revision {store.current_revision()}")
-        else:
-            current, head = store.current_revision(), store.head_revision()
-            state = "up to date" if current == head else f"behind (newest is {head})"
-            print(f"database revision: {current or 'none'} — {state}")
-    finally:
-        store.dispose()
+    with _database(settings):
+        store = Store(settings.database_url)
+        try:
+            if args.action == "upgrade":
+                store.upgrade()
+                print(f"database is at revision {store.current_revision()}")
+            else:
+                current, head = store.current_revision(), store.head_revision()
+                state = "up to date" if current == head else f"behind (newest is {head})"
+                print(f"database revision: {current or 'none'} — {state}")
+        finally:
+            store.dispose()
     return 0
 
 
@@ -181,27 +230,29 @@ def cmd_export(args: argparse.Namespace) -> int:
             since = since.replace(tzinfo=UTC)
     only = ReplyFilter(workspace=args.workspace, since=since, for_leads=args.for_leads)
     settings = _settings()
-    store = Store(settings.database_url)
-    try:
-        store.upgrade()
-        if args.output:
-            from mentorbot.progress import Progress
+    output = _output_file(args.output, f"replies.{args.format}") if args.output else None
+    with _database(settings):
+        store = Store(settings.database_url)
+        try:
+            store.upgrade()
+            if output is not None:
+                from mentorbot.progress import Progress
 
-            progress = Progress(0, "exporting replies")
+                progress = Progress(0, "exporting replies")
 
-            def on_row(done: int) -> None:
-                if done < 0:
-                    progress.total = -done
-                else:
-                    progress.update(done)
+                def on_row(done: int) -> None:
+                    if done < 0:
+                        progress.total = -done
+                    else:
+                        progress.update(done)
 
-            with open(args.output, "w", encoding="utf-8", newline="") as out:
-                count = write_replies(store, out, args.format, only, on_row)
-            progress.finish(f"wrote {count} reply(ies) to {args.output}")
-        else:
-            write_replies(store, sys.stdout, args.format, only)
-    finally:
-        store.dispose()
+                with open(output, "w", encoding="utf-8", newline="") as out:
+                    count = write_replies(store, out, args.format, only, on_row)
+                progress.finish(f"wrote {count} reply(ies) to {args.output}")
+            else:
+                write_replies(store, sys.stdout, args.format, only)
+        finally:
+            store.dispose()
     return 0
 
 
@@ -243,14 +294,19 @@ def cmd_assign(args: argparse.Namespace) -> int:
     settings = _settings()
     users = list(args.users)
     if args.file:
-        users += [line.strip() for line in Path(args.file).read_text().splitlines() if line.strip()]
+        try:
+            text = Path(args.file).read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+            raise UsageError(f"cannot read --file {args.file}: {reason}") from exc
+        users += [line.strip() for line in text.splitlines() if line.strip()]
     if not users:
-        print("mentorbot: name users, or give --file with one user id a line", file=sys.stderr)
-        return 2
+        raise UsageError("name users, or give --file with one user id a line")
     try:
         from mentorbot.bootstrap import build
 
-        app = build(settings)
+        with _database(settings):
+            app = build(settings)
     except ContentError as exc:
         print(f"mentorbot: invalid content: {exc}", file=sys.stderr)
         return 2
@@ -341,7 +397,19 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        code = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+        return code
+    except UsageError as exc:
+        print(f"mentorbot: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader went away (`mentorbot doctor | head -2`): stop quietly, as cat does.
+        # Point stdout at /dev/null so the interpreter's final flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a command cut off this way
 
 
 if __name__ == "__main__":

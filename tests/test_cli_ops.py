@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from mentorbot.progress import Progress
 from tests.emulators.slack_api import SlackEmulator
-from tests.test_console_e2e import run
+from tests.test_console_e2e import mentorbot_command, run
 
 pytestmark = pytest.mark.slow
 
@@ -170,3 +172,93 @@ def test_an_unknown_default_course_is_refused(tmp_path: Path) -> None:
     started = run(["run"], tmp_path, "/mentor start\n", MENTORBOT_DEFAULT_COURSE="nope")
     assert started.returncode == 2
     assert started.stderr.strip().endswith("got 'nope'; courses: data-engineering")
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    """A user's mistake: exit 2, one line on stderr, nothing that looks like Python."""
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr and "Error:" not in result.stderr
+    return lines[0]
+
+
+def test_database_mistakes_are_one_line_without_a_traceback(tmp_path: Path) -> None:
+    mysql = {"MENTORBOT_DATABASE_URL": "mysql://me:pw@db/x"}
+    line = one_line_error(run(["run"], tmp_path, "", **mysql))
+    assert "names a mysql database, which mentorbot does not support" in line
+    assert "use sqlite:///FILE or postgresql://" in line and ":pw@" not in line
+    assert (
+        "FAIL  configuration: MENTORBOT_DATABASE_URL" in run(["doctor"], tmp_path, **mysql).stdout
+    )
+    nonsense = run(["export", "replies"], tmp_path, MENTORBOT_DATABASE_URL="nonsense")
+    assert "MENTORBOT_DATABASE_URL must look like" in one_line_error(nonsense)
+
+    unreachable = {"MENTORBOT_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
+    for args in (["run"], ["export", "replies"], ["db", "upgrade"], ["assign", "ana"]):
+        line = one_line_error(run(args, tmp_path, "", **unreachable))
+        assert line.startswith("mentorbot: cannot use the database 127.0.0.1:1/none: "), args
+        assert line.endswith("check MENTORBOT_DATABASE_URL and that the database server is running")
+
+    (tmp_path / "junk.db").write_bytes(b"not a database" * 100)
+    junk = run(["db", "current"], tmp_path, MENTORBOT_DATABASE_URL=f"sqlite:///{tmp_path}/junk.db")
+    assert "file is not a database" in one_line_error(junk)
+
+
+def test_a_sqlite_file_in_a_missing_folder_is_named_by_doctor_and_run(tmp_path: Path) -> None:
+    missing = {"MENTORBOT_DATABASE_URL": f"sqlite:///{tmp_path}/nonexistent/dir/x.db"}
+    doctor = run(["doctor"], tmp_path, **missing)
+    assert doctor.returncode == 1
+    assert (
+        f"FAIL  database: the folder {tmp_path}/nonexistent/dir does not exist, "
+        "so x.db cannot be created there"
+    ) in doctor.stdout
+    assert "creates and migrates it" not in doctor.stdout
+    line = one_line_error(run(["run"], tmp_path, "/mentor start\n", **missing))
+    assert f"the folder {tmp_path}/nonexistent/dir does not exist" in line
+    assert "create the folder, or point MENTORBOT_DATABASE_URL at one that exists" in line
+
+
+def test_file_mistakes_are_one_line_and_touch_nothing(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    folder = one_line_error(run(["export", "replies", "--output", "out"], tmp_path))
+    assert (
+        folder == "mentorbot: --output out is a folder: name a file in it, e.g. out/replies.jsonl"
+    )
+    missing = one_line_error(run(["export", "replies", "--output", "nope/r.csv"], tmp_path))
+    assert missing == (
+        f"mentorbot: --output nope/r.csv: the folder {tmp_path}/nope does not exist; "
+        "create it first"
+    )
+    team = one_line_error(run(["assign", "--file", "team.txt"], tmp_path))
+    assert team == "mentorbot: cannot read --file team.txt: No such file or directory"
+    assert not (tmp_path / "bot.db").exists(), "nothing was opened for a mistyped path"
+
+    assert run(["run"], tmp_path, "/mentor start\n").returncode == 0
+    backup = one_line_error(run(["db", "backup", "nope/b.db"], tmp_path))
+    assert backup == (
+        f"mentorbot: the folder {tmp_path}/nope does not exist; create it, or back up elsewhere"
+    )
+    assert "already exists" in one_line_error(run(["db", "backup", "out"], tmp_path))
+
+
+def test_output_into_a_closed_pipe_stops_quietly(tmp_path: Path) -> None:
+    """`mentorbot doctor | head -2`: the reader is gone before doctor writes."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MENTORBOT_")}
+    environment["MENTORBOT_DATABASE_URL"] = f"sqlite:///{tmp_path / 'bot.db'}"
+    try:
+        result = subprocess.run(
+            [*mentorbot_command(), "doctor"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+            env=environment,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert result.stderr == ""
+    assert result.returncode == 141  # as a shell reports a command cut off by its reader

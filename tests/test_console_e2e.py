@@ -50,6 +50,7 @@ def test_console_session_start_reply_restart_history_export(tmp_path: Path) -> N
         ["run", "--adapter", "console"], tmp_path, "/mentor start\nI prefer guiding others\n"
     )
     assert first.returncode == 0, first.stderr
+    assert first.stderr == "", "a normal piped session logs nothing, least of all a traceback"
     out = first.stdout
     assert "0.2.2 Senior / Lead Data Engineer — day 1 of 3" in out
     for title in ("Concept Explanation", "Responsibilities of a Senior / Lead Data Engineer"):
