@@ -72,17 +72,33 @@ def _output_file(name: str, example: str) -> Path:
     return path
 
 
-def _logging(settings: Settings) -> None:
+def _logging(settings: Settings, to_file: bool = False) -> Path | None:
+    """Configure logs; with ``to_file``, into a file in the data folder (returned)."""
     from mentorbot.logs import configure
 
-    configure(settings.log_level, settings.log_format)
+    path = None
+    if to_file:
+        try:
+            settings.files_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot create the data folder {settings.files_dir}: {exc.strerror}; "
+                "set MENTORBOT_DATA_DIR to a folder you can write"
+            ) from exc
+        path = settings.files_dir / "mentorbot.log"
+    configure(settings.log_level, settings.log_format, file=path)
+    return path
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mentorbot.bootstrap import build, choose_adapters, serve
+    from mentorbot.bootstrap import adapter_names, build, choose_adapters, serve
 
     settings = _settings()
-    _logging(settings)
+    # A person chatting in this terminal should see the chat, not log lines.
+    chatting = "console" in adapter_names(settings, args.adapter) and sys.stdin.isatty()
+    log_file = _logging(settings, to_file=chatting)
+    if log_file is not None:
+        print(f"mentorbot: logs go to {log_file}", file=sys.stderr)
     try:
         with _database(settings):
             app = build(settings)

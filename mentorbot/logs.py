@@ -12,6 +12,8 @@ import logging
 import re
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
 
 from bot.logcontext import LOG_CONTEXT
 
@@ -58,11 +60,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(_fields(record), ensure_ascii=False, default=str)
 
 
-def configure(level: str, fmt: str = "keyvalue", stream=sys.stderr) -> None:  # type: ignore[no-untyped-def]
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else KeyValueFormatter())
+def configure(
+    level: str,
+    fmt: str = "keyvalue",
+    stream: TextIO = sys.stderr,
+    file: Path | None = None,
+) -> None:
+    """Log to ``stream``; with ``file``, log there instead and keep only warnings and
+    errors on ``stream``, so a console chat on the same terminal stays readable."""
+    formatter = JsonFormatter() if fmt == "json" else KeyValueFormatter()
+    handlers: list[logging.Handler] = [logging.StreamHandler(stream)]
+    if file is not None:
+        handlers[0].setLevel(logging.WARNING)
+        handlers.append(logging.FileHandler(file, encoding="utf-8"))
+    for handler in handlers:
+        handler.setFormatter(formatter)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = handlers
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
     for noisy in ("alembic", "apscheduler", "discord", "slack_bolt", "slack_sdk", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(max(root.level, logging.WARNING))

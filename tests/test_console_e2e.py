@@ -166,11 +166,14 @@ def test_console_shows_a_scheduled_lesson_without_typing(tmp_path: Path) -> None
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in bot.stdout], daemon=True).start()
 
+    seen: list[str] = []
+
     def wait_for(text: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if text in lines.get(timeout=deadline - time.monotonic()):
+                seen.append(lines.get(timeout=deadline - time.monotonic()))
+                if text in seen[-1]:
                     return
             except queue.Empty:
                 break
@@ -187,6 +190,7 @@ def test_console_shows_a_scheduled_lesson_without_typing(tmp_path: Path) -> None
         engine.dispose()
         wait_for("day 2 of 3")  # arrives with nothing typed
         wait_for("Have you ever taken ownership of a system?")
+        assert not any("[to " in line for line in seen), "it is the learner's own DM"
     finally:
         bot.terminate()
         bot.wait(10)
