@@ -40,8 +40,32 @@ def _fields(record: logging.LogRecord) -> dict[str, object]:
         if key not in _STANDARD and not key.startswith("_"):
             fields[key] = value
     if record.exc_info:
-        fields["error"] = redact(logging.Formatter().formatException(record.exc_info))
+        if _network_trouble(record):
+            exc = record.exc_info[1]
+            fields["error"] = redact(f"{type(exc).__name__}: {exc}")
+        else:
+            fields["error"] = redact(logging.Formatter().formatException(record.exc_info))
     return fields
+
+
+_OURS = ("mentorbot", "bot", "adapters", "scheduler", "__main__")
+
+
+def _network_trouble(record: logging.LogRecord) -> bool:
+    """A library's report of a network error it retries by itself (slack_sdk logs an
+    unreachable Slack every 10 s): the one-line reason says it all, a traceback each
+    time only buries the other lines. At DEBUG everything is kept."""
+    if record.name.split(".")[0] in _OURS or logging.getLogger().level <= logging.DEBUG:
+        return False
+    exc = record.exc_info[1] if record.exc_info else None
+    network: tuple[type[BaseException], ...] = (OSError, TimeoutError)
+    try:
+        import aiohttp
+
+        network += (aiohttp.ClientError,)
+    except ImportError:  # pragma: no cover - aiohttp is a dependency
+        pass
+    return isinstance(exc, network)
 
 
 class KeyValueFormatter(logging.Formatter):
