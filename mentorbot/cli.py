@@ -91,6 +91,7 @@ def _logging(settings: Settings, to_file: bool = False) -> Path | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from mentorbot.backup import BackupError, running_on
     from mentorbot.bootstrap import adapter_names, build, choose_adapters, serve
 
     settings = _settings()
@@ -99,10 +100,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     log_file = _logging(settings, to_file=chatting)
     if log_file is not None:
         print(f"mentorbot: logs go to {log_file}", file=sys.stderr)
+    running = contextlib.ExitStack()
     try:
         with _database(settings):
+            running.enter_context(running_on(settings.database_url))  # `db restore` refuses
             app = build(settings)
+    except BackupError as exc:
+        raise UsageError(str(exc)) from exc
     except ContentError as exc:
+        running.close()
         print("mentorbot: refusing to start, the course content is invalid:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
@@ -120,7 +126,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         app.store.dispose()
         print(f"mentorbot: {exc}", file=sys.stderr)
         return 2
-    with contextlib.suppress(KeyboardInterrupt):
+    with running, contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(app, adapters))
     return 0
 
@@ -251,6 +257,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         store = Store(settings.database_url)
         try:
             store.upgrade()
+            if args.workspace:
+                _known_workspace(store, args.workspace)
             if output is not None:
                 from mentorbot.progress import Progress
 
@@ -270,6 +278,20 @@ def cmd_export(args: argparse.Namespace) -> int:
         finally:
             store.dispose()
     return 0
+
+
+def _known_workspace(store: Store, wanted: str) -> None:
+    """An unknown --workspace would export nothing and look like "no replies"."""
+    from bot.export import workspaces
+
+    known = workspaces(store)
+    if any(external_id == wanted for _platform, external_id in known):
+        return
+    listing = ", ".join(f"{external_id} ({platform})" for platform, external_id in known)
+    raise UsageError(
+        f"there is no workspace {wanted!r} in the database; "
+        + (f"workspaces: {listing}" if known else "it holds no workspaces yet")
+    )
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
@@ -303,21 +325,51 @@ def cmd_doctor(_args: argparse.Namespace) -> int:
     return run_doctor()
 
 
+def _assign_workspace(platform: str, workspace: str | None) -> str:
+    """Slack and Discord need the team or server: there is no sensible default, and a
+    wrong one would enrol people in a workspace that does not exist."""
+    if platform == "console":
+        if workspace not in (None, "local"):
+            raise UsageError(f"the console has one workspace, local; got --workspace {workspace}")
+        return "local"
+    if not workspace:
+        what = "the Slack team id (T0123...)" if platform == "slack" else "the server (guild) id"
+        raise UsageError(f"--platform {platform} needs --workspace: {what}")
+    return workspace
+
+
 def cmd_assign(args: argparse.Namespace) -> int:
     """Enrol many people at once (e.g. a whole team from a file), with progress."""
     from mentorbot.progress import Progress
 
     settings = _settings()
-    users = list(args.users)
+    workspace = _assign_workspace(args.platform, args.workspace)
+    listed = [("the command line", user) for user in args.users]
     if args.file:
         try:
             text = Path(args.file).read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
             raise UsageError(f"cannot read --file {args.file}: {reason}") from exc
-        users += [line.strip() for line in text.splitlines() if line.strip()]
-    if not users:
+        listed += [
+            (f"{args.file}:{n}", line.strip())
+            for n, line in enumerate(text.splitlines(), 1)
+            if line.strip()
+        ]
+    if not listed:
         raise UsageError("name users, or give --file with one user id a line")
+    users: list[str] = []
+    first_at: dict[str, str] = {}
+    for where, user in listed:
+        if user in first_at:
+            print(
+                f"mentorbot: {where}: {user} is a duplicate (first at {first_at[user]}); "
+                "enrolling them once",
+                file=sys.stderr,
+            )
+            continue
+        first_at[user] = where
+        users.append(user)
     try:
         from mentorbot.bootstrap import build
 
@@ -332,7 +384,7 @@ def cmd_assign(args: argparse.Namespace) -> int:
         for start in range(0, len(users), 50):
             chunk = users[start : start + 50]
             enrolled += app.service.bulk_assign(
-                args.platform, args.workspace, chunk, args.course, args.by
+                args.platform, workspace, chunk, args.course, args.by
             )
             progress.update(start + len(chunk))
     except ValueError as exc:
@@ -346,8 +398,20 @@ def cmd_assign(args: argparse.Namespace) -> int:
     return 0
 
 
+def version() -> str:
+    """The installed package's version; a source tree that was never installed says so."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("mentorbot")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="mentorbot", description=__doc__)
+    top.add_argument("--version", action="version", version=f"mentorbot {version()}")
     sub = top.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the bot (console adapter when no platform is set up)")
@@ -391,7 +455,9 @@ def parser() -> argparse.ArgumentParser:
     assign.add_argument("users", nargs="*", help="platform user ids")
     assign.add_argument("--file", help="a file with one user id a line")
     assign.add_argument("--platform", default="console", choices=["console", "slack", "discord"])
-    assign.add_argument("--workspace", default="local", help="Slack team id, guild id, or local")
+    assign.add_argument(
+        "--workspace", help="Slack team id or Discord server id (needed for those platforms)"
+    )
     assign.add_argument("--course", help="course id (default: the workspace's)")
     assign.add_argument("--by", help="user id of the lead to name in the welcome")
     assign.set_defaults(func=cmd_assign)

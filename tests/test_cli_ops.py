@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -111,8 +112,9 @@ def test_export_filters_and_progress(tmp_path: Path) -> None:
     run(["run"], tmp_path, "/mentor start\nfirst\n/mentor share\n")
     out = run(["export", "replies", "--for-leads", "--output", "o.jsonl"], tmp_path)
     assert "exporting replies: 100% (1/1)" in out.stderr
-    assert json.loads((tmp_path / "o.jsonl").read_text())["visible_to_leads"] == "True"
-    assert run(["export", "replies", "--workspace", "elsewhere"], tmp_path).stdout == ""
+    assert json.loads((tmp_path / "o.jsonl").read_text())["visible_to_leads"] is True
+    assert json.loads(run(["export", "replies"], tmp_path).stdout)["visible_to_leads"] is True
+    assert run(["export", "replies", "--workspace", "local"], tmp_path).stdout != ""
     assert run(["export", "replies", "--since", "2999-01-01"], tmp_path).stdout == ""
     assert run(["export", "replies", "--since", "soon"], tmp_path).returncode == 2
 
@@ -262,3 +264,100 @@ def test_output_into_a_closed_pipe_stops_quietly(tmp_path: Path) -> None:
         os.close(write_end)
     assert result.stderr == ""
     assert result.returncode == 141  # as a shell reports a command cut off by its reader
+
+
+def test_version() -> None:
+    result = subprocess.run(
+        [*mentorbot_command(), "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0
+    assert re.fullmatch(r"mentorbot \d+\.\d+\.\d+\S*\n", result.stdout), result.stdout
+
+
+def test_export_of_an_unknown_workspace_says_so(tmp_path: Path) -> None:
+    run(["run"], tmp_path, "/mentor start\nfirst\n")
+    line = one_line_error(run(["export", "replies", "--workspace", "nope"], tmp_path))
+    assert (
+        line
+        == "mentorbot: there is no workspace 'nope' in the database; workspaces: local (console)"
+    )
+
+
+def test_assign_needs_a_workspace_off_the_console_and_reports_duplicates(tmp_path: Path) -> None:
+    slack = one_line_error(run(["assign", "--platform", "slack", "U1"], tmp_path))
+    assert slack == "mentorbot: --platform slack needs --workspace: the Slack team id (T0123...)"
+    discord = one_line_error(run(["assign", "--platform", "discord", "1"], tmp_path))
+    assert "--platform discord needs --workspace: the server (guild) id" in discord
+    assert not (tmp_path / "bot.db").exists()
+
+    (tmp_path / "team.txt").write_text("ana\nbo\n\nana\n", encoding="utf-8")
+    result = run(["assign", "--file", "team.txt", "bo"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "mentorbot: team.txt:2: bo is a duplicate (first at the command line)" in result.stderr
+    assert "mentorbot: team.txt:4: ana is a duplicate (first at team.txt:1)" in result.stderr
+    assert "enrolled 2 of 2" in result.stderr
+
+
+def test_restore_refuses_while_the_bot_runs_on_that_file(tmp_path: Path) -> None:
+    from tests.test_operations import Bot
+
+    assert run(["run"], tmp_path, "/mentor start\nkeep me\n").returncode == 0
+    assert run(["db", "backup", "backup.db"], tmp_path).returncode == 0
+    bot = Bot(tmp_path)
+    try:
+        bot.type("/mentor history")
+        bot.wait_for("keep me")  # it is up and holding the database
+        refused = one_line_error(run(["db", "restore", "backup.db"], tmp_path))
+        assert refused == (
+            f"mentorbot: mentorbot is running on {tmp_path / 'bot.db'}: stop it "
+            "(Ctrl-C or SIGTERM), then restore"
+        )
+    finally:
+        assert bot.stop() == 0
+    restored = run(["db", "restore", "backup.db"], tmp_path)
+    assert restored.returncode == 0, restored.stderr
+
+
+def test_stopping_while_slack_is_unreachable_is_quick_and_quiet(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from tests.test_operations import free_port
+
+    environment = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SLACK_", "DISCORD_", "MENTORBOT_"))
+    }
+    environment.update(
+        MENTORBOT_DATABASE_URL=f"sqlite:///{tmp_path / 'bot.db'}",
+        SLACK_BOT_TOKEN="xoxb-1-unreachable",
+        SLACK_APP_TOKEN="xapp-1-unreachable",
+        SLACK_API_URL=f"http://127.0.0.1:{free_port()}/api/",  # nothing listens there
+        PORT=str(free_port()),
+    )
+    bot = subprocess.Popen(
+        [*mentorbot_command(), "run"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=environment,
+    )
+    try:
+        assert bot.stderr is not None
+        for line in bot.stderr:
+            if "Failed to connect" in line:
+                break  # slack_sdk is now retrying every 10 s
+        bot.send_signal(signal.SIGTERM)
+        began = time.monotonic()
+        _, stderr = bot.communicate(timeout=30)
+        took = time.monotonic() - began
+    finally:
+        if bot.poll() is None:
+            bot.kill()
+    assert bot.returncode == 0
+    assert took < 5, f"stopping took {took:.1f} s"
+    assert "Traceback" not in line + stderr
+    assert "shutdown took longer" not in stderr
