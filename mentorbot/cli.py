@@ -203,8 +203,10 @@ def cmd_content(args: argparse.Namespace) -> int:
     courses = [catalog.get(args.course)] if args.course else list(catalog.courses.values())
     for course in courses:
         if course is None:
-            print(f"no course called {args.course!r}", file=sys.stderr)
-            return 2
+            raise UsageError(
+                f"no course called {args.course!r} in {path}; courses: "
+                + ", ".join(catalog.courses)
+            )
         lesson = course.lesson(args.lesson_id)
         if lesson is None:
             continue
@@ -229,8 +231,12 @@ def cmd_content(args: argparse.Namespace) -> int:
             note = "" if present else " (not in the content yet)"
             print(f"After the last day: continue with {next_id} {next_title or ''}{note}?")
         return 0
-    print(f"no lesson {args.lesson_id!r} in {path}", file=sys.stderr)
-    return 2
+    known = "; ".join(
+        f"{course.id}: {', '.join(lesson.id for lesson in course.lessons)}"
+        for course in courses
+        if course is not None
+    )
+    raise UsageError(f"no lesson {args.lesson_id!r} in {path}; lessons there: {known}")
 
 
 def cmd_export(args: argparse.Namespace) -> int:

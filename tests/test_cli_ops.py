@@ -361,3 +361,22 @@ def test_stopping_while_slack_is_unreachable_is_quick_and_quiet(tmp_path: Path) 
     assert took < 5, f"stopping took {took:.1f} s"
     assert "Traceback" not in line + stderr
     assert "shutdown took longer" not in stderr
+
+
+def test_content_check_of_one_lesson_file_and_show_of_an_unknown_id(tmp_path: Path) -> None:
+    from tests.conftest import REPO
+
+    seed = REPO / "content" / "data-engineering" / "0.2.2-senior-lead-data-engineer.md"
+    checked = run(["content", "check", str(seed)], tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    lines = seed.read_text(encoding="utf-8").splitlines()
+    warning = checked.stdout.splitlines()[0]
+    assert warning.startswith(f"{seed}:") and "warning: next lesson 0.2.3" in warning
+    line = int(warning[len(f"{seed}:") :].split(":")[0])
+    assert "Should we continue with" in lines[line - 1]
+    assert "0.2.2 Senior / Lead Data Engineer: 10 snippets, 3 questions" in checked.stdout
+
+    unknown = one_line_error(run(["content", "show", "9.9"], tmp_path))
+    assert unknown.endswith("; lessons there: data-engineering: 0.2.2")
+    course = one_line_error(run(["content", "show", "0.2.2", "--course", "x"], tmp_path))
+    assert course.endswith("; courses: data-engineering")
