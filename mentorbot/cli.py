@@ -415,8 +415,27 @@ def version() -> str:
         return "unknown (not installed)"
 
 
+DESCRIPTION = """\
+mentorbot: a mentoring bot for Slack, Discord and the terminal.
+Run it, manage its database, check and preview course content, export replies."""
+EPILOG = """\
+examples:
+  mentorbot run                       the console in this terminal, or the platforms set up
+  mentorbot doctor                    check settings, database, content and tokens
+  mentorbot content check lesson.md   validate a lesson while writing it
+  mentorbot COMMAND --help            the options of one command
+
+exit codes: 0 ok, 1 a check failed, 2 a mistake in the command or the settings
+settings: environment variables or a .env file, listed in the README"""
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="mentorbot", description=__doc__)
+    top = argparse.ArgumentParser(
+        prog="mentorbot",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     top.add_argument("--version", action="version", version=f"mentorbot {version()}")
     sub = top.add_subparsers(dest="command", required=True)
 
@@ -429,14 +448,16 @@ def parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=cmd_run)
 
-    db = sub.add_parser("db", help="database migrations")
+    db = sub.add_parser("db", help="database migrations, SQLite backup and restore")
     db.add_argument("action", choices=["upgrade", "current", "backup", "restore"])
     db.add_argument("file", nargs="?", help="backup file (for backup and restore)")
     db.set_defaults(func=cmd_db)
 
     content = sub.add_parser("content", help="check or preview course content")
     content_sub = content.add_subparsers(dest="action", required=True)
-    check = content_sub.add_parser("check", help="validate a course folder or content folder")
+    check = content_sub.add_parser(
+        "check", help="validate a content folder, a course folder or one lesson file"
+    )
     check.add_argument("path", nargs="?", help="default: MENTORBOT_CONTENT_DIR")
     show = content_sub.add_parser("show", help="print a lesson as the learner gets it, by day")
     show.add_argument("lesson_id")

@@ -380,3 +380,14 @@ def test_content_check_of_one_lesson_file_and_show_of_an_unknown_id(tmp_path: Pa
     assert unknown.endswith("; lessons there: data-engineering: 0.2.2")
     course = one_line_error(run(["content", "show", "0.2.2", "--course", "x"], tmp_path))
     assert course.endswith("; courses: data-engineering")
+
+
+def test_help_is_plain_text_with_exit_codes() -> None:
+    result = subprocess.run(
+        [*mentorbot_command(), "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0
+    assert "``" not in result.stdout and ":class:" not in result.stdout
+    assert "mentorbot: a mentoring bot for Slack, Discord and the terminal." in result.stdout
+    assert "exit codes: 0 ok, 1 a check failed, 2 a mistake" in result.stdout
+    assert all(len(line) <= 100 for line in result.stdout.splitlines())
