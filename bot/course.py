@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 LESSON_SUFFIXES = (".md", ".markdown", ".txt")
+MAX_LESSON_BYTES = 200 * 1024  # beyond this a lesson is more than a few days of reading
 QUESTIONS_TITLE = "discussion questions"
 PRACTICES_MARKER = "best practices"
 
@@ -27,6 +28,8 @@ _NEXT_POINTER = re.compile(
 )
 _RULE = re.compile(r"^\s*(?:-{3,}|\*{3,}|_{3,})\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
+# Lines that can only be markdown, never front matter: a lesson heading or a section.
+_MARKDOWN_START = re.compile(r"^(?:#\s+\d+(?:\.\d+)*\s|##\s)")
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class Lesson:
     next_id: str | None
     next_title: str | None
     path: Path
+    next_line: int = 1  # where the next lesson is named, for warnings about it
 
     @property
     def name(self) -> str:
@@ -175,6 +179,21 @@ def _decode(path: Path, raw: bytes, problems: list[Problem]) -> str | None:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+def yaml_problem(path: Path, exc: Exception, first_line: int, what: str) -> Problem:
+    """A YAML error as one line, with the line (and column) in the file itself:
+    PyYAML's own message counts lines from the start of the YAML it was given, which
+    for front matter is not where the operator's editor is."""
+    mark = getattr(exc, "problem_mark", None)
+    reason = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
+    if mark is not None:
+        reason += f" (column {mark.column + 1})"
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and context_mark is not None:
+        reason += f", {context} that starts on line {first_line + context_mark.line}"
+    line = first_line + mark.line if mark is not None else first_line
+    return Problem(path, line, f"{what} is not valid YAML: {reason}")
+
+
 def _split_front_matter(
     path: Path, lines: list[str], problems: list[Problem]
 ) -> tuple[dict[str, object], int]:
@@ -182,19 +201,27 @@ def _split_front_matter(
     if not lines or lines[0].strip() != "---":
         return {}, 0
     for end in range(1, len(lines)):
+        if _MARKDOWN_START.match(lines[end]):
+            break  # the lesson began before the front matter ended
         if lines[end].strip() == "---":
             try:
                 data = yaml.safe_load("\n".join(lines[1:end])) or {}
             except yaml.YAMLError as exc:
-                mark = getattr(exc, "problem_mark", None)
-                line = (mark.line + 2) if mark else 1
-                problems.append(Problem(path, line, f"front matter is not valid YAML: {exc}"))
+                problems.append(yaml_problem(path, exc, 2, "front matter"))
                 return {}, end + 1
             if not isinstance(data, dict):
                 problems.append(Problem(path, 1, "front matter must be a YAML mapping"))
                 return {}, end + 1
             return data, end + 1
-    return {}, 0  # an opening rule with no closing one is just a rule
+    problems.append(
+        Problem(
+            path,
+            1,
+            "front matter opened with '---' on line 1 is never closed: "
+            "add a '---' line after it, before the lesson heading",
+        )
+    )
+    return {}, 0
 
 
 def _bullets(lines: list[tuple[int, str]]) -> list[tuple[int, str]]:
@@ -229,6 +256,16 @@ def parse_lesson(path: Path, raw: bytes | None = None) -> tuple[Lesson | None, l
             raw = path.read_bytes()
         except OSError as exc:
             return None, [Problem(path, 1, f"cannot read file: {exc.strerror or exc}")]
+    if len(raw) > MAX_LESSON_BYTES:
+        problems.append(
+            Problem(
+                path,
+                1,
+                f"the lesson is {len(raw) // 1024} KB, over {MAX_LESSON_BYTES // 1024} KB: "
+                "that is more than learners read in a few lesson-days; split it into lessons",
+                "warning",
+            )
+        )
     text = _decode(path, raw, problems)
     if text is None:
         return None, problems
@@ -295,13 +332,15 @@ def parse_lesson(path: Path, raw: bytes | None = None) -> tuple[Lesson | None, l
     practices: list[str] = []
     next_id: str | None = None
     next_title: str | None = None
+    next_line = 1
     saw_questions = False
     for number, section_title, body in sections:
         if section_title.lower() == QUESTIONS_TITLE:
             saw_questions = True
-            for _, item in _bullets(body):
+            for bullet_line, item in _bullets(body):
                 pointer = _NEXT_POINTER.match(item.strip("*_ "))
                 if pointer:
+                    next_line = bullet_line
                     next_id = pointer.group("id")
                     next_title = pointer.group("title").strip().strip("`\"“”'")
                 else:
@@ -336,6 +375,9 @@ def parse_lesson(path: Path, raw: bytes | None = None) -> tuple[Lesson | None, l
         nxt = str(meta["next"]).strip()
         next_id, _, rest = nxt.partition(" ")
         next_title = rest.strip() or next_title
+        next_line = next(
+            (n + 1 for n in range(1, start) if lines[n].startswith("next:")), next_line
+        )
     if not snippets:
         problems.append(Problem(path, (heading or (1,))[0], "lesson has no '## ' sections"))
     if not saw_questions:
@@ -358,6 +400,7 @@ def parse_lesson(path: Path, raw: bytes | None = None) -> tuple[Lesson | None, l
         next_id=next_id,
         next_title=next_title,
         path=path,
+        next_line=next_line,
     )
     return lesson, problems
 
@@ -370,8 +413,8 @@ def _lesson_files(folder: Path) -> list[Path]:
     )
 
 
-def load_course(folder: Path) -> tuple[Course | None, list[Problem]]:
-    """Load one course folder; returns the course (None if unusable) and all problems."""
+def _course_meta(folder: Path) -> tuple[dict[str, object], list[Problem]]:
+    """The course's ``course.yaml`` (empty if there is none) and its problems."""
     problems: list[Problem] = []
     meta: dict[str, object] = {}
     meta_path = folder / "course.yaml"
@@ -384,11 +427,23 @@ def load_course(folder: Path) -> tuple[Course | None, list[Problem]]:
                 problems.append(Problem(meta_path, 1, "course.yaml must be a YAML mapping"))
             else:
                 meta = loaded
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            mark = getattr(exc, "problem_mark", None)
-            problems.append(
-                Problem(meta_path, (mark.line + 1) if mark else 1, f"invalid course.yaml: {exc}")
-            )
+        except yaml.YAMLError as exc:
+            problems.append(yaml_problem(meta_path, exc, 1, "course.yaml"))
+        except UnicodeDecodeError:
+            problems.append(Problem(meta_path, 1, "course.yaml is not UTF-8: save it as UTF-8"))
+    return meta, problems
+
+
+def load_course(folder: Path, only: Path | None = None) -> tuple[Course | None, list[Problem]]:
+    """Load one course folder; returns the course (None if unusable) and all problems.
+
+    With ``only`` (one lesson file in the folder), the course holds just that lesson
+    and only its problems are reported; the other lessons are still read, so a next
+    lesson that exists beside it is not reported missing."""
+    if only is not None:
+        return _load_one_lesson(folder, only)
+    meta, problems = _course_meta(folder)
+    meta_path = folder / "course.yaml"
 
     lessons: list[Lesson] = []
     seen: dict[str, Lesson] = {}
@@ -435,15 +490,7 @@ def load_course(folder: Path) -> tuple[Course | None, list[Problem]]:
     ids = {lesson.id for lesson in lessons}
     for lesson in lessons:
         if lesson.next_id and lesson.next_id not in ids:
-            problems.append(
-                Problem(
-                    lesson.path,
-                    1,
-                    f"next lesson {lesson.next_id} is not in this course yet "
-                    "(learners will be told it is coming)",
-                    "warning",
-                )
-            )
+            problems.append(_missing_next(lesson))
     if any(p.severity == "error" for p in problems):
         return None, problems
     course = Course(
@@ -456,14 +503,58 @@ def load_course(folder: Path) -> tuple[Course | None, list[Problem]]:
     return course, problems
 
 
+def _load_one_lesson(folder: Path, path: Path) -> tuple[Course | None, list[Problem]]:
+    lesson, problems = parse_lesson(path)
+    if lesson is None or any(p.severity == "error" for p in problems):
+        return None, problems
+    meta, _ = _course_meta(folder)  # its problems are the course's, not this lesson's
+    others = set()
+    for sibling in _lesson_files(folder):
+        if sibling.resolve() != path.resolve():
+            parsed, _ = parse_lesson(sibling)
+            if parsed is not None:
+                others.add(parsed.id)
+    if lesson.next_id and lesson.next_id not in others:
+        problems.append(_missing_next(lesson))
+    course = Course(
+        id=str(meta.get("id") or folder.name),
+        title=str(meta.get("title") or folder.name.replace("-", " ").title()),
+        lessons=(lesson,),
+        path=folder,
+        warnings=tuple(p for p in problems if p.severity == "warning"),
+    )
+    return course, problems
+
+
+def _missing_next(lesson: Lesson) -> Problem:
+    return Problem(
+        lesson.path,
+        lesson.next_line,
+        f"next lesson {lesson.next_id} is not in this course yet "
+        "(learners will be told it is coming)",
+        "warning",
+    )
+
+
 def is_course_folder(folder: Path) -> bool:
     return (folder / "course.yaml").exists() or bool(_lesson_files(folder))
 
 
 def load_catalog(path: Path) -> tuple[Catalog | None, list[Problem]]:
-    """Load a content directory (a folder of courses) or a single course folder."""
+    """Load a content directory (a folder of courses), a single course folder, or a
+    single lesson file (to check one lesson while writing it)."""
     if not path.exists():
         return None, [Problem(path, 1, "content folder does not exist")]
+    if path.is_file():
+        if path.suffix.lower() not in LESSON_SUFFIXES:
+            suffixes = ", ".join(f"*{s}" for s in LESSON_SUFFIXES)
+            return None, [Problem(path, 1, f"not a lesson file ({suffixes}) or a folder")]
+        course, problems = load_course(path.parent, only=path)
+        if course is None:
+            return None, problems
+        return Catalog({course.id: course}, [p for p in problems if p.severity == "warning"]), (
+            problems
+        )
     if not path.is_dir():
         return None, [Problem(path, 1, "content path is not a folder")]
     folders = (

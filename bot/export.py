@@ -38,7 +38,7 @@ class ReplyFilter:
     for_leads: bool = False  # only what leads may read: shared, or written while visible
 
 
-def _rows(session: Session, only: ReplyFilter) -> list[dict[str, str | None]]:
+def _rows(session: Session, only: ReplyFilter) -> list[dict[str, object]]:
     query = (
         select(Reply, Learner, Workspace)
         .join(Learner, col(Learner.id) == Reply.learner_id)
@@ -64,15 +64,27 @@ def _rows(session: Session, only: ReplyFilter) -> list[dict[str, str | None]]:
             "reply": reply.text,
             "replied_at": reply.created_at.isoformat(),
             "edited_at": reply.edited_at.isoformat() if reply.edited_at else None,
-            "visible_to_leads": str(reply.visibility == "leads" or reply.shared_at is not None),
+            "visible_to_leads": reply.visibility == "leads" or reply.shared_at is not None,
         }
         for reply, learner, workspace in session.exec(query).all()
     ]
 
 
-def reply_rows(store: Store, only: ReplyFilter | None = None) -> list[dict[str, str | None]]:
+def reply_rows(store: Store, only: ReplyFilter | None = None) -> list[dict[str, object]]:
     """Erased learners' replies are gone from the store, so they are gone from here too."""
     return store.run(lambda session: _rows(session, only or ReplyFilter()))
+
+
+def workspaces(store: Store) -> list[tuple[str, str]]:
+    """(platform, external id) of every workspace, for the operator's own tools."""
+
+    def work(session: Session) -> list[tuple[str, str]]:
+        query = select(Workspace.platform, Workspace.external_id).order_by(
+            col(Workspace.platform), col(Workspace.external_id)
+        )
+        return [(platform, external_id) for platform, external_id in session.exec(query)]
+
+    return store.run(work)
 
 
 def write_replies(

@@ -3,11 +3,15 @@ restores from them. PostgreSQL has its own tools (pg_dump / pg_restore): see REA
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from sqlalchemy.engine import make_url
 
+from bot.config import sqlite_file_of
 from mentorbot.progress import Progress
 
 
@@ -45,10 +49,20 @@ def backup(url: str, destination: Path) -> None:
         raise BackupError(f"{source_path} does not exist yet: run the bot once first")
     if destination.exists():
         raise BackupError(f"{destination} already exists; choose a new file name")
-    source = sqlite3.connect(source_path, timeout=30)
-    target = sqlite3.connect(destination)
+    folder = destination.absolute().parent
+    if not folder.is_dir():
+        raise BackupError(f"the folder {folder} does not exist; create it, or back up elsewhere")
+    try:
+        source = sqlite3.connect(source_path, timeout=30)
+        target = sqlite3.connect(destination)
+    except sqlite3.Error as exc:
+        raise BackupError(f"cannot write {destination}: {exc}") from exc
     try:
         _copy(source, target, f"backing up {source_path.name}")
+    except sqlite3.Error as exc:
+        target.close()
+        destination.unlink(missing_ok=True)  # never leave half a backup behind
+        raise BackupError(f"the backup to {destination} failed: {exc}") from exc
     finally:
         target.close()
         source.close()
@@ -69,14 +83,62 @@ def revision_of(path: Path) -> str:
 
 
 def restore(url: str, source_file: Path) -> str:
-    """Replace the store's contents with a backup's; run it with the bot stopped."""
+    """Replace the store's contents with a backup's. Refused while a bot runs on the
+    file: it would keep writing into the restored data from what it had in memory."""
     revision = revision_of(source_file)
     target_path = sqlite_path(url)
-    source = sqlite3.connect(f"file:{source_file}?mode=ro", uri=True)
-    target = sqlite3.connect(target_path, timeout=30)
-    try:
-        _copy(source, target, f"restoring {source_file.name}")
-    finally:
-        target.close()
-        source.close()
+    with _locked(target_path, exclusive=True):
+        source = sqlite3.connect(f"file:{source_file}?mode=ro", uri=True)
+        target = sqlite3.connect(target_path, timeout=30)
+        try:
+            _copy(source, target, f"restoring {source_file.name}")
+        finally:
+            target.close()
+            source.close()
     return revision
+
+
+def lock_file(database: Path) -> Path:
+    return database.with_name(database.name + ".lock")
+
+
+@contextlib.contextmanager
+def running_on(url: str) -> Iterator[None]:
+    """Held by `mentorbot run` for as long as it runs on a SQLite file. The lock is
+    shared (several processes may run on one file) and the kernel drops it when the
+    process ends, however it ends, so it never goes stale the way a pid file can."""
+    path = sqlite_file_of(url)
+    if path is None:
+        yield
+        return
+    with _locked(path, exclusive=False):
+        yield
+
+
+@contextlib.contextmanager
+def _locked(database: Path, *, exclusive: bool) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # no flock on this system: nothing to coordinate with
+        yield
+        return
+    try:
+        handle: IO[str] = open(lock_file(database), "a")  # noqa: SIM115 (held until the end)
+    except OSError as exc:
+        raise BackupError(f"cannot create {lock_file(database)}: {exc.strerror}") from exc
+    with handle:
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        try:
+            fcntl.flock(handle, mode | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            if exclusive:
+                raise BackupError(
+                    f"mentorbot is running on {database}: stop it (Ctrl-C or SIGTERM), then restore"
+                ) from exc
+            raise BackupError(
+                f"a restore into {database} is in progress: start the bot when it is done"
+            ) from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -58,10 +58,9 @@ def build(
     return App(settings, store, catalog, service, dispatcher, Hub(service, dispatcher), engine)
 
 
-def choose_adapters(app: App, names: list[str] | None) -> list[Adapter]:
+def adapter_names(settings: Settings, names: list[str] | None) -> list[str]:
     """The adapters to run: as asked, else every platform with credentials, else console."""
-    settings = app.settings
-    wanted = names or []
+    wanted = list(names or [])
     if not wanted:
         if settings.has_slack:
             wanted.append("slack")
@@ -69,12 +68,18 @@ def choose_adapters(app: App, names: list[str] | None) -> list[Adapter]:
             wanted.append("discord")
         if not wanted:
             wanted = ["console"]
+    return wanted
+
+
+def choose_adapters(app: App, names: list[str] | None) -> list[Adapter]:
+    """Build the adapters ``adapter_names`` picks."""
+    settings = app.settings
     adapters: list[Adapter] = []
-    for name in wanted:
+    for name in adapter_names(settings, names):
         if name == "console":
             from adapters.console import ConsoleAdapter
 
-            adapters.append(ConsoleAdapter())
+            adapters.append(ConsoleAdapter(files_dir=settings.files_dir))
         elif name == "slack":
             from adapters.slack import SlackAdapter
 

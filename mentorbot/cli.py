@@ -8,45 +8,125 @@ import asyncio
 import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from bot.config import Settings, load_settings
+from bot.config import Settings, SettingsError, load_settings, shown_url
 from bot.course import ContentError, load_catalog
 from bot.db import Store
 
 
+class UsageError(Exception):
+    """A mistake the user can fix; ``main`` prints it as one line and exits 2."""
+
+
 def _settings() -> Settings:
+    """The settings, or exit 2 with one line per bad variable (never a traceback)."""
     try:
         return load_settings()
-    except ValueError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
+    except SettingsError as exc:
+        for problem in exc.problems:
+            print(f"mentorbot: {problem}", file=sys.stderr)
         raise SystemExit(2) from exc
 
 
-def _logging(settings: Settings) -> None:
+@contextlib.contextmanager
+def _database(settings: Settings) -> Iterator[None]:
+    """Turn a database that cannot be opened into one line saying what to fix."""
+    from sqlalchemy.exc import DatabaseError, InterfaceError, OperationalError
+
+    from mentorbot.doctor import sqlite_folder_problem
+
+    problem = sqlite_folder_problem(settings.database_url)
+    if problem:
+        raise UsageError(
+            f"{problem}: create the folder, or point MENTORBOT_DATABASE_URL at one that exists"
+        )
+    try:
+        yield
+    except (OperationalError, InterfaceError, DatabaseError) as exc:
+        if type(exc) not in (OperationalError, InterfaceError, DatabaseError):
+            raise  # integrity and programming errors are bugs, not settings
+        url = settings.database_url
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        hint = (
+            "check that MENTORBOT_DATABASE_URL names a mentorbot SQLite file"
+            if url.startswith("sqlite")
+            else "check MENTORBOT_DATABASE_URL and that the database server is running"
+        )
+        raise UsageError(
+            f"cannot use the database {shown_url(url.split('@')[-1])}: {reason}; {hint}"
+        ) from exc
+
+
+def _output_file(name: str, example: str) -> Path:
+    """Check an output path before any work is done, so a typo costs nothing."""
+    path = Path(name)
+    if path.is_dir():
+        raise UsageError(f"--output {name} is a folder: name a file in it, e.g. {path / example}")
+    folder = path.absolute().parent
+    if not folder.is_dir():
+        raise UsageError(f"--output {name}: the folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"--output {name}: the folder {folder} is not writable")
+    return path
+
+
+def _logging(settings: Settings, to_file: bool = False) -> Path | None:
+    """Configure logs; with ``to_file``, into a file in the data folder (returned)."""
     from mentorbot.logs import configure
 
-    configure(settings.log_level, settings.log_format)
+    path = None
+    if to_file:
+        try:
+            settings.files_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot create the data folder {settings.files_dir}: {exc.strerror}; "
+                "set MENTORBOT_DATA_DIR to a folder you can write"
+            ) from exc
+        path = settings.files_dir / "mentorbot.log"
+    configure(settings.log_level, settings.log_format, file=path)
+    return path
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mentorbot.bootstrap import build, choose_adapters, serve
+    from mentorbot.backup import BackupError, running_on
+    from mentorbot.bootstrap import adapter_names, build, choose_adapters, serve
 
     settings = _settings()
-    _logging(settings)
+    # A person chatting in this terminal should see the chat, not log lines.
+    chatting = "console" in adapter_names(settings, args.adapter) and sys.stdin.isatty()
+    log_file = _logging(settings, to_file=chatting)
+    if log_file is not None:
+        print(f"mentorbot: logs go to {log_file}", file=sys.stderr)
+    running = contextlib.ExitStack()
     try:
-        app = build(settings)
+        with _database(settings):
+            running.enter_context(running_on(settings.database_url))  # `db restore` refuses
+            app = build(settings)
+    except BackupError as exc:
+        raise UsageError(str(exc)) from exc
     except ContentError as exc:
+        running.close()
         print("mentorbot: refusing to start, the course content is invalid:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
+    from mentorbot.doctor import default_course_problem
+
+    unknown = default_course_problem(settings, app.catalog.catalog)
+    if unknown:
+        app.store.dispose()
+        print(f"mentorbot: {unknown}", file=sys.stderr)
+        return 2
     try:
         adapters = choose_adapters(app, args.adapter)
     except ValueError as exc:
+        app.store.dispose()
         print(f"mentorbot: {exc}", file=sys.stderr)
         return 2
-    with contextlib.suppress(KeyboardInterrupt):
+    with running, contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(app, adapters))
     return 0
 
@@ -57,8 +137,7 @@ def cmd_db(args: argparse.Namespace) -> int:
         from mentorbot.backup import BackupError, backup, restore
 
         if not args.file:
-            print(f"mentorbot: `db {args.action}` needs a FILE", file=sys.stderr)
-            return 2
+            raise UsageError(f"`db {args.action}` needs a FILE")
         try:
             if args.action == "backup":
                 backup(settings.database_url, Path(args.file))
@@ -66,26 +145,27 @@ def cmd_db(args: argparse.Namespace) -> int:
                 return 0
             revision = restore(settings.database_url, Path(args.file))
         except BackupError as exc:
-            print(f"mentorbot: {exc}", file=sys.stderr)
-            return 2
-        store = Store(settings.database_url)
-        try:
-            store.upgrade()
-        finally:
-            store.dispose()
+            raise UsageError(str(exc)) from exc
+        with _database(settings):
+            store = Store(settings.database_url)
+            try:
+                store.upgrade()
+            finally:
+                store.dispose()
         print(f"restored {args.file} (revision {revision}); the database is up to date")
         return 0
-    store = Store(settings.database_url)
-    try:
-        if args.action == "upgrade":
-            store.upgrade()
-            print(f"database is at revision {store.current_revision()}")
-        else:
-            current, head = store.current_revision(), store.head_revision()
-            state = "up to date" if current == head else f"behind (newest is {head})"
-            print(f"database revision: {current or 'none'} — {state}")
-    finally:
-        store.dispose()
+    with _database(settings):
+        store = Store(settings.database_url)
+        try:
+            if args.action == "upgrade":
+                store.upgrade()
+                print(f"database is at revision {store.current_revision()}")
+            else:
+                current, head = store.current_revision(), store.head_revision()
+                state = "up to date" if current == head else f"behind (newest is {head})"
+                print(f"database revision: {current or 'none'} — {state}")
+        finally:
+            store.dispose()
     return 0
 
 
@@ -123,8 +203,10 @@ def cmd_content(args: argparse.Namespace) -> int:
     courses = [catalog.get(args.course)] if args.course else list(catalog.courses.values())
     for course in courses:
         if course is None:
-            print(f"no course called {args.course!r}", file=sys.stderr)
-            return 2
+            raise UsageError(
+                f"no course called {args.course!r} in {path}; courses: "
+                + ", ".join(catalog.courses)
+            )
         lesson = course.lesson(args.lesson_id)
         if lesson is None:
             continue
@@ -149,8 +231,12 @@ def cmd_content(args: argparse.Namespace) -> int:
             note = "" if present else " (not in the content yet)"
             print(f"After the last day: continue with {next_id} {next_title or ''}{note}?")
         return 0
-    print(f"no lesson {args.lesson_id!r} in {path}", file=sys.stderr)
-    return 2
+    known = "; ".join(
+        f"{course.id}: {', '.join(lesson.id for lesson in course.lessons)}"
+        for course in courses
+        if course is not None
+    )
+    raise UsageError(f"no lesson {args.lesson_id!r} in {path}; lessons there: {known}")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -172,28 +258,46 @@ def cmd_export(args: argparse.Namespace) -> int:
             since = since.replace(tzinfo=UTC)
     only = ReplyFilter(workspace=args.workspace, since=since, for_leads=args.for_leads)
     settings = _settings()
-    store = Store(settings.database_url)
-    try:
-        store.upgrade()
-        if args.output:
-            from mentorbot.progress import Progress
+    output = _output_file(args.output, f"replies.{args.format}") if args.output else None
+    with _database(settings):
+        store = Store(settings.database_url)
+        try:
+            store.upgrade()
+            if args.workspace:
+                _known_workspace(store, args.workspace)
+            if output is not None:
+                from mentorbot.progress import Progress
 
-            progress = Progress(0, "exporting replies")
+                progress = Progress(0, "exporting replies")
 
-            def on_row(done: int) -> None:
-                if done < 0:
-                    progress.total = -done
-                else:
-                    progress.update(done)
+                def on_row(done: int) -> None:
+                    if done < 0:
+                        progress.total = -done
+                    else:
+                        progress.update(done)
 
-            with open(args.output, "w", encoding="utf-8", newline="") as out:
-                count = write_replies(store, out, args.format, only, on_row)
-            progress.finish(f"wrote {count} reply(ies) to {args.output}")
-        else:
-            write_replies(store, sys.stdout, args.format, only)
-    finally:
-        store.dispose()
+                with open(output, "w", encoding="utf-8", newline="") as out:
+                    count = write_replies(store, out, args.format, only, on_row)
+                progress.finish(f"wrote {count} reply(ies) to {args.output}")
+            else:
+                write_replies(store, sys.stdout, args.format, only)
+        finally:
+            store.dispose()
     return 0
+
+
+def _known_workspace(store: Store, wanted: str) -> None:
+    """An unknown --workspace would export nothing and look like "no replies"."""
+    from bot.export import workspaces
+
+    known = workspaces(store)
+    if any(external_id == wanted for _platform, external_id in known):
+        return
+    listing = ", ".join(f"{external_id} ({platform})" for platform, external_id in known)
+    raise UsageError(
+        f"there is no workspace {wanted!r} in the database; "
+        + (f"workspaces: {listing}" if known else "it holds no workspaces yet")
+    )
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
@@ -227,21 +331,56 @@ def cmd_doctor(_args: argparse.Namespace) -> int:
     return run_doctor()
 
 
+def _assign_workspace(platform: str, workspace: str | None) -> str:
+    """Slack and Discord need the team or server: there is no sensible default, and a
+    wrong one would enrol people in a workspace that does not exist."""
+    if platform == "console":
+        if workspace not in (None, "local"):
+            raise UsageError(f"the console has one workspace, local; got --workspace {workspace}")
+        return "local"
+    if not workspace:
+        what = "the Slack team id (T0123...)" if platform == "slack" else "the server (guild) id"
+        raise UsageError(f"--platform {platform} needs --workspace: {what}")
+    return workspace
+
+
 def cmd_assign(args: argparse.Namespace) -> int:
     """Enrol many people at once (e.g. a whole team from a file), with progress."""
     from mentorbot.progress import Progress
 
     settings = _settings()
-    users = list(args.users)
+    workspace = _assign_workspace(args.platform, args.workspace)
+    listed = [("the command line", user) for user in args.users]
     if args.file:
-        users += [line.strip() for line in Path(args.file).read_text().splitlines() if line.strip()]
-    if not users:
-        print("mentorbot: name users, or give --file with one user id a line", file=sys.stderr)
-        return 2
+        try:
+            text = Path(args.file).read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+            raise UsageError(f"cannot read --file {args.file}: {reason}") from exc
+        listed += [
+            (f"{args.file}:{n}", line.strip())
+            for n, line in enumerate(text.splitlines(), 1)
+            if line.strip()
+        ]
+    if not listed:
+        raise UsageError("name users, or give --file with one user id a line")
+    users: list[str] = []
+    first_at: dict[str, str] = {}
+    for where, user in listed:
+        if user in first_at:
+            print(
+                f"mentorbot: {where}: {user} is a duplicate (first at {first_at[user]}); "
+                "enrolling them once",
+                file=sys.stderr,
+            )
+            continue
+        first_at[user] = where
+        users.append(user)
     try:
         from mentorbot.bootstrap import build
 
-        app = build(settings)
+        with _database(settings):
+            app = build(settings)
     except ContentError as exc:
         print(f"mentorbot: invalid content: {exc}", file=sys.stderr)
         return 2
@@ -251,7 +390,7 @@ def cmd_assign(args: argparse.Namespace) -> int:
         for start in range(0, len(users), 50):
             chunk = users[start : start + 50]
             enrolled += app.service.bulk_assign(
-                args.platform, args.workspace, chunk, args.course, args.by
+                args.platform, workspace, chunk, args.course, args.by
             )
             progress.update(start + len(chunk))
     except ValueError as exc:
@@ -329,8 +468,39 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def version() -> str:
+    """The installed package's version; a source tree that was never installed says so."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("mentorbot")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+DESCRIPTION = """\
+mentorbot: a mentoring bot for Slack, Discord and the terminal.
+Run it, manage its database, check and preview course content, export replies."""
+EPILOG = """\
+examples:
+  mentorbot run                       the console in this terminal, or the platforms set up
+  mentorbot doctor                    check settings, database, content and tokens
+  mentorbot content check lesson.md   validate a lesson while writing it
+  mentorbot COMMAND --help            the options of one command
+
+exit codes: 0 ok, 1 a check failed, 2 a mistake in the command or the settings
+settings: environment variables or a .env file, listed in the README"""
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="mentorbot", description=__doc__)
+    top = argparse.ArgumentParser(
+        prog="mentorbot",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    top.add_argument("--version", action="version", version=f"mentorbot {version()}")
     sub = top.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the bot (console adapter when no platform is set up)")
@@ -342,14 +512,16 @@ def parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=cmd_run)
 
-    db = sub.add_parser("db", help="database migrations")
+    db = sub.add_parser("db", help="database migrations, SQLite backup and restore")
     db.add_argument("action", choices=["upgrade", "current", "backup", "restore"])
     db.add_argument("file", nargs="?", help="backup file (for backup and restore)")
     db.set_defaults(func=cmd_db)
 
     content = sub.add_parser("content", help="check or preview course content")
     content_sub = content.add_subparsers(dest="action", required=True)
-    check = content_sub.add_parser("check", help="validate a course folder or content folder")
+    check = content_sub.add_parser(
+        "check", help="validate a content folder, a course folder or one lesson file"
+    )
     check.add_argument("path", nargs="?", help="default: MENTORBOT_CONTENT_DIR")
     show = content_sub.add_parser("show", help="print a lesson as the learner gets it, by day")
     show.add_argument("lesson_id")
@@ -374,7 +546,9 @@ def parser() -> argparse.ArgumentParser:
     assign.add_argument("users", nargs="*", help="platform user ids")
     assign.add_argument("--file", help="a file with one user id a line")
     assign.add_argument("--platform", default="console", choices=["console", "slack", "discord"])
-    assign.add_argument("--workspace", default="local", help="Slack team id, guild id, or local")
+    assign.add_argument(
+        "--workspace", help="Slack team id or Discord server id (needed for those platforms)"
+    )
     assign.add_argument("--course", help="course id (default: the workspace's)")
     assign.add_argument("--by", help="user id of the lead to name in the welcome")
     assign.set_defaults(func=cmd_assign)
@@ -407,7 +581,19 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        code = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+        return code
+    except UsageError as exc:
+        print(f"mentorbot: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader went away (`mentorbot doctor | head -2`): stop quietly, as cat does.
+        # Point stdout at /dev/null so the interpreter's final flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a command cut off this way
 
 
 if __name__ == "__main__":

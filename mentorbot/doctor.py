@@ -8,12 +8,13 @@ whether its credentials work.
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from bot.config import Settings, load_settings
-from bot.course import load_catalog
+from bot.config import Settings, SettingsError, load_settings, shown_url, sqlite_file_of
+from bot.course import Catalog, load_catalog
 from bot.db import Store
 
 
@@ -29,11 +30,23 @@ class Check:
         return f"{text}\n      fix: {self.fix}" if self.fix else text
 
 
-def check_configuration() -> tuple[Settings | None, Check]:
+def check_configuration() -> tuple[Settings, set[str], list[Check]]:
+    """The settings (defaults in place of bad values), the bad variables, and checks:
+    one FAIL per bad variable, so every typo shows at once."""
     try:
         settings = load_settings()
-    except ValueError as exc:
-        return None, Check("configuration", "FAIL", str(exc), "correct that variable")
+    except SettingsError as exc:
+        fails = [
+            Check(
+                "configuration", "FAIL", problem, "correct that variable in the environment or .env"
+            )
+            for problem in exc.problems
+        ]
+        return exc.settings, exc.bad, fails
+    return settings, set(), [_platforms(settings)]
+
+
+def _platforms(settings: Settings) -> Check:
     platforms = [
         name
         for name, on in (("Slack", settings.has_slack), ("Discord", settings.has_discord))
@@ -48,7 +61,7 @@ def check_configuration() -> tuple[Settings | None, Check]:
         and not settings.slack_app_token
         and not settings.slack_signing_secret
     ):
-        return settings, Check(
+        return Check(
             "configuration",
             "FAIL",
             "SLACK_BOT_TOKEN is set but neither SLACK_APP_TOKEN (Socket Mode) nor "
@@ -58,30 +71,49 @@ def check_configuration() -> tuple[Settings | None, Check]:
     if settings.slack_client_id and not (
         settings.slack_client_secret and settings.slack_signing_secret
     ):
-        return settings, Check(
+        return Check(
             "configuration",
             "FAIL",
             "SLACK_CLIENT_ID needs SLACK_CLIENT_SECRET and SLACK_SIGNING_SECRET",
             "copy both from the app's Basic Information page",
         )
-    return settings, Check("configuration", "ok", detail)
+    return Check("configuration", "ok", detail)
+
+
+def sqlite_folder_problem(url: str) -> str | None:
+    """Why `mentorbot run` could not create the SQLite file, if it could not."""
+    path = sqlite_file_of(url)
+    if path is None or path.exists():
+        return None
+    folder = path.absolute().parent
+    if not folder.is_dir():
+        return f"the folder {folder} does not exist, so {path.name} cannot be created there"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"the folder {folder} is not writable, so {path.name} cannot be created there"
+    return None
 
 
 def check_database(settings: Settings) -> Check:
     url = settings.database_url
-    shown = url.split("@")[-1] if "@" in url else url
-    if url.startswith("sqlite"):
-        from mentorbot.backup import sqlite_path
-
-        path = sqlite_path(url)
-        if not path.exists():
+    shown = shown_url(url.split("@")[-1] if "@" in url else url)
+    path = sqlite_file_of(url)
+    if path is not None and not path.exists():
+        problem = sqlite_folder_problem(url)
+        if problem:
             return Check(
                 "database",
-                "ok",
-                f"{path} does not exist yet; `mentorbot run` creates and migrates it",
+                "FAIL",
+                problem,
+                "create the folder, or point MENTORBOT_DATABASE_URL at a folder that exists",
             )
-    store = Store(url)
+        return Check(
+            "database",
+            "ok",
+            f"{path} does not exist yet; `mentorbot run` creates and migrates it",
+        )
+    store: Store | None = None
     try:
+        store = Store(url)
         current, head = store.current_revision(), store.head_revision()
     except Exception as exc:
         return Check(
@@ -91,7 +123,8 @@ def check_database(settings: Settings) -> Check:
             "check MENTORBOT_DATABASE_URL and that the server is running",
         )
     finally:
-        store.dispose()
+        if store is not None:
+            store.dispose()
     if current == head:
         return Check("database", "ok", f"{shown} at revision {current} (up to date)")
     return Check(
@@ -113,12 +146,27 @@ def check_content(settings: Settings) -> Check:
             f"{len(errors)} error(s): {listing}",
             "fix those lines, then check with `mentorbot content check`",
         )
+    unknown = default_course_problem(settings, catalog)
+    if unknown:
+        return Check("content", "FAIL", unknown, "set MENTORBOT_DEFAULT_COURSE to one of those")
     lessons = sum(len(c.lessons) for c in catalog.courses.values())
     warned = f", {len(problems)} warning(s)" if problems else ""
     return Check(
         "content",
         "ok",
         f"{len(catalog.courses)} course(s), {lessons} lesson(s) in {settings.content_dir}{warned}",
+    )
+
+
+def default_course_problem(settings: Settings, catalog: Catalog) -> str | None:
+    """MENTORBOT_DEFAULT_COURSE naming no course would silently start learners on the
+    first course instead, so it is a configuration error."""
+    wanted = settings.default_course
+    if wanted is None or catalog.get(wanted) is not None:
+        return None
+    return (
+        f"MENTORBOT_DEFAULT_COURSE must name a course in {settings.content_dir}, got "
+        f"{wanted!r}; courses: {', '.join(catalog.courses)}"
     )
 
 
@@ -178,15 +226,14 @@ def check_discord(settings: Settings) -> Check:
 
 
 def run_doctor() -> int:
-    settings, config = check_configuration()
-    checks = [config]
-    if settings is not None:
-        checks += [
-            check_database(settings),
-            check_content(settings),
-            check_slack(settings),
-            check_discord(settings),
-        ]
+    settings, bad, checks = check_configuration()
+    if "MENTORBOT_DATABASE_URL" in bad:
+        checks.append(Check("database", "skip", "MENTORBOT_DATABASE_URL is not usable (above)"))
+    else:
+        checks.append(check_database(settings))
+    checks.append(check_content(settings))
+    checks.append(check_slack(settings))
+    checks.append(check_discord(settings))
     for check in checks:
         print(check.line())
     failed = [c for c in checks if c.status == "FAIL"]

@@ -4,6 +4,8 @@ nothing. Every replica may tick: claims in the core are atomic."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -20,6 +22,14 @@ class Ticker:
         self._scheduler: AsyncIOScheduler | None = None
 
     async def _run(self) -> None:
+        # The tick runs in its own task: APScheduler cancels the job it is running when
+        # it shuts down, and a stop must let the tick finish its sends (shutdown drains
+        # it), not tear it down and log a CancelledError on every normal exit.
+        tick = asyncio.ensure_future(self._guarded())
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(tick)
+
+    async def _guarded(self) -> None:
         try:
             await self._tick()
         except Exception:  # one bad tick must not stop the next
@@ -41,6 +51,10 @@ class Ticker:
         self._scheduler.start()
 
     def stop(self) -> None:
-        if self._scheduler is not None and self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
-        self._scheduler = None
+        """No new ticks from now on. The shutdown itself waits one turn of the loop, so
+        a job APScheduler has just handed to the loop has started (and sits in the
+        shield above) before it is cancelled, instead of dying unstarted with an error."""
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None and scheduler.running:
+            scheduler.pause()
+            asyncio.get_running_loop().call_soon(scheduler.shutdown, False)

@@ -50,6 +50,7 @@ def test_console_session_start_reply_restart_history_export(tmp_path: Path) -> N
         ["run", "--adapter", "console"], tmp_path, "/mentor start\nI prefer guiding others\n"
     )
     assert first.returncode == 0, first.stderr
+    assert first.stderr == "", "a normal piped session logs nothing, least of all a traceback"
     out = first.stdout
     assert "0.2.2 Senior / Lead Data Engineer — day 1 of 3" in out
     for title in ("Concept Explanation", "Responsibilities of a Senior / Lead Data Engineer"):
@@ -165,11 +166,14 @@ def test_console_shows_a_scheduled_lesson_without_typing(tmp_path: Path) -> None
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in bot.stdout], daemon=True).start()
 
+    seen: list[str] = []
+
     def wait_for(text: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if text in lines.get(timeout=deadline - time.monotonic()):
+                seen.append(lines.get(timeout=deadline - time.monotonic()))
+                if text in seen[-1]:
                     return
             except queue.Empty:
                 break
@@ -186,6 +190,7 @@ def test_console_shows_a_scheduled_lesson_without_typing(tmp_path: Path) -> None
         engine.dispose()
         wait_for("day 2 of 3")  # arrives with nothing typed
         wait_for("Have you ever taken ownership of a system?")
+        assert not any("[to " in line for line in seen), "it is the learner's own DM"
     finally:
         bot.terminate()
         bot.wait(10)

@@ -143,3 +143,84 @@ def test_bundled_content_is_valid() -> None:
     assert catalog is not None
     assert not [p for p in problems if p.severity == "error"]
     assert catalog.default.lessons[0].id == "0.2.2"
+
+
+def test_missing_next_lesson_warning_points_at_the_bullet(tmp_path: Path) -> None:
+    course = tmp_path / "c"
+    path = _write(
+        course, "a.md", _lesson("3.1", "- Why?\n- Should we continue with `3.2 Later`?\n")
+    )
+    _, problems = load_catalog(course)
+    assert [str(p) for p in problems] == [
+        f"{path}:8: warning: next lesson 3.2 is not in this course yet "
+        "(learners will be told it is coming)"
+    ]
+    meta = _write(course, "b.md", "---\ntitle: B\nnext: 9.9 Far\n---\n" + _lesson("3.3"))
+    _, problems = load_catalog(course)
+    assert any(p.path == meta and p.line == 3 and "9.9" in p.message for p in problems)
+
+
+def test_the_seed_lessons_next_warning_is_on_its_last_bullet() -> None:
+    _, problems = load_catalog(SEED.parent)
+    [warning] = problems
+    lines = SEED.read_text(encoding="utf-8").splitlines()
+    assert "Should we continue with" in lines[warning.line - 1]
+
+
+def test_front_matter_without_its_closing_rule_is_an_error(tmp_path: Path) -> None:
+    path = _write(tmp_path / "c", "a.md", "---\ntitle: Forgot\n" + _lesson("4.1") + "\n---\n")
+    catalog, problems = load_catalog(tmp_path / "c")
+    assert catalog is None
+    errors = [p for p in problems if p.severity == "error"]
+    assert [str(p) for p in errors] == [
+        f"{path}:1: front matter opened with '---' on line 1 is never closed: "
+        "add a '---' line after it, before the lesson heading"
+    ]
+
+
+def test_yaml_errors_name_the_line_in_the_file(tmp_path: Path) -> None:
+    course = tmp_path / "c"
+    lesson = _write(course, "a.md", "---\nid: 4.2\ntitle: [oops\nnext: 4.3\n---\n" + _lesson("4.2"))
+    _, problems = load_catalog(course)
+    [error] = [p for p in problems if p.severity == "error"]
+    assert (error.path, error.line) == (lesson, 4)
+    assert error.message == (
+        "front matter is not valid YAML: expected ',' or ']', but got ':' (column 5), "
+        "while parsing a flow sequence that starts on line 3"
+    )
+    assert "\n" not in str(error) and "<unicode string>" not in str(error)
+
+    (course / "a.md").unlink()
+    _write(course, "a.md", _lesson("4.2"))
+    meta = _write(course, "course.yaml", "title: T\norder:\n  - 4.2\n  - [4.3\n")
+    _, problems = load_catalog(course)
+    [error] = problems
+    assert (error.path, error.line) == (meta, 5)
+    assert "course.yaml is not valid YAML:" in error.message and "starts on line 4" in error.message
+
+
+def test_a_lesson_over_200_kb_gets_a_warning(tmp_path: Path) -> None:
+    filler = "A paragraph of reading. " * 9000  # about 216 KB
+    path = _write(tmp_path / "c", "big.md", _lesson("5.1").replace("Text.", filler))
+    catalog, problems = load_catalog(tmp_path / "c")
+    assert catalog is not None
+    assert [str(p) for p in problems] == [
+        f"{path}:1: warning: the lesson is 210 KB, over 200 KB: that is more than learners "
+        "read in a few lesson-days; split it into lessons"
+    ]
+
+
+def test_a_single_lesson_file_is_checked_with_its_course_around_it(tmp_path: Path) -> None:
+    course = tmp_path / "c"
+    first = _write(course, "a.md", _lesson("6.1", "- Why?\n- Should we continue with `6.2 B`?\n"))
+    _write(course, "b.md", "not a lesson at all\n")
+    catalog, problems = load_catalog(first)
+    assert catalog is not None
+    assert [lesson.id for lesson in catalog.default.lessons] == ["6.1"]
+    assert [p.message for p in problems] == [  # b.md's problem is not this file's
+        "next lesson 6.2 is not in this course yet (learners will be told it is coming)"
+    ]
+    _write(course, "b.md", _lesson("6.2"))
+    assert load_catalog(first)[1] == []  # the next lesson exists beside it
+    notes = _write(course, "notes.yaml", "x: 1\n")
+    assert "not a lesson file" in load_catalog(notes)[1][0].message

@@ -376,8 +376,19 @@ class SlackAdapter:
                 self._socket = _CheckedSocketMode(
                     self.bolt, self.settings.slack_app_token, web_client=self.client
                 )
-                await self._socket.connect_async()
-                log.info("slack: connected in Socket Mode")
+                # slack_sdk retries an unreachable Slack forever, every 10 s; a stop
+                # must not wait for it (shutdown would run into its timeout).
+                connecting = asyncio.ensure_future(self._socket.connect_async())
+                stopping = asyncio.ensure_future(self._stopping.wait())
+                await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                stopping.cancel()
+                if not connecting.done():
+                    connecting.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await connecting
+                else:
+                    connecting.result()
+                    log.info("slack: connected in Socket Mode")
             await self._stopping.wait()
         finally:
             await self._shutdown()
