@@ -59,6 +59,13 @@ class Settings:
     slack_channel_rate: float = 1.0
     slack_workspace_rate: float = 10.0
     discord_rate: float = 50.0
+    # Fernet key(s) that encrypt stored OAuth tokens, newest first (see bot/crypto.py).
+    secret_key: str | None = field(default=None, repr=False)
+
+    @property
+    def needs_secret_key(self) -> bool:
+        """Multi-workspace Slack keeps tokens in the database, so they need the key."""
+        return bool(self.slack_client_id)
 
     @property
     def has_slack(self) -> bool:
@@ -162,4 +169,5 @@ def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Set
             get("MENTORBOT_SLACK_WORKSPACE_RATE"), 10.0, "MENTORBOT_SLACK_WORKSPACE_RATE"
         ),
         discord_rate=_positive(get("MENTORBOT_DISCORD_RATE"), 50.0, "MENTORBOT_DISCORD_RATE"),
+        secret_key=get("MENTORBOT_SECRET_KEY"),
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bot.config import Settings, load_settings
 from bot.course import ContentError, load_catalog
+from bot.crypto import OAUTH_NEEDS_KEY, SecretKeyError, TokenCipher, load_cipher
 from bot.db import Store
 
 
@@ -33,6 +34,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = _settings()
     _logging(settings)
+    if settings.needs_secret_key and (not args.adapter or "slack" in args.adapter):
+        load_cipher(settings.secret_key, why=OAUTH_NEEDS_KEY)  # refuse before anything runs
+    elif settings.secret_key:
+        TokenCipher(settings.secret_key)  # a malformed key is a mistake even when unused
     try:
         app = build(settings)
     except ContentError as exc:
@@ -67,14 +72,14 @@ def cmd_db(args: argparse.Namespace) -> int:
         except BackupError as exc:
             print(f"mentorbot: {exc}", file=sys.stderr)
             return 2
-        store = Store(settings.database_url)
+        store = Store(settings.database_url, secret_key=settings.secret_key)
         try:
             store.upgrade()
         finally:
             store.dispose()
         print(f"restored {args.file} (revision {revision}); the database is up to date")
         return 0
-    store = Store(settings.database_url)
+    store = Store(settings.database_url, secret_key=settings.secret_key)
     try:
         if args.action == "upgrade":
             store.upgrade()
@@ -171,7 +176,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             since = since.replace(tzinfo=UTC)
     only = ReplyFilter(workspace=args.workspace, since=since, for_leads=args.for_leads)
     settings = _settings()
-    store = Store(settings.database_url)
+    store = Store(settings.database_url, secret_key=settings.secret_key)
     try:
         store.upgrade()
         if args.output:
@@ -224,6 +229,34 @@ def cmd_doctor(_args: argparse.Namespace) -> int:
     from mentorbot.doctor import run_doctor
 
     return run_doctor()
+
+
+def cmd_secrets(args: argparse.Namespace) -> int:
+    """Make a key, or re-encrypt every stored token with the newest key (rotation)."""
+    from bot.crypto import generate_key
+
+    if args.action == "generate":
+        print(generate_key())
+        return 0
+    from mentorbot.tokens import rotate_tokens
+
+    settings = _settings()
+    cipher = load_cipher(settings.secret_key)
+    store = Store(settings.database_url, secret_key=settings.secret_key)
+    try:
+        store.upgrade()
+        count = rotate_tokens(store, cipher)
+    finally:
+        store.dispose()
+    older = cipher.key_count - 1
+    after = (
+        f"; every replica can now drop the older key{'s' if older > 1 else ''} "
+        "from MENTORBOT_SECRET_KEY"
+        if older
+        else ""
+    )
+    print(f"re-encrypted {count} stored token(s) with the newest key{after}")
+    return 0
 
 
 def cmd_assign(args: argparse.Namespace) -> int:
@@ -305,6 +338,14 @@ def parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check configuration, database, content, platforms")
     doctor.set_defaults(func=cmd_doctor)
 
+    secrets = sub.add_parser("secrets", help="the key that encrypts stored Slack tokens")
+    secrets_sub = secrets.add_subparsers(dest="action", required=True)
+    secrets_sub.add_parser("generate", help="print a new key for MENTORBOT_SECRET_KEY")
+    secrets_sub.add_parser(
+        "rotate", help="re-encrypt stored tokens with the first key in MENTORBOT_SECRET_KEY"
+    )
+    secrets.set_defaults(func=cmd_secrets)
+
     assign = sub.add_parser("assign", help="enrol many people at once")
     assign.add_argument("users", nargs="*", help="platform user ids")
     assign.add_argument("--file", help="a file with one user id a line")
@@ -331,7 +372,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except SecretKeyError as exc:  # missing, malformed or wrong key: the user's to fix
+        print(f"mentorbot: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
