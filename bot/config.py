@@ -79,6 +79,13 @@ class Settings:
     slack_channel_rate: float = 1.0
     slack_workspace_rate: float = 10.0
     discord_rate: float = 50.0
+    # Fernet key(s) that encrypt stored OAuth tokens, newest first (see bot/crypto.py).
+    secret_key: str | None = field(default=None, repr=False)
+
+    @property
+    def needs_secret_key(self) -> bool:
+        """Multi-workspace Slack keeps tokens in the database, so they need the key."""
+        return bool(self.slack_client_id)
 
     @property
     def answer_window(self) -> timedelta:
@@ -389,6 +396,7 @@ def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Set
         slack_channel_rate=rate("MENTORBOT_SLACK_CHANNEL_RATE", 1.0),
         slack_workspace_rate=rate("MENTORBOT_SLACK_WORKSPACE_RATE", 10.0),
         discord_rate=rate("MENTORBOT_DISCORD_RATE", 50.0),
+        secret_key=get("MENTORBOT_SECRET_KEY"),
     )
     if problems:
         raise SettingsError(problems, bad, settings)

@@ -3,15 +3,25 @@
 SQLite runs in WAL mode with a busy timeout, and every transaction starts with
 ``BEGIN IMMEDIATE`` so two processes never deadlock upgrading a read lock; a unit of
 work that still meets a locked database is retried with backoff before giving up.
+
+A database that refuses writes (a SQLite file made read-only, a PostgreSQL that became
+a standby) leaves connections behind that go on refusing after it is fixed: SQLite
+opens a read-only file read-only and never upgrades that connection. So such an error
+drops every pooled connection, and the unit of work is tried once more on new ones.
+PostgreSQL connections carry a connect timeout and a statement timeout, so a frozen
+server fails a unit of work instead of holding its thread forever.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
+import stat
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,7 +30,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
 
 from bot import models  # noqa: F401  (registers the tables on SQLModel.metadata)
@@ -29,6 +39,10 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _PG_MIGRATION_LOCK = 0x6D656E74  # any constant shared by every replica
+CONNECT_TIMEOUT_SECONDS = 5  # PostgreSQL: give up on a server that does not answer
+STATEMENT_TIMEOUT_SECONDS = 30.0  # PostgreSQL: no unit of work needs longer
+_SQLITE_READONLY = 8  # SQLITE_READONLY; extended codes keep it in the low byte
+_PG_READ_ONLY_TRANSACTION = "25006"  # e.g. connected to a standby
 
 
 class DatabaseBusyError(RuntimeError):
@@ -48,7 +62,53 @@ def _is_transient(exc: OperationalError) -> bool:
     )
 
 
-def make_engine(url: str) -> sa.Engine:
+def is_read_only_error(exc: BaseException) -> bool:
+    """The database refused a write because it (or this connection) is read-only.
+    Takes SQLAlchemy's error or the driver's own."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    if getattr(orig, "sqlstate", None) == _PG_READ_ONLY_TRANSACTION:
+        return True
+    code = getattr(orig, "sqlite_errorcode", None)
+    if isinstance(code, int) and code & 0xFF == _SQLITE_READONLY:
+        return True
+    return "readonly database" in str(orig).lower()
+
+
+def first_line(exc: BaseException) -> str:
+    """The driver's own words, without SQLAlchemy's SQL and background link."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return text[0] if text else type(orig).__name__
+
+
+def _postgres_connect_args(url: sa.URL, statement_timeout: float) -> dict[str, Any]:
+    """A connect timeout and a statement timeout, unless the URL sets its own; any
+    ``options`` in the URL (say a search_path) are kept."""
+    args: dict[str, Any] = {}
+    if "connect_timeout" not in url.query:
+        args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+    options = url.query.get("options", "")
+    if isinstance(options, tuple):
+        options = " ".join(options)
+    if statement_timeout > 0 and "statement_timeout" not in options:
+        milliseconds = int(statement_timeout * 1000)
+        options = f"{options} -c statement_timeout={milliseconds}".strip()
+    if options:
+        args["options"] = options
+    return args
+
+
+def _refuse_read_only_connections(engine: sa.Engine) -> None:
+    """Treat "read-only" like a lost connection: SQLAlchemy then closes the one that
+    failed and retires every older pooled connection as it is next checked out."""
+
+    @sa.event.listens_for(engine, "handle_error")
+    def _on_error(context: sa.engine.ExceptionContext) -> None:
+        if is_read_only_error(context.original_exception):
+            context.is_disconnect = True
+
+
+def make_engine(url: str, *, statement_timeout: float = STATEMENT_TIMEOUT_SECONDS) -> sa.Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 15}, pool_pre_ping=False
@@ -68,19 +128,68 @@ def make_engine(url: str) -> sa.Engine:
         def _on_begin(conn: sa.Connection) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
+        _refuse_read_only_connections(engine)
         return engine
     if url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url[len("postgres://") :]
     elif url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    parsed = sa.engine.make_url(url)
+    connect_args = (
+        _postgres_connect_args(parsed, statement_timeout)
+        if parsed.get_backend_name() == "postgresql"
+        else {}
+    )
+    engine = sa.create_engine(
+        url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args=connect_args
+    )
+    _refuse_read_only_connections(engine)
+    return engine
+
+
+def _match_sqlite_side_files(database: str | None) -> None:
+    """Give ``-wal`` and ``-shm`` the database file's mode when the file is writable and
+    they are not. SQLite creates them with the file's mode; made while the file was
+    read-only, they stay read-only after it is fixed, and every new connection opens
+    read-only again. Only a process that owns them may change them; others leave it."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    with suppress(OSError):
+        if not os.access(path, os.W_OK):
+            return
+        mode = stat.S_IMODE(path.stat().st_mode)
+        for suffix in ("-wal", "-shm"):
+            side = path.with_name(path.name + suffix)
+            if side.exists() and not os.access(side, os.W_OK):
+                os.chmod(side, mode)
+                log.warning("gave %s the database file's mode again so it can be written", side)
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """What a readiness probe found: whether the schema is current (None: could not
+    tell), and why writes fail (None: they work)."""
+
+    current: bool | None
+    write_error: str | None = None
+    read_only: bool = False  # the database refused as read-only
 
 
 class Store:
-    def __init__(self, url: str, *, retries: int = 6) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        retries: int = 6,
+        statement_timeout: float = STATEMENT_TIMEOUT_SECONDS,
+        secret_key: str | None = None,
+    ) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, statement_timeout=statement_timeout)
         self.retries = retries
+        self.secret_key = secret_key  # for the migration that encrypts stored tokens
+        self._head: str | None = None
 
     @property
     def dialect(self) -> str:
@@ -98,13 +207,23 @@ class Store:
                 raise
 
     def run(self, work: Callable[[Session], T]) -> T:
-        """Run ``work`` in its own transaction, retrying while the database is locked."""
+        """Run ``work`` in its own transaction, retrying while the database is locked,
+        and once more on new connections when it refused a write as read-only."""
         delay = 0.05
-        for attempt in range(self.retries + 1):
+        reopened = False
+        attempt = 0
+        while True:
             try:
                 with self.session() as session:
                     return work(session)
-            except OperationalError as exc:
+            except DBAPIError as exc:
+                if is_read_only_error(exc) and not reopened:
+                    log.warning("the database refused a write (%s); reopening", first_line(exc))
+                    self.reconnect()
+                    reopened = True
+                    continue
+                if not isinstance(exc, OperationalError):
+                    raise
                 if not _is_transient(exc) or attempt == self.retries:
                     if _is_transient(exc):
                         raise DatabaseBusyError(
@@ -114,7 +233,50 @@ class Store:
                 log.warning("database busy, retrying (attempt %d): %s", attempt + 1, exc.orig)
                 time.sleep(delay + random.uniform(0, delay))
                 delay = min(delay * 2, 2.0)
-        raise AssertionError("unreachable")
+                attempt += 1
+
+    def reconnect(self) -> None:
+        """Close every pooled connection, so the next unit of work opens new ones."""
+        self.engine.dispose()
+        if self.dialect == "sqlite":
+            _match_sqlite_side_files(self.engine.url.database)
+
+    def probe(self) -> Readiness:
+        """Read the schema revision and try a write that is rolled back, as readiness
+        needs: reads can work while every write fails. A read-only refusal reopens the
+        connections and probes again, so a database fixed since reports ready at once.
+        Raises the driver's error when the database cannot be reached at all."""
+        try:
+            readiness = self._probe_once()
+        except DBAPIError as exc:
+            if not is_read_only_error(exc):
+                raise
+            readiness = Readiness(current=None, write_error=first_line(exc), read_only=True)
+        if not readiness.read_only:
+            return readiness
+        self.reconnect()
+        try:
+            return self._probe_once()
+        except DBAPIError as exc:
+            if not is_read_only_error(exc):
+                raise
+            return Readiness(current=None, write_error=first_line(exc), read_only=True)
+
+    def _probe_once(self) -> Readiness:
+        with self.engine.connect() as conn:
+            revision = MigrationContext.configure(conn).get_current_revision()
+            problem: str | None = None
+            read_only = False
+            if revision is not None:
+                try:
+                    # Touches a row without changing it; rolled back below either way.
+                    conn.exec_driver_sql("UPDATE alembic_version SET version_num = version_num")
+                except DBAPIError as exc:
+                    problem, read_only = first_line(exc), is_read_only_error(exc)
+            with suppress(DBAPIError):
+                conn.rollback()
+        current = revision == self.head_revision()
+        return Readiness(current=current, write_error=problem, read_only=read_only)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -130,8 +292,11 @@ class Store:
     def upgrade(self) -> None:
         """Bring the schema to the newest revision; safe to run from several replicas."""
         config = self._alembic_config()
+        config.attributes["secret_key"] = self.secret_key
         with self.engine.connect() as conn:
             if self.dialect == "postgresql":
+                # Waiting for another replica's migration, or a long one, is no timeout.
+                conn.exec_driver_sql("SET statement_timeout = 0")
                 conn.exec_driver_sql(f"SELECT pg_advisory_lock({_PG_MIGRATION_LOCK})")
             try:
                 config.attributes["connection"] = conn
@@ -139,7 +304,9 @@ class Store:
                 conn.commit()
             finally:
                 if self.dialect == "postgresql":
+                    conn.rollback()  # a failed migration leaves its transaction aborted
                     conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_PG_MIGRATION_LOCK})")
+                    conn.exec_driver_sql("RESET statement_timeout")
                     conn.commit()
 
     def current_revision(self) -> str | None:
@@ -147,7 +314,9 @@ class Store:
             return MigrationContext.configure(conn).get_current_revision()
 
     def head_revision(self) -> str | None:
-        return ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+        if self._head is None:  # the scripts do not change while the process runs
+            self._head = ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+        return self._head
 
     def is_current(self) -> bool:
         return self.current_revision() == self.head_revision()

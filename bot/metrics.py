@@ -52,6 +52,18 @@ class OutboxCollector(Collector):
     def __init__(self, store: Store) -> None:
         self.store = store
 
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        """The names alone. Without this, registering the collector (as the HTTP server
+        starts) reads the database, and a database that does not answer keeps /healthz
+        and /readyz from coming up at all."""
+        yield GaugeMetricFamily("mentorbot_outbox_rows", "", labels=["kind", "status"])
+        for name in (
+            "mentorbot_outbox_depth",
+            "mentorbot_outbox_oldest_pending_seconds",
+            "mentorbot_replies_stored",
+        ):
+            yield GaugeMetricFamily(name, "")
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         def read(session):  # type: ignore[no-untyped-def]
             by = session.exec(

@@ -49,7 +49,7 @@ def build(
         settings.content_dir,
         watch=settings.content_watch,
     )
-    store = Store(settings.database_url)
+    store = Store(settings.database_url, secret_key=settings.secret_key)
     if migrate:
         store.upgrade()
     service = MentorService(store, catalog, settings, clock or (lambda: datetime.now(UTC)))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bot.config import Settings, SettingsError, load_settings, shown_url
 from bot.course import ContentError, load_catalog
+from bot.crypto import OAUTH_NEEDS_KEY, SecretKeyError, TokenCipher, load_cipher
 from bot.db import Store
 
 
@@ -101,6 +102,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if log_file is not None:
         print(f"mentorbot: logs go to {log_file}", file=sys.stderr)
     running = contextlib.ExitStack()
+    if settings.needs_secret_key and (not args.adapter or "slack" in args.adapter):
+        load_cipher(settings.secret_key, why=OAUTH_NEEDS_KEY)  # refuse before anything runs
+    elif settings.secret_key:
+        TokenCipher(settings.secret_key)  # a malformed key is a mistake even when unused
     try:
         with _database(settings):
             running.enter_context(running_on(settings.database_url))  # `db restore` refuses
@@ -147,7 +152,7 @@ def cmd_db(args: argparse.Namespace) -> int:
         except BackupError as exc:
             raise UsageError(str(exc)) from exc
         with _database(settings):
-            store = Store(settings.database_url)
+            store = Store(settings.database_url, secret_key=settings.secret_key)
             try:
                 store.upgrade()
             finally:
@@ -155,7 +160,7 @@ def cmd_db(args: argparse.Namespace) -> int:
         print(f"restored {args.file} (revision {revision}); the database is up to date")
         return 0
     with _database(settings):
-        store = Store(settings.database_url)
+        store = Store(settings.database_url, secret_key=settings.secret_key)
         try:
             if args.action == "upgrade":
                 store.upgrade()
@@ -260,7 +265,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     settings = _settings()
     output = _output_file(args.output, f"replies.{args.format}") if args.output else None
     with _database(settings):
-        store = Store(settings.database_url)
+        store = Store(settings.database_url, secret_key=settings.secret_key)
         try:
             store.upgrade()
             if args.workspace:
@@ -342,6 +347,34 @@ def _assign_workspace(platform: str, workspace: str | None) -> str:
         what = "the Slack team id (T0123...)" if platform == "slack" else "the server (guild) id"
         raise UsageError(f"--platform {platform} needs --workspace: {what}")
     return workspace
+
+
+def cmd_secrets(args: argparse.Namespace) -> int:
+    """Make a key, or re-encrypt every stored token with the newest key (rotation)."""
+    from bot.crypto import generate_key
+
+    if args.action == "generate":
+        print(generate_key())
+        return 0
+    from mentorbot.tokens import rotate_tokens
+
+    settings = _settings()
+    cipher = load_cipher(settings.secret_key)
+    store = Store(settings.database_url, secret_key=settings.secret_key)
+    try:
+        store.upgrade()
+        count = rotate_tokens(store, cipher)
+    finally:
+        store.dispose()
+    older = cipher.key_count - 1
+    after = (
+        f"; every replica can now drop the older key{'s' if older > 1 else ''} "
+        "from MENTORBOT_SECRET_KEY"
+        if older
+        else ""
+    )
+    print(f"re-encrypted {count} stored token(s) with the newest key{after}")
+    return 0
 
 
 def cmd_assign(args: argparse.Namespace) -> int:
@@ -542,6 +575,14 @@ def parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check configuration, database, content, platforms")
     doctor.set_defaults(func=cmd_doctor)
 
+    secrets = sub.add_parser("secrets", help="the key that encrypts stored Slack tokens")
+    secrets_sub = secrets.add_subparsers(dest="action", required=True)
+    secrets_sub.add_parser("generate", help="print a new key for MENTORBOT_SECRET_KEY")
+    secrets_sub.add_parser(
+        "rotate", help="re-encrypt stored tokens with the first key in MENTORBOT_SECRET_KEY"
+    )
+    secrets.set_defaults(func=cmd_secrets)
+
     assign = sub.add_parser("assign", help="enrol many people at once")
     assign.add_argument("users", nargs="*", help="platform user ids")
     assign.add_argument("--file", help="a file with one user id a line")
@@ -594,6 +635,9 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a command cut off this way
+    except SecretKeyError as exc:  # missing, malformed or wrong key: the user's to fix
+        print(f"mentorbot: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 
 from bot.config import Settings, SettingsError, load_settings, shown_url, sqlite_file_of
 from bot.course import Catalog, load_catalog
+from bot.crypto import TokenCipher
 from bot.db import Store
+from mentorbot.tokens import TokenCount, count_tokens
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,69 @@ def check_database(settings: Settings) -> Check:
     )
 
 
+def check_secret_key(settings: Settings) -> Check:
+    """The key that encrypts stored Slack tokens: present when multi-workspace Slack needs
+    it, well-formed, and able to read the tokens already stored."""
+    from bot.crypto import GENERATE_HINT, KEY_VARIABLE, SecretKeyError
+
+    fix = f"{GENERATE_HINT[0].upper()}{GENERATE_HINT[1:]} and set {KEY_VARIABLE} to it"
+    if not settings.secret_key:
+        if settings.needs_secret_key:
+            return Check(
+                "secret key",
+                "FAIL",
+                f"{KEY_VARIABLE} is not set; multi-workspace Slack (SLACK_CLIENT_ID) stores "
+                "each workspace's token encrypted with it, and `mentorbot run` refuses to start",
+                fix,
+            )
+        return Check(
+            "secret key", "skip", f"{KEY_VARIABLE} not set (multi-workspace Slack needs it)"
+        )
+    try:
+        cipher = TokenCipher(settings.secret_key)
+    except SecretKeyError as exc:
+        return Check("secret key", "FAIL", str(exc), fix)
+    keys = f"{cipher.key_count} key(s)"
+    counted = _stored_tokens(settings, cipher)
+    if counted is None:
+        return Check("secret key", "ok", f"{keys}; no stored tokens to read yet")
+    if counted.unreadable:
+        return Check(
+            "secret key",
+            "FAIL",
+            f"{counted.unreadable} of {counted.stored} stored Slack token(s) do not decrypt "
+            f"with {KEY_VARIABLE}",
+            "list the new key first and the key they were stored with after it, "
+            "comma-separated; then `mentorbot secrets rotate`",
+        )
+    if counted.plain:
+        return Check(
+            "secret key",
+            "warn",
+            f"{keys}; {counted.plain} stored Slack token(s) are not encrypted yet",
+            "`mentorbot run` encrypts them as it migrates, or run `mentorbot db upgrade` now",
+        )
+    return Check("secret key", "ok", f"{keys}; {counted.stored} stored Slack token(s) decrypt")
+
+
+def _stored_tokens(settings: Settings, cipher: TokenCipher) -> TokenCount | None:
+    """The stored tokens, read-only; None when there is no database or table to read."""
+
+    url = settings.database_url
+    if url.startswith("sqlite"):
+        from mentorbot.backup import sqlite_path
+
+        if not sqlite_path(url).exists():
+            return None
+    store = Store(url)
+    try:
+        return count_tokens(store, cipher)
+    except Exception:  # unreachable, or not migrated that far: the database check says so
+        return None
+    finally:
+        store.dispose()
+
+
 def check_content(settings: Settings) -> Check:
     catalog, problems = load_catalog(settings.content_dir)
     errors = [p for p in problems if p.severity == "error"]
@@ -234,6 +299,7 @@ def run_doctor() -> int:
     checks.append(check_content(settings))
     checks.append(check_slack(settings))
     checks.append(check_discord(settings))
+    checks.append(check_secret_key(settings))
     for check in checks:
         print(check.line())
     failed = [c for c in checks if c.status == "FAIL"]

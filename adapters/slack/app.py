@@ -84,6 +84,7 @@ from adapters.slack.verify import (
     read_capped,
 )
 from bot.config import Settings
+from bot.crypto import OAUTH_NEEDS_KEY, load_cipher
 from bot.db import Store
 from bot.mentions import MAX_MENTIONS, TooManyMentions, has_lead_role, takes_people
 from bot.messages import (
@@ -251,6 +252,9 @@ class SlackAdapter:
         self.multi_workspace = bool(settings.slack_client_id)
         if self.multi_workspace and not settings.slack_client_secret:
             raise ValueError("SLACK_CLIENT_ID is set but SLACK_CLIENT_SECRET is not")
+        self.cipher = (
+            load_cipher(settings.secret_key, why=OAUTH_NEEDS_KEY) if self.multi_workspace else None
+        )
         if not self.multi_workspace and not settings.slack_bot_token:
             raise ValueError("Slack needs SLACK_BOT_TOKEN, or SLACK_CLIENT_ID and its secret")
         if not settings.slack_app_token and not settings.slack_signing_secret:
@@ -307,7 +311,10 @@ class SlackAdapter:
         if self.multi_workspace:
             client_id = settings.slack_client_id or ""
             client_secret = settings.slack_client_secret or ""
-            self.installations = ThreadedInstallationStore(client_id, self.store.engine)
+            assert self.cipher is not None
+            self.installations = ThreadedInstallationStore(
+                client_id, self.store.engine, cipher=self.cipher
+            )
             options["oauth_settings"] = AsyncOAuthSettings(
                 client_id=client_id,
                 client_secret=client_secret,

@@ -2,6 +2,12 @@
 own database (tables ``slack_bots``, ``slack_installations``, ``slack_oauth_states``,
 created by migration 0003).
 
+Tokens are encrypted at rest (migration 0006, ``bot.crypto``). The encryption sits in
+the column types of the store's tables, so slack_sdk's own queries save and find
+installations unchanged, with plain tokens on its side and Fernet tokens in the
+database. No query compares a token column with a value (Fernet is randomised, so such
+a comparison could never match); slack_sdk filters on ids and install times only.
+
 slack_sdk's SQLAlchemy stores are synchronous and Bolt's ``AsyncApp`` wants async ones,
 so these small classes run each call in a worker thread, as the core does with its own
 store: the event loop never waits on the database.
@@ -25,6 +31,8 @@ from slack_sdk.oauth.installation_store import Bot, Installation
 from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
 from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
 
+from bot.crypto import TOKEN_COLUMNS, TokenCipher
+
 if TYPE_CHECKING:
     from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
     from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
@@ -46,12 +54,35 @@ def _sql_stores() -> tuple[type[SQLAlchemyInstallationStore], type[SQLAlchemyOAu
     return installation_module.SQLAlchemyInstallationStore, state_module.SQLAlchemyOAuthStateStore
 
 
-class ThreadedInstallationStore(AsyncInstallationStore):
-    """``SQLAlchemyInstallationStore`` behind the async interface Bolt calls."""
+class EncryptedText(sa.types.TypeDecorator[str]):
+    """Text that is encrypted on its way into the database and decrypted on its way out."""
 
-    def __init__(self, client_id: str, engine: sa.Engine) -> None:
+    impl = sa.Text
+    cache_ok = True  # the cipher is fixed for the life of the type
+
+    def __init__(self, cipher: TokenCipher) -> None:
+        super().__init__()
+        self.cipher = cipher
+
+    def process_bind_param(self, value: str | None, dialect: sa.Dialect) -> str | None:
+        return None if value is None else self.cipher.encrypt(value)
+
+    def process_result_value(self, value: str | None, dialect: sa.Dialect) -> str | None:
+        return None if value is None else self.cipher.decrypt(value)
+
+
+class ThreadedInstallationStore(AsyncInstallationStore):
+    """``SQLAlchemyInstallationStore`` behind the async interface Bolt calls, with its
+    token columns encrypted by ``cipher``."""
+
+    def __init__(self, client_id: str, engine: sa.Engine, *, cipher: TokenCipher) -> None:
         store_class, _ = _sql_stores()
         self.sync = store_class(client_id=client_id, engine=engine, logger=log)
+        # The tables belong to this store alone and no statement was built from them
+        # yet, so their token columns can still be given the encrypting type.
+        for table in (self.sync.bots, self.sync.installations):
+            for name in TOKEN_COLUMNS[table.name]:
+                table.c[name].type = EncryptedText(cipher)
 
     @property
     def logger(self) -> logging.Logger:

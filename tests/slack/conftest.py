@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from bot.config import Settings, bundled_content_dir
+from bot.crypto import generate_key
 from tests.emulators.slack_api import (
     DEFAULT_BOT_TOKEN,
     DEFAULT_SIGNING_SECRET,
@@ -49,4 +50,21 @@ def slack_settings(sqlite_url: str, slack: SlackEmulator) -> Settings:
         slack_api_url=slack.base_url,
         slack_channel_rate=100.0,
         slack_workspace_rate=100.0,
+    )
+
+
+@pytest.fixture
+def oauth_settings(store_url: str, slack: SlackEmulator) -> Settings:
+    """Multi-workspace mode (OAuth installs), on SQLite and PostgreSQL, with a fresh key
+    for the stored tokens."""
+    return Settings(
+        database_url=store_url,
+        content_dir=bundled_content_dir(),
+        slack_client_id="111.222",
+        slack_client_secret="shh",
+        slack_signing_secret=DEFAULT_SIGNING_SECRET,
+        slack_api_url=slack.base_url,
+        slack_channel_rate=100.0,
+        slack_workspace_rate=100.0,
+        secret_key=generate_key(),
     )

@@ -17,6 +17,7 @@ from sqlmodel import col, select
 from adapters.slack.app import Profile, mentioned_ids, read_profile
 from bot.commands import SPECS
 from bot.config import Settings, bundled_content_dir
+from bot.crypto import generate_key
 from bot.mentions import MAX_MENTIONS
 from bot.messages import Attachment, OutgoingMessage
 from bot.models import Digest, Learner, ReplyRead, Workspace
@@ -522,6 +523,7 @@ def oauth_settings(store_url: str, slack: SlackEmulator) -> Settings:
         slack_api_url=slack.base_url,
         slack_channel_rate=100.0,
         slack_workspace_rate=100.0,
+        secret_key=generate_key(),
     )
 
 

@@ -21,12 +21,12 @@ from adapters.slack.installation import (
     ThreadedStateStore,
     _sql_stores,
 )
-from bot.config import Settings, bundled_content_dir
+from bot.config import Settings
+from bot.crypto import TokenCipher, generate_key
 from bot.db import MIGRATIONS, Store
 from bot.ports import PermanentSendError
 from tests.conftest import Clock
 from tests.emulators.slack_api import (
-    DEFAULT_SIGNING_SECRET,
     DEFAULT_TEAM_ID,
     DEFAULT_USER_ID,
     SlackEmulator,
@@ -36,20 +36,6 @@ from tests.slack.rig import SlackRig, lessons, responses
 
 TEAM_2, USER_2 = "T00000002", "U00000002"
 STRANGER_TEAM, STRANGER = "T00000003", "U00000003"
-
-
-@pytest.fixture
-def oauth_settings(store_url: str, slack: SlackEmulator) -> Settings:
-    return Settings(
-        database_url=store_url,
-        content_dir=bundled_content_dir(),
-        slack_client_id="111.222",
-        slack_client_secret="shh",
-        slack_signing_secret=DEFAULT_SIGNING_SECRET,
-        slack_api_url=slack.base_url,
-        slack_channel_rate=100.0,
-        slack_workspace_rate=100.0,
-    )
 
 
 async def install(rig: SlackRig, code: str) -> None:
@@ -83,8 +69,11 @@ def test_two_workspaces_install_and_never_see_each_other(
             bots = rig.db(
                 lambda s: s.execute(sa.text("SELECT team_id, bot_token FROM slack_bots")).all()
             )
-            tokens = dict(bots)
+            cipher = TokenCipher(oauth_settings.secret_key or "")
+            tokens = {team: cipher.decrypt(stored) for team, stored in bots}
             assert set(tokens) == {DEFAULT_TEAM_ID, TEAM_2}
+            assert all(token.startswith("xoxb-") for token in tokens.values())
+            assert not {stored for _, stored in bots} & set(tokens.values())  # stored encrypted
 
             await rig.command("start", team_id=DEFAULT_TEAM_ID, user_id=DEFAULT_USER_ID)
             await rig.command("start", team_id=TEAM_2, user_id=USER_2, team_domain="second")
@@ -186,7 +175,8 @@ def test_the_migration_matches_slack_sdks_tables_and_their_stores_work(store_url
             assert compare_metadata(context, expected) == []
 
         async def use_them() -> None:
-            installs = ThreadedInstallationStore("111.222", store.engine)
+            cipher = TokenCipher(generate_key())
+            installs = ThreadedInstallationStore("111.222", store.engine, cipher=cipher)
             await installs.async_save(
                 Installation(
                     app_id="A1",
