@@ -21,6 +21,8 @@ _DIGITS = {
     "7": (7, 1, 1, 1, 1),
     "8": (7, 5, 7, 5, 7),
     "9": (7, 5, 7, 1, 7),
+    "-": (0, 0, 7, 0, 0),
+    "/": (1, 1, 2, 4, 4),
 }
 BACKGROUND = (255, 255, 255)
 BAR = (74, 111, 165)
@@ -43,8 +45,12 @@ def _png(width: int, height: int, pixels: list[bytearray]) -> bytes:
     )
 
 
-def bar_chart_png(values: list[int], width: int = 480, height: int = 160) -> bytes:
-    """Bars for ``values`` left to right, each with its count above it."""
+def bar_chart_png(
+    values: list[int], labels: list[str] | None = None, width: int = 480, height: int = 180
+) -> bytes:
+    """Bars for ``values`` left to right, each with its count above it and, when
+    ``labels`` are given (dates such as ``03-25``), its label under the axis; labels
+    that would not fit are thinned out evenly."""
     pixels = [bytearray(BACKGROUND * width) for _ in range(height)]
 
     def put(x: int, y: int, colour: tuple[int, int, int]) -> None:
@@ -61,7 +67,7 @@ def bar_chart_png(values: list[int], width: int = 480, height: int = 160) -> byt
                                 put(x + (index * 4 + col) * scale + dx, y + row * scale + dy, INK)
 
     margin, top = 10, 20
-    base = height - margin
+    base = height - (margin + 14 if labels else margin)
     for x in range(margin, width - margin):
         put(x, base, AXIS)
     if not values:
@@ -77,4 +83,13 @@ def bar_chart_png(values: list[int], width: int = 480, height: int = 160) -> byt
                 put(x, y, BAR)
         label = str(value)
         number(label, left + (bar - len(label) * 8) // 2, base - bar_height - 12)
+    if labels:
+        longest = max(len(text) for text in labels)
+        scale = 2 if slot >= longest * 8 + 4 else 1
+        every = max(1, -(-(longest * 4 * scale + 4) // max(1, int(slot))))
+        for index, text in enumerate(labels[: len(values)]):
+            if index % every:
+                continue
+            centre = int(margin + index * slot + slot / 2)
+            number(text, centre - len(text) * 2 * scale, base + 4, scale=scale)
     return _png(width, height, pixels)

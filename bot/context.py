@@ -15,7 +15,7 @@ AWAITING_CONTINUE = "awaiting_continue"
 WAITING_CONTENT = "waiting_content"
 STOPPED = "stopped"
 CURRENT_STATES = (ACTIVE, PAUSED, AWAITING_CONTINUE, WAITING_CONTENT)
-QUESTION_KINDS = ("lesson", "practice")
+QUESTION_KINDS = ("lesson", "practice", "review")
 
 
 @dataclass

@@ -82,6 +82,16 @@ class Lesson:
     next_title: str | None
     path: Path
     next_line: int = 1  # where the next lesson is named, for warnings about it
+    # Practices a question is pinned to (``- practice: NAME`` under it), by question.
+    pinned: tuple[tuple[str, ...], ...] = ()
+
+    def pins_for(self, question: str | None) -> tuple[str, ...]:
+        """The practices pinned to ``question`` (empty when none are)."""
+        if question in self.questions:
+            index = self.questions.index(question)
+            if index < len(self.pinned):
+                return self.pinned[index]
+        return ()
 
     @property
     def name(self) -> str:
@@ -329,6 +339,7 @@ def parse_lesson(path: Path, raw: bytes | None = None) -> tuple[Lesson | None, l
     if intro:
         snippets.append(Snippet(title or lesson_id, intro))
     questions: list[str] = []
+    pins: list[list[tuple[int, str]]] = []
     practices: list[str] = []
     next_id: str | None = None
     next_title: str | None = None
@@ -337,6 +348,7 @@ def parse_lesson(path: Path, raw: bytes | None = None) -> tuple[Lesson | None, l
     for number, section_title, body in sections:
         if section_title.lower() == QUESTIONS_TITLE:
             saw_questions = True
+            body, pin_lines = _split_pins(body)
             for bullet_line, item in _bullets(body):
                 pointer = _NEXT_POINTER.match(item.strip("*_ "))
                 if pointer:
@@ -345,6 +357,7 @@ def parse_lesson(path: Path, raw: bytes | None = None) -> tuple[Lesson | None, l
                     next_title = pointer.group("title").strip().strip("`\"“”'")
                 else:
                     questions.append(item)
+                    pins.append(pin_lines.get(bullet_line, []))
             if not questions:
                 problems.append(
                     Problem(
@@ -378,6 +391,7 @@ def parse_lesson(path: Path, raw: bytes | None = None) -> tuple[Lesson | None, l
         next_line = next(
             (n + 1 for n in range(1, start) if lines[n].startswith("next:")), next_line
         )
+    problems.extend(_check_pins(path, pins, practices))
     if not snippets:
         problems.append(Problem(path, (heading or (1,))[0], "lesson has no '## ' sections"))
     if not saw_questions:
@@ -401,8 +415,63 @@ def parse_lesson(path: Path, raw: bytes | None = None) -> tuple[Lesson | None, l
         next_title=next_title,
         path=path,
         next_line=next_line,
+        pinned=tuple(tuple(_canonical(name, practices) for _, name in found) for found in pins),
     )
     return lesson, problems
+
+
+_PIN = re.compile(r"^\s+[-*+]\s+practices?:\s*(?P<names>.+?)\s*$", re.IGNORECASE)
+
+
+def _split_pins(
+    lines: list[tuple[int, str]],
+) -> tuple[list[tuple[int, str]], dict[int, list[tuple[int, str]]]]:
+    """Take ``- practice: NAME`` sub-bullets out of the questions list: they pin
+    practices to the question bullet above them (keyed by that bullet's line)."""
+    kept: list[tuple[int, str]] = []
+    pins: dict[int, list[tuple[int, str]]] = {}
+    question_line: int | None = None
+    for number, line in lines:
+        match = _PIN.match(line)
+        if match and question_line is not None:
+            for name in match.group("names").split(";"):
+                if name.strip():
+                    pins.setdefault(question_line, []).append((number, name.strip()))
+            continue
+        if _BULLET.match(line) and not line[:1].isspace():
+            question_line = number
+        kept.append((number, line))
+    return kept, pins
+
+
+def _canonical(name: str, practices: list[str]) -> str:
+    """A pinned name as the lesson spells the practice."""
+    from bot.practices import normalise
+
+    return next((p for p in practices if normalise(p) == normalise(name)), name)
+
+
+def _check_pins(
+    path: Path, pins: list[list[tuple[int, str]]], practices: list[str]
+) -> list[Problem]:
+    """Every pinned practice must be one of the lesson's practices."""
+    from bot.practices import normalise
+
+    known = {normalise(p): p for p in practices}
+    problems = []
+    for found in pins:
+        for line, name in found:
+            if normalise(name) not in known:
+                listing = "; ".join(practices) or "none (no '## Best Practices' section)"
+                problems.append(
+                    Problem(
+                        path,
+                        line,
+                        f"pinned practice {name!r} is not one of this lesson's practices: "
+                        + listing,
+                    )
+                )
+    return problems
 
 
 def _lesson_files(folder: Path) -> list[Path]:

@@ -164,7 +164,8 @@ def render_digest(
         f"{digest.frequency.title()} mentoring digest, "
         f"{since.astimezone(zone):%d %b} – {until.astimezone(zone):%d %b}"
     )
-    chart = bar_chart_png(per_day)
+    days = [first_day + timedelta(days=i) for i in range(span)]
+    chart = bar_chart_png(per_day, [f"{d:%m-%d}" for d in days])
     return OutgoingMessage(
         text="Answered questions per day are in the chart.",
         title=title,

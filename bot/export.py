@@ -28,6 +28,10 @@ FIELDS = (
     "replied_at",
     "edited_at",
     "visible_to_leads",
+    "kind",
+    "reply_id",
+    "review_of",
+    "practice",
 )
 
 
@@ -65,6 +69,10 @@ def _rows(session: Session, only: ReplyFilter) -> list[dict[str, object]]:
             "replied_at": reply.created_at.isoformat(),
             "edited_at": reply.edited_at.isoformat() if reply.edited_at else None,
             "visible_to_leads": reply.visibility == "leads" or reply.shared_at is not None,
+            "kind": reply.kind,
+            "reply_id": reply.id,
+            "review_of": reply.review_of_id,
+            "practice": reply.practice,
         }
         for reply, learner, workspace in session.exec(query).all()
     ]

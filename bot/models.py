@@ -170,6 +170,14 @@ class Reply(SQLModel, table=True):
         default="private", max_length=10, sa_column_kwargs={"server_default": "private"}
     )
     shared_at: datetime | None = Field(default=None, sa_column=_when())  # the learner shared it
+    # The leadership practice this answer touches on: named in the acknowledgement and
+    # brought back in its check-in, so the two never disagree.
+    practice: str | None = Field(default=None, sa_column=sa.Column(sa.Text()))
+    # Spaced review: when the learner next sees this answer again, and how often they have.
+    review_at: datetime | None = Field(default=None, sa_column=_when(index=True))
+    reviews_done: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # An answer to a spaced review points at the answer it revisits.
+    review_of_id: int | None = Field(default=None, foreign_key="reply.id", index=True)
 
 
 class ReplyRead(SQLModel, table=True):

@@ -16,11 +16,21 @@ from typing import Any, TypeVar
 
 from sqlmodel import Session, col, func, select
 
-from bot.context import ACTIVE, AWAITING_CONTINUE, PAUSED, WAITING_CONTENT
+from bot.context import ACTIVE, AWAITING_CONTINUE, PAUSED, STOPPED, WAITING_CONTENT
 from bot.digests import digest_schedule
+from bot.mentoring import (
+    REVIEW_WEEKS,
+    next_phase_time,
+    phase_prompt,
+    practice_for_answer,
+    practice_prompt,
+    remaining_practices,
+    review_prompt,
+    review_time,
+)
 from bot.models import Delivery, Digest, Enrolment, Learner, Reply, Workspace
 from bot.outbox import queue_delivery, queue_many
-from bot.rendering import practice_prompt
+from bot.practices import choose, normalise
 from bot.schedule import PRACTICE_OFFSET, QUIET_FROM, Schedule
 from bot.service import MentorService
 
@@ -28,7 +38,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DAILY_CAP = 3  # bot-initiated messages per learner per local day
-CONTINUE_ASKS = 2  # "continue?" once, then one reminder; after that the learner decides
+CONTINUE_ASKS = 2  # "continue?" once, then a summary that reminds; then the learner decides
 
 
 @dataclass
@@ -37,12 +47,20 @@ class PlanResult:
     prompts: int = 0
     reminders: int = 0
     practices: int = 0
+    reviews: int = 0
     digests: int = 0
     enrolments: int = 0
 
     @property
     def queued(self) -> int:
-        return self.lessons + self.prompts + self.reminders + self.practices + self.digests
+        return (
+            self.lessons
+            + self.prompts
+            + self.reminders
+            + self.practices
+            + self.reviews
+            + self.digests
+        )
 
 
 class Planner:
@@ -59,6 +77,7 @@ class Planner:
             self._due_enrolments,
             self._due_reminders,
             self._due_practices,
+            self._due_reviews,
             self._due_digests,
         ):
             while True:
@@ -130,11 +149,12 @@ class Planner:
             sent_today = sum(
                 1 for due in recent.get(learner.id or 0, ()) if schedule.local_date(due) == today
             )
+            nxt: datetime | None = schedule.next_after(now, not_on=today)
             if sent_today < DAILY_CAP:
-                lesson_row = self._advance(session, enrolment, schedule, now, total)
+                lesson_row, nxt = self._advance(session, enrolment, schedule, now, total, nxt)
                 if lesson_row is not None:
                     lessons.append(lesson_row)
-            enrolment.next_due_at = schedule.next_after(now, not_on=today)
+            enrolment.next_due_at = nxt
             enrolment.updated_at = now
             session.add(enrolment)
             total.enrolments += 1
@@ -166,22 +186,28 @@ class Planner:
         schedule: Schedule,
         now: datetime,
         total: PlanResult,
-    ) -> dict[str, object] | None:
-        """Move one due enrolment on; returns the lesson row to queue, if any."""
+        nxt: datetime | None,
+    ) -> tuple[dict[str, object] | None, datetime | None]:
+        """Move one due enrolment on. Returns the lesson row to queue (if any) and when
+        the enrolment is next due: the next delivery slot while lesson-days remain, a
+        week on in the practice phase, never (None) once there is nothing left to send
+        until the learner acts or a reload publishes the lesson they wait for."""
         course = self.service.catalog.get(enrolment.course_id)
         if course is None:
             log.warning("enrolment %s: course %s is gone", enrolment.id, enrolment.course_id)
-            return None
+            return None, None
+        published = False
         if enrolment.status == WAITING_CONTENT:
             wanted = course.lesson(enrolment.waiting_for_lesson or "")
             if wanted is None:
-                return None
+                return self._practice_phase(session, enrolment, schedule, now, total)
             enrolment.lesson_id, enrolment.day = wanted.id, 0
             enrolment.status, enrolment.waiting_for_lesson = ACTIVE, None
+            published = True
         lesson = course.lesson(enrolment.lesson_id)
         if lesson is None:
             log.warning("enrolment %s: lesson %s is gone", enrolment.id, enrolment.lesson_id)
-            return None
+            return None, None
         days = lesson.day_count(self.service.settings.snippets_per_day)
         if enrolment.status == ACTIVE and enrolment.day < days:
             day = lesson.day(enrolment.day + 1, self.service.settings.snippets_per_day)
@@ -196,36 +222,85 @@ class Planner:
                 "lesson_id": lesson.id,
                 "day": day.number,
                 "question": day.question,
+                "body": "published" if published and day.number == 1 else None,
                 "due_at": now,
-            }
-        # Every day of the lesson is out: ask whether to continue (a few times at most).
+            }, nxt
+        # Every day of the lesson is out: ask whether to continue once, then a summary of
+        # the learner's answers that reminds them once more; then the practice phase.
+        enrolment.status = AWAITING_CONTINUE
         asked = session.exec(
             select(func.count())
             .select_from(Delivery)
             .where(
                 Delivery.enrolment_id == enrolment.id,
-                Delivery.kind == "continue",
+                col(Delivery.kind).in_(("continue", "summary")),
                 Delivery.lesson_id == lesson.id,
             )
         ).one()
-        enrolment.status = AWAITING_CONTINUE
-        if asked >= CONTINUE_ASKS or course.following(lesson)[0] is None:
-            return None
+        has_next = course.following(lesson)[0] is not None
+        if asked < CONTINUE_ASKS and (has_next or asked == 0):
+            kind = "continue" if asked == 0 and has_next else "summary"
+            queued = queue_delivery(
+                session,
+                key=f"{kind}:{enrolment.id}:{lesson.id}:{schedule.local_date(now).isoformat()}",
+                learner_id=enrolment.learner_id,
+                enrolment_id=enrolment.id,
+                kind=kind,
+                origin="schedule",
+                course_id=course.id,
+                lesson_id=lesson.id,
+                day=enrolment.day,
+                due_at=now,
+            )
+            total.prompts += queued is not None
+            return None, next_phase_time(schedule, now) if kind == "summary" else nxt
+        return self._practice_phase(session, enrolment, schedule, now, total)
+
+    def _practice_phase(
+        self,
+        session: Session,
+        enrolment: Enrolment,
+        schedule: Schedule,
+        now: datetime,
+        total: PlanResult,
+    ) -> tuple[None, datetime | None]:
+        """Once a week after a lesson, bring back one of its practices not covered yet,
+        the one that fits best what the learner wrote. None when all are covered."""
+        course = self.service.catalog.get(enrolment.course_id)
+        lesson = course.lesson(enrolment.lesson_id) if course else None
+        if lesson is None:
+            return None, None
+        remaining = remaining_practices(session, enrolment.learner_id, lesson)
+        if not remaining:
+            return None, None
+        answers = list(
+            session.exec(
+                select(Reply.text).where(
+                    Reply.learner_id == enrolment.learner_id,
+                    Reply.kind == "answer",
+                    Reply.lesson_id == lesson.id,
+                )
+            ).all()
+        )
+        practice = choose(remaining, " ".join(answers))
+        if practice is None:
+            return None, None
         queued = queue_delivery(
             session,
-            key=f"continue:{enrolment.id}:{lesson.id}:{schedule.local_date(now).isoformat()}",
-            body="reminder" if asked else None,
+            key=f"phase:{enrolment.id}:{lesson.id}:{normalise(practice)}",
             learner_id=enrolment.learner_id,
             enrolment_id=enrolment.id,
-            kind="continue",
+            kind="practice",
             origin="schedule",
-            course_id=course.id,
+            course_id=enrolment.course_id,
             lesson_id=lesson.id,
             day=enrolment.day,
+            question=phase_prompt(lesson.name, practice, answers),
+            body=practice,
             due_at=now,
         )
-        total.prompts += queued is not None
-        return None
+        total.practices += queued is not None
+        return None, next_phase_time(schedule, now)
 
     # ------------------------------------------------------------------ nudges
 
@@ -323,20 +398,63 @@ class Planner:
             if self._sent_today(session, learner.id or 0, schedule, now) >= DAILY_CAP:
                 reply.follow_up_at = schedule.next_after(now) + PRACTICE_OFFSET
                 continue
-            done = session.exec(
-                select(func.count())
-                .select_from(Delivery)
-                .where(
-                    Delivery.learner_id == learner.id,
-                    Delivery.kind == "practice",
-                    Delivery.lesson_id == lesson.id,
-                )
-            ).one()
-            practice = lesson.practices[done % len(lesson.practices)]
+            practice = reply.practice or practice_for_answer(
+                session, learner.id or 0, lesson, reply.question, reply.text
+            )
+            if practice is None:
+                continue
             prompt = practice_prompt(lesson.name, practice, reply.text)
             total.practices += self._nudge(
                 session, question, f"practice:{question.id}", "practice", now, prompt, practice
             )
+        return len(rows)
+
+    def _due_reviews(self, session: Session, now: datetime, total: PlanResult) -> int:
+        """Spaced review: about 1, 3 and 8 weeks after an answer the learner sees it
+        again and is asked what they would answer today. A review never lands on a day
+        that already had two bot-initiated messages; it moves to the next delivery day."""
+        rows = self._due(session, Reply, Reply.review_at, now)
+        for reply in rows:
+            reply.review_at = None
+            session.add(reply)
+            question = session.get(Delivery, reply.delivery_id) if reply.delivery_id else None
+            learner = session.get(Learner, reply.learner_id)
+            if reply.kind != "answer" or question is None or learner is None:
+                continue
+            enrolment = (
+                session.get(Enrolment, question.enrolment_id) if question.enrolment_id else None
+            )
+            if enrolment is None or enrolment.status == STOPPED:
+                continue
+            schedule = self._schedule(session, learner)
+            later = schedule.next_after(now) + PRACTICE_OFFSET
+            if (
+                enrolment.status == PAUSED
+                or schedule.local(now).weekday() not in schedule.days
+                or self._sent_today(session, learner.id or 0, schedule, now) >= DAILY_CAP - 1
+            ):
+                reply.review_at = later
+                continue
+            queued = queue_delivery(
+                session,
+                key=f"review:{reply.id}:{reply.reviews_done}",
+                learner_id=reply.learner_id,
+                enrolment_id=question.enrolment_id,
+                parent_id=question.id,
+                kind="review",
+                origin="schedule",
+                course_id=question.course_id,
+                lesson_id=question.lesson_id,
+                day=question.day,
+                question=review_prompt(reply, now),
+                due_at=now,
+            )
+            total.reviews += queued is not None
+            reply.reviews_done += 1
+            if reply.reviews_done < len(REVIEW_WEEKS):
+                reply.review_at = max(
+                    review_time(schedule, reply.created_at, reply.reviews_done), later
+                )
         return len(rows)
 
     def _due_digests(self, session: Session, now: datetime, total: PlanResult) -> int:
@@ -389,6 +507,7 @@ def next_due(session: Session, after: datetime) -> datetime | None:
         session.exec(
             select(func.min(Reply.follow_up_at)).where(col(Reply.follow_up_at) > after)
         ).one(),
+        session.exec(select(func.min(Reply.review_at)).where(col(Reply.review_at) > after)).one(),
         session.exec(
             select(func.min(Digest.next_due_at)).where(col(Digest.next_due_at) > after)
         ).one(),

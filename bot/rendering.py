@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import Session, col, select
 
 from bot import commands as grammar
-from bot.context import AWAITING_CONTINUE, PAUSED
-from bot.messages import Action, OutgoingMessage, Section
+from bot.context import AWAITING_CONTINUE, PAUSED, WAITING_CONTENT
+from bot.course import Course, Lesson
+from bot.messages import Action, Attachment, OutgoingMessage, Section
 from bot.models import Delivery, Enrolment, Learner, Reply, Workspace
-from bot.questions import number_of
+from bot.practices import clip
+from bot.questions import answer_to, number_of
 from bot.schedule import Schedule
 from bot.text import learner_text, preview
 from bot.wording import mention, question_privacy, schedule_sentence, workspace_privacy
@@ -63,8 +65,11 @@ def render_many(svc: MentorService, session: Session, ids: list[int]) -> dict[in
     for delivery, learner, workspace in found:
         enrolment = enrolments.get(delivery.enrolment_id) if delivery.enrolment_id else None
         message = _render(svc, session, delivery, learner, workspace, enrolment)
-        # Lesson questions and practice check-ins each earn one reminder.
-        asks = delivery.kind in ("lesson", "practice") and bool(delivery.question)
+        # Lesson questions and the check-in after an answer each earn one reminder; the
+        # weekly practice-phase check-ins and reviews are invitations, not reminded.
+        asks = bool(delivery.question) and (
+            delivery.kind == "lesson" or (delivery.kind == "practice" and delivery.parent_id)
+        )
         out[delivery.id or 0] = Rendered(
             message,
             svc.schedule_for(learner, workspace) if asks else None,
@@ -144,6 +149,8 @@ def _render(
         day = lesson.day(delivery.day, svc.settings.snippets_per_day)
         days = lesson.day_count(svc.settings.snippets_per_day)
         lines = [question_privacy(workspace)] if day.question else []
+        if delivery.body == "published":
+            lines.insert(0, f"{lesson.name} is out: the lesson you asked for. Here is day 1.")
         earlier = _still_open(session, learner, delivery)
         if earlier:
             lines.append(earlier)
@@ -178,6 +185,18 @@ def _render(
             actions=QUESTION_ACTIONS[:2],
             **{**base, "delivery_id": parent.id},
         )
+    if delivery.kind == "summary":
+        if enrolment is None or enrolment.status not in (AWAITING_CONTINUE, WAITING_CONTENT):
+            return "the learner already moved on"
+        return _summary(svc, session, delivery, lesson, course, base)
+    if delivery.kind == "review":
+        return OutgoingMessage(
+            text=question_privacy(workspace),
+            title="Looking back",
+            question=delivery.question,
+            actions=QUESTION_ACTIONS[:2],
+            **base,
+        )
     if delivery.kind == "practice":
         return OutgoingMessage(
             text=question_privacy(workspace),
@@ -189,11 +208,51 @@ def _render(
     return f"unknown delivery kind {delivery.kind!r}"
 
 
-def practice_prompt(lesson_name: str, practice: str, reply_text: str) -> str:
-    """The check-in question about a practice, quoting what the learner wrote."""
-    return (
-        f"A leadership practice from {lesson_name}: **{practice}**. "
-        f"You wrote: “{learner_text(preview(reply_text, 160))}”. How have you applied it since?"
+def _summary(
+    svc: MentorService,
+    session: Session,
+    delivery: Delivery,
+    lesson: Lesson,
+    course: Course,
+    base: dict[str, Any],
+) -> OutgoingMessage:
+    """The learner's answers to a lesson, as a message and as a file to keep."""
+    asked = {
+        d.day: d
+        for d in session.exec(
+            select(Delivery).where(
+                Delivery.enrolment_id == delivery.enrolment_id,
+                Delivery.kind == "lesson",
+                Delivery.lesson_id == lesson.id,
+            )
+        ).all()
+    }
+    sections: list[Section] = []
+    lines = [f"# My answers: {lesson.name}", ""]
+    for day in lesson.days(svc.settings.snippets_per_day):
+        if not day.question:
+            continue
+        sent = asked.get(day.number)
+        answer = answer_to(session, delivery.learner_id, sent.id or 0) if sent else None
+        if answer is not None:
+            written = answer.text
+        elif sent is not None and sent.skipped_at is not None:
+            written = "(skipped)"
+        else:
+            written = "(not answered)"
+        sections.append(Section(day.question, learner_text(clip(written, 600))))
+        lines += [f"## {day.question}", "", written, ""]
+    text, actions = svc.continue_text(course, lesson, reminder=True)
+    content = "\n".join(lines).encode("utf-8")
+    return OutgoingMessage(
+        title=f"Your answers in {lesson.name}",
+        text=f"Here is what you wrote, to keep (also as a file). {text}",
+        sections=tuple(sections),
+        actions=actions,
+        attachments=(
+            Attachment(f"my-answers-{lesson.id}.md", content, "text/markdown", "My answers"),
+        ),
+        **base,
     )
 
 

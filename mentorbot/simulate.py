@@ -112,7 +112,8 @@ class Transcript:
 
     def bot(self, message: OutgoingMessage) -> None:
         kind = {"response": "reply", "ack": "answer-ack"}.get(message.kind, message.kind)
-        self.write("bot", kind, render(message).strip("\n"))
+        files = "".join(f"\n[file: {a.filename}]" for a in message.attachments)
+        self.write("bot", kind, render(message).strip("\n") + files)
 
 
 class TranscriptAdapter:
@@ -146,7 +147,9 @@ async def _replay(
     from mentorbot.bootstrap import build
 
     clock = VirtualClock(script[0].at)
-    app = build(settings, clock=clock)
+    # The script's times are in --tz, and so is everyone the simulation creates (people a
+    # lead enrols have not said where they are yet).
+    app = build(replace(settings, timezone=zone.key), clock=clock)
     transcript = Transcript(out, zone, clock)
     adapter = TranscriptAdapter(transcript)
     app.dispatcher.adapters[PLATFORM] = adapter

@@ -220,7 +220,7 @@ def test_practice_follow_up_two_delivery_days_after_a_reply(app: App, clock: Clo
     clock.now = at(27, 11)  # Friday 09:00 + 2 h: two delivery days after the reply
     tick(app)
     [practice] = inbox(app).of_kind("practice")
-    assert "**Ownership over blame**" in (practice.question or "")
+    assert "**Document decisions**" in (practice.question or "")
     assert "I prefer guiding others" in (practice.question or "")
     assert "applied it" in (practice.question or "")
     chat.say("I owned the outage review this week.")

@@ -191,7 +191,7 @@ def test_weekly_digest_with_chart_and_only_shared_replies(app: App, clock: Clock
     [chart] = digest.attachments
     assert chart.content.startswith(b"\x89PNG\r\n\x1a\n") and chart.mime == "image/png"
     width, height = struct.unpack(">II", chart.content[16:24])
-    assert (width, height) == (480, 160)
+    assert (width, height) == (480, 180)
     with Session(app.store.engine) as session:
         reads = session.exec(select(ReplyRead)).all()
         assert [(r.via, r.reader_name) for r in reads] == [("digest", "digest in <#team>")]

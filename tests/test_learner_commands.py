@@ -89,7 +89,7 @@ def test_pause_resume_and_progress(app: App) -> None:
     chat.say("/mentor start")
     assert "Paused" in chat.text("/mentor pause")
     assert "already paused" in chat.text("/mentor pause")
-    assert "Status: paused" in chat.text("/mentor progress")
+    assert "Phase: paused" in chat.text("/mentor progress")
     assert "Welcome back" in chat.text("/mentor resume")
     progress = chat.text("/mentor progress")
     assert "lesson 1 of 1 (0.2.2 Senior / Lead Data Engineer), day 1 of 3" in progress

@@ -79,9 +79,12 @@ def test_four_weeks_of_a_learner_through_the_real_engine(tmp_path: Path) -> None
     # The small talk a week later is asked about, not filed.
     ask = next(m for m in messages if m[2] == "ask")
     assert ask[0] == "2027-03-10T12:00" and "Is this your answer to" in ask[3]
-    # Continue? is asked once, then reminded once with other words.
-    prompts = [m[3] for m in messages if m[2] == "continue"]
-    assert len(prompts) == 2 and prompts[0] != prompts[1]
+    # Continue? is asked once, then a summary of the answers reminds once, in other words.
+    prompts = [m for m in messages if m[2] in ("continue", "summary")]
+    assert [m[2] for m in prompts] == ["continue", "summary"]
+    assert (
+        "Here is what you wrote" in prompts[1][3] and "[file: my-answers-0.2.2.md]" in prompts[1][3]
+    )
     # The lead's command is answered as the lead sees it.
     team = next(m for m in messages if m[1] == "lead")
     assert team[2] == "command"

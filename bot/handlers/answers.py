@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import re
 import shlex
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlmodel import col, select
@@ -17,6 +18,7 @@ from bot import commands as grammar
 from bot.commands import Command
 from bot.context import Context
 from bot.handlers import handles
+from bot.mentoring import first_review, practice_for_answer
 from bot.messages import Action, Outcome, Section
 from bot.models import Delivery, Reply
 from bot.questions import (
@@ -39,6 +41,11 @@ if TYPE_CHECKING:
     from bot.service import MentorService
 
 _ANSWER = re.compile(r"^\s*(?:/?mentor\s+)?answer\s+(\S+)\s*(.*)$", re.IGNORECASE | re.DOTALL)
+_TOUCHES = (
+    "It touches on **{p}**; I'll check back {day} on how that goes.",
+    "I hear **{p}** in it. I'll ask {day} how it's going.",
+    "That connects with **{p}**; let's look at it again {day}.",
+)
 _ACKS = (
     "Thanks, I kept your answer to {q}.",
     "Got it: that's your answer to {q}.",
@@ -218,8 +225,19 @@ def file_answer(
         created_at=created_at or now,
         visibility=ctx.workspace.reply_visibility,
     )
+    schedule = svc.schedule_for(ctx.learner, ctx.workspace)
     if question.kind == "lesson":
-        reply.follow_up_at = practice_time(svc.schedule_for(ctx.learner, ctx.workspace), now)
+        course = svc.catalog.get(question.course_id)
+        lesson = course.lesson(question.lesson_id) if course else None
+        if lesson is not None and lesson.practices:
+            reply.practice = practice_for_answer(
+                ctx.session, ctx.learner.id or 0, lesson, question.question or "", text
+            )
+            reply.follow_up_at = practice_time(schedule, now)
+        reply.review_at = first_review(schedule, now)
+    elif question.kind == "review" and question.parent_id is not None:
+        original = answer_to(ctx.session, ctx.learner.id or 0, question.parent_id)
+        reply.review_of_id = original.id if original else None
     if question.skipped_at is not None:
         question.skipped_at = None  # answered after all
         ctx.session.add(question)
@@ -241,6 +259,17 @@ def file_answer(
 def _acknowledge(svc: MentorService, ctx: Context, answer: Reply, changed: str):  # type: ignore[no-untyped-def]
     count = sum(1 for r in replies(ctx.session, ctx.learner.id or 0) if r.kind == "answer")
     opening = _ACKS[(count - 1) % len(_ACKS)].format(q=_answer_name(ctx, answer))
+    question = ctx.session.get(Delivery, answer.delivery_id) if answer.delivery_id else None
+    if answer.practice and answer.follow_up_at:
+        day = _check_back_day(svc, ctx, answer.follow_up_at)
+        opening += " " + _TOUCHES[(count - 1) % len(_TOUCHES)].format(p=answer.practice, day=day)
+    elif question is not None and question.kind == "practice" and question.body:
+        opening = f"Thank you for coming back to **{question.body}**; I kept your answer."
+    elif question is not None and question.kind == "review":
+        opening = (
+            "Thank you. I kept it next to what you wrote before; "
+            f"`{grammar.PREFIX} history` shows both."
+        )
     enrolment = svc.enrolment(ctx)
     nxt = svc.next_lesson_day(enrolment)
     when = f" Next lesson-day: {svc.when(ctx, nxt)}." if nxt else ""
@@ -253,6 +282,15 @@ def _acknowledge(svc: MentorService, ctx: Context, answer: Reply, changed: str):
         actions=actions,
         delivery_id=answer.delivery_id,
     )
+
+
+def _check_back_day(svc: MentorService, ctx: Context, at: datetime) -> str:
+    """ "on Thursday" within the coming week, else "on Thursday 12 March"."""
+    schedule = svc.schedule_for(ctx.learner, ctx.workspace)
+    local = schedule.local(at)
+    if local - schedule.local(svc.clock()) < timedelta(days=6):
+        return f"on {local:%A}"
+    return f"on {local:%A} {local.day} {local:%B}"
 
 
 def edit(svc: MentorService, ctx: Context, outcome: Outcome) -> None:
@@ -423,12 +461,15 @@ def history(svc: MentorService, ctx: Context, _command: Command, outcome: Outcom
     schedule = svc.schedule_for(ctx.learner, ctx.workspace)
     numbered = list(enumerate(written, start=1))
     sections = []
+    position = {reply.id: number for number, reply in numbered}
     for number, reply in numbered[-20:]:
         about = (
             f"answer to “{preview(reply.question, 100)}”"
             if reply.kind == "answer"
             else "note" + (" (waiting for your yes/no)" if reply.candidate_id else "")
         )
+        if reply.review_of_id in position:
+            about = f"a fresh look at reply {position[reply.review_of_id]}"
         moved = " · moved" if reply.moved_at else ""
         body = reply.text if len(reply.text) <= 1500 else preview(reply.text, 1500)
         sections.append(

@@ -190,8 +190,9 @@ def team(svc: MentorService, ctx: Context, _command: Command, outcome: Outcome) 
         return
     sections = []
     for learner in learners:
-        numbers = counts(ctx.session, learner.id or 0)
         enrolment = svc.current_enrolment(ctx.session, learner)
+        # The same counts as the learner's own `progress`: their current enrolment.
+        numbers = counts(ctx.session, learner.id or 0, enrolment.id if enrolment else None)
         where = svc.position(enrolment) if enrolment else "—"
         schedule = svc.schedule_for(learner, ctx.workspace)
         last = (

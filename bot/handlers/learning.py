@@ -9,6 +9,7 @@ from bot import commands as grammar
 from bot.commands import Command
 from bot.context import ACTIVE, AWAITING_CONTINUE, PAUSED, STOPPED, WAITING_CONTENT, Context
 from bot.handlers import handles
+from bot.mentoring import remaining_practices
 from bot.messages import Action, Outcome
 from bot.models import Delivery, Enrolment
 from bot.outbox import queue_delivery
@@ -308,11 +309,23 @@ def resume(svc: MentorService, ctx: Context, _command: Command, outcome: Outcome
     outcome.replies.append(ctx.answer(text))
 
 
-STATUS_TEXT = {
-    ACTIVE: "on a lesson",
-    PAUSED: "paused",
-    AWAITING_CONTINUE: "finished this lesson, waiting for you to continue",
-}
+def phase(svc: MentorService, ctx: Context, enrolment: Enrolment) -> str:
+    """Where the learner is: lesson, practice phase, waiting for a lesson, finished."""
+    if enrolment.status == PAUSED:
+        return "paused"
+    course, lesson = svc.course_lesson(enrolment)
+    if enrolment.status == ACTIVE or course is None or lesson is None:
+        return "lesson"
+    left = len(remaining_practices(ctx.session, ctx.learner.id or 0, lesson))
+    weekly = f"a practice check-in each week ({plural(left, 'practice')} to go)" if left else ""
+    if enrolment.status == WAITING_CONTENT:
+        waiting = f"waiting for lesson {enrolment.waiting_for_lesson} to be published"
+        return f"{waiting}; meanwhile {weekly}" if weekly else waiting
+    next_id = course.following(lesson)[0]
+    offer = f" (say `{grammar.PREFIX} continue` for lesson {next_id})" if next_id else ""
+    if weekly:
+        return f"practice phase: {weekly}{offer}"
+    return f"finished{offer}" if next_id else "finished"
 
 
 @handles("progress")
@@ -323,14 +336,11 @@ def progress(svc: MentorService, ctx: Context, _command: Command, outcome: Outco
         return
     numbers = counts(ctx.session, ctx.learner.id or 0, enrolment.id)
     schedule = svc.schedule_for(ctx.learner, ctx.workspace)
-    status = STATUS_TEXT.get(
-        enrolment.status, f"waiting for lesson {enrolment.waiting_for_lesson} to be published"
-    )
     nxt = svc.next_lesson_day(enrolment)
     lines = [
         f"Course: {svc.position(enrolment)}",
         f"Answers: {numbers.summary()}",
-        f"Status: {status}",
+        f"Phase: {phase(svc, ctx, enrolment)}",
         f"Schedule: {schedule.describe()}",
         f"Next lesson-day: {svc.when(ctx, nxt) if nxt else 'none left in this lesson'}",
     ]

@@ -132,6 +132,8 @@ def personal_data(session: Session, workspace: Workspace, learner: Learner) -> d
                 "added_to_at": when(r.added_at),
                 "edited_at": when(r.edited_at),
                 "moved_at": when(r.moved_at),
+                "practice": r.practice,
+                "review_of": r.review_of_id,
                 "visible_to_leads": r.visibility == "leads" or r.shared_at is not None,
                 "shared_at": when(r.shared_at),
             }

@@ -264,7 +264,7 @@ def test_app_home_shows_progress_and_its_buttons_work(
         await rig.settle()
         home = slack.home_view(DEFAULT_USER_ID)
         assert home is not None
-        assert "Status: paused" in block_text(home["blocks"])
+        assert "Phase: paused" in block_text(home["blocks"])
         assert "mentor.resume" in buttons(home["blocks"])
         assert "Paused." in posts(slack, dm_of(slack))[-1].params["text"]
 

@@ -1,0 +1,118 @@
+"""What a mentor says around an answer: which practice it touches on, the check-in
+that follows, spaced reviews of earlier answers, and the weekly practice phase after a
+lesson. The planner, the answer handler and rendering all ask here, so the practice the
+acknowledgement names is the one the check-in brings back.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, col, select
+
+from bot.course import Lesson
+from bot.models import Delivery, Reply
+from bot.practices import best_sentence, choose, clip, normalise
+from bot.schedule import PRACTICE_OFFSET, Schedule
+from bot.text import learner_text
+
+# Spaced review: the learner sees an answer again about 1, 3 and 8 weeks after writing it.
+REVIEW_WEEKS = (1, 3, 8)
+PHASE_EVERY = timedelta(days=7)  # the practice phase: one check-in a week
+
+
+def practice_history(session: Session, learner_id: int) -> list[str]:
+    """Practices already brought up for the learner, oldest first: the ones named on
+    their answers and the ones in weekly practice-phase check-ins."""
+    found: list[tuple[datetime, str]] = []
+    for at, name in session.exec(
+        select(Reply.created_at, Reply.practice).where(
+            Reply.learner_id == learner_id, col(Reply.practice).is_not(None)
+        )
+    ).all():
+        found.append((at, name or ""))
+    for at, name in session.exec(
+        select(Delivery.created_at, Delivery.body).where(
+            Delivery.learner_id == learner_id,
+            Delivery.kind == "practice",
+            col(Delivery.parent_id).is_(None),
+            col(Delivery.body).is_not(None),
+        )
+    ).all():
+        found.append((at, name or ""))
+    return [name for _, name in sorted(found)]
+
+
+def practice_for_answer(
+    session: Session, learner_id: int, lesson: Lesson, question: str, text: str
+) -> str | None:
+    """The practice a lesson answer touches on (None when the lesson has none)."""
+    history = practice_history(session, learner_id)
+    return choose(
+        lesson.practices,
+        text,
+        question,
+        pinned=lesson.pins_for(question),
+        used=history,
+        last=history[-1] if history else None,
+    )
+
+
+def remaining_practices(session: Session, learner_id: int, lesson: Lesson) -> list[str]:
+    """The lesson's practices not brought up yet for this learner."""
+    done = {normalise(p) for p in practice_history(session, learner_id)}
+    return [p for p in lesson.practices if normalise(p) not in done]
+
+
+def practice_prompt(lesson_name: str, practice: str, reply_text: str) -> str:
+    """The check-in after an answer: the practice, and the learner's own sentence that
+    fits it best."""
+    quoted = learner_text(best_sentence(reply_text, practice))
+    return (
+        f"A leadership practice from {lesson_name}: **{practice}**. "
+        f"You wrote: “{quoted}” How have you applied it since?"
+    )
+
+
+def phase_prompt(lesson_name: str, practice: str, answers: list[str]) -> str:
+    """A weekly practice-phase check-in, quoting the learner's best-fitting sentence
+    when one of their answers touches on the practice."""
+    quote = ""
+    if answers:
+        sentence = best_sentence(" ".join(answers), practice)
+        if set(normalise(practice).split()) & set(normalise(sentence).split()):
+            quote = f" You once wrote: “{learner_text(sentence)}”"
+    return (
+        f"A week on from {lesson_name}, one practice to try this week: **{practice}**."
+        f"{quote} Where could it help you in the days ahead?"
+    )
+
+
+def review_prompt(reply: Reply, now: datetime) -> str:
+    weeks = max(1, round((now - reply.created_at).days / 7))
+    ago = "A week ago" if weeks == 1 else f"{_number(weeks)} weeks ago"
+    return (
+        f"{ago} you wrote “{learner_text(clip(reply.text, 200))}” about "
+        f"“{clip(reply.question, 100)}”. What would you answer today?"
+    )
+
+
+def first_review(schedule: Schedule, answered_at: datetime) -> datetime:
+    return review_time(schedule, answered_at, 0)
+
+
+def review_time(schedule: Schedule, answered_at: datetime, done: int) -> datetime:
+    """About ``REVIEW_WEEKS[done]`` weeks after the answer, at a delivery day's check-in
+    time (two hours after the lesson slot, so never together with a lesson)."""
+    target = answered_at + timedelta(weeks=REVIEW_WEEKS[done]) - timedelta(hours=12)
+    return schedule.next_after(target) + PRACTICE_OFFSET
+
+
+def next_phase_time(schedule: Schedule, now: datetime) -> datetime:
+    """The next practice-phase check-in: a week on, at a delivery slot."""
+    return schedule.next_after(now + PHASE_EVERY - timedelta(hours=12))
+
+
+def _number(n: int) -> str:
+    words = ("Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine")
+    return words[n] if n < len(words) else str(n)
