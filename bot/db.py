@@ -126,7 +126,10 @@ def make_engine(url: str, *, statement_timeout: float = STATEMENT_TIMEOUT_SECOND
 
         @sa.event.listens_for(engine, "begin")
         def _on_begin(conn: sa.Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # A read-only unit of work takes no write lock: in WAL mode it neither waits
+            # for writers nor holds them up.
+            reading = conn.get_execution_options().get(READ_ONLY_OPTION)
+            conn.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
         _refuse_read_only_connections(engine)
         return engine
@@ -176,6 +179,9 @@ class Readiness:
     read_only: bool = False  # the database refused as read-only
 
 
+READ_ONLY_OPTION = "mentorbot_read_only"
+
+
 class Store:
     def __init__(
         self,
@@ -196,17 +202,26 @@ class Store:
         return self.engine.dialect.name
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """One unit of work: committed on success, rolled back on error."""
-        with Session(self.engine, expire_on_commit=False) as session:
+    def session(self, *, read_only: bool = False) -> Iterator[Session]:
+        """One unit of work: committed on success, rolled back on error. A read-only
+        one is always rolled back and, on SQLite, takes no write lock."""
+        bind = self.engine.execution_options(**{READ_ONLY_OPTION: True}) if read_only else None
+        with Session(bind or self.engine, expire_on_commit=False) as session:
             try:
                 yield session
-                session.commit()
+                if read_only:
+                    session.rollback()
+                else:
+                    session.commit()
             except BaseException:
                 session.rollback()
                 raise
 
-    def run(self, work: Callable[[Session], T]) -> T:
+    def read(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` that only reads, without the write lock (see ``run``)."""
+        return self.run(work, read_only=True)
+
+    def run(self, work: Callable[[Session], T], *, read_only: bool = False) -> T:
         """Run ``work`` in its own transaction, retrying while the database is locked,
         and once more on new connections when it refused a write as read-only."""
         delay = 0.05
@@ -214,7 +229,7 @@ class Store:
         attempt = 0
         while True:
             try:
-                with self.session() as session:
+                with self.session(read_only=read_only) as session:
                     return work(session)
             except DBAPIError as exc:
                 if is_read_only_error(exc) and not reopened:

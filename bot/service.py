@@ -51,6 +51,8 @@ from bot.wording import when
 log = logging.getLogger(__name__)
 
 DIRECT_WORKSPACE = "direct"  # for DMs from users no workspace knows yet
+# Commands that only read: answered without the write lock.
+READ_ONLY_COMMANDS = frozenset({"help", "courses", "progress", "history", "open", "team"})
 
 # Re-exported for the planner and tests, which speak of enrolment states.
 __all__ = [
@@ -121,7 +123,58 @@ class MentorService:
 
     def handle(self, event: IncomingEvent) -> Outcome:
         reading = self._read(event)
+        if self._reads_only(reading):
+            # Known people asking for a read-only answer need no write lock, so they are
+            # never queued behind a fan-out or another learner's answer.
+            answered = self.store.read(lambda session: self._handle_read(session, event, reading))
+            if answered is not None:
+                return answered
         return self.store.run(lambda session: self._handle(session, event, reading))
+
+    @staticmethod
+    def _reads_only(reading: TextReading | None) -> bool:
+        if reading is None or reading.verdict is not Verdict.COMMAND:
+            return False
+        try:
+            command = grammar.parse_command(reading.command or "")
+        except CommandError:
+            return False
+        if command.name == "schedule":
+            return not command.args
+        return command.name in READ_ONLY_COMMANDS
+
+    def _handle_read(
+        self, session: Session, event: IncomingEvent, reading: TextReading | None
+    ) -> Outcome | None:
+        """A read-only command for a workspace and learner that exist already; None
+        sends the event down the writing path (someone new, or a changed profile)."""
+        if not event.workspace or reading is None:
+            return None
+        workspace = session.exec(
+            select(Workspace).where(
+                Workspace.platform == event.platform, Workspace.external_id == event.workspace
+            )
+        ).first()
+        learner = (
+            session.exec(
+                select(Learner).where(
+                    Learner.workspace_id == workspace.id, Learner.user_id == event.user
+                )
+            ).first()
+            if workspace is not None
+            else None
+        )
+        if workspace is None or learner is None:
+            return None
+        if (event.user_name and learner.display_name != event.user_name) or (
+            event.timezone and not learner.timezone
+        ):
+            return None  # the profile changed: record it on the writing path
+        outcome = Outcome()
+        self.run_command(
+            Context(session, event, workspace, learner), reading.command or "", outcome
+        )
+        return outcome
 
     @staticmethod
     def _read(event: IncomingEvent) -> TextReading | None:
@@ -251,6 +304,10 @@ class MentorService:
             learner.timezone = event.timezone
         if learner.dm_blocked_at is not None and event.kind is EventKind.MESSAGE:
             learner.dm_blocked_at = None  # they wrote to us in a DM, so DMs work again
+            enrolment = self.current_enrolment(session, learner)
+            if enrolment is not None and enrolment.status == ACTIVE:
+                schedule = self.schedule_for(learner, workspace)
+                enrolment.next_due_at = schedule.next_after(self.clock())
         return learner
 
     # ------------------------------------------------------------------ schedules
@@ -651,4 +708,11 @@ class MentorService:
             return False
         learner.dm_blocked_at = self.clock()
         session.add(learner)
+        # Nothing more is planned for them until they write to us again: a learner who
+        # blocks DMs costs the daily planning pass nothing.
+        session.exec(
+            update(Enrolment)  # type: ignore[call-overload]
+            .where(col(Enrolment.learner_id) == learner.id)
+            .values(next_due_at=None)
+        )
         return True

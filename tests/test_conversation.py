@@ -341,3 +341,30 @@ def test_one_reply_is_one_history_entry_and_plurals_are_right(app: App, clock: C
     clock.advance(minutes=10)
     chat.say("A note.")
     assert chat.say("/mentor history")[0].text.startswith("2 replies.")
+
+
+def test_read_only_commands_answer_while_a_writer_holds_the_lock(
+    sqlite_url: str, clock: Clock
+) -> None:
+    """On SQLite a writer holds the one write lock; help, progress, history, open and
+    team must not queue behind it (they take no write lock at all)."""
+    from bot.config import Settings, bundled_content_dir
+    from mentorbot.bootstrap import build
+    from tests.harness import sqlite_locked
+
+    app = build(Settings(database_url=sqlite_url, content_dir=bundled_content_dir()), clock=clock)
+    try:
+        chat = Chat(app)
+        chat.say("/mentor start")
+        chat.say("I prefer guiding others.")
+        lead = Chat(app, user="lena", lead=True)
+        lead.say("/mentor help")
+        with sqlite_locked(sqlite_url, seconds=120):
+            assert "lesson questions answered 1 of 1" in chat.text("/mentor progress")
+            assert "I prefer guiding others." in chat.text("/mentor history")
+            assert "Commands (type them after /mentor)" in chat.text("/mentor help")
+            assert "You have no open questions." in chat.text("/mentor open")
+            assert "Your team" in lead.text("/mentor team")
+            assert "Lessons arrive at 09:00" in chat.text("/mentor schedule")
+    finally:
+        app.store.dispose()

@@ -328,6 +328,25 @@ def test_permanent_errors_fail_at_once_and_blocked_dms_are_recorded(app: App, cl
     assert (row.status, row.error) == ("failed", "DMs closed")
     with Session(app.store.engine) as session:
         assert session.exec(select(Learner)).one().dm_blocked_at == at(26, 9)
+        # Nothing is planned for them any more, so they cost the planning pass nothing.
+        assert session.exec(select(Enrolment)).one().next_due_at is None
+    # Writing to the bot again shows DMs work: the next lesson-day is due again.
+    Chat(app, user="ana").say("Sorry, I had DMs closed.")
+    with Session(app.store.engine) as session:
+        assert session.exec(select(Learner)).one().dm_blocked_at is None
+        assert session.exec(select(Enrolment)).one().next_due_at == at(27, 9)
+
+
+def test_waiting_enrolments_carry_nothing_due(app: App, clock: Clock) -> None:
+    """Paused, finished and waiting learners are skipped by the planning pass through
+    the index: their next_due_at is empty or in the future, never in the past."""
+    chat = started(app)
+    chat.say("/mentor pause")
+    with Session(app.store.engine) as session:
+        assert session.exec(select(Enrolment)).one().next_due_at is None
+    chat.say("/mentor resume")
+    with Session(app.store.engine) as session:
+        assert session.exec(select(Enrolment)).one().next_due_at == at(26, 9)
 
 
 def test_a_send_that_reached_the_platform_before_a_crash_is_not_repeated(

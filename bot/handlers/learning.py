@@ -280,6 +280,7 @@ def pause(svc: MentorService, ctx: Context, _command: Command, outcome: Outcome)
         outcome.replies.append(ctx.answer("You are already paused."))
         return
     enrolment.status = PAUSED
+    enrolment.next_due_at = None  # nothing is due until `resume` sets the next slot
     enrolment.updated_at = svc.clock()
     outcome.replies.append(
         ctx.answer(
@@ -299,7 +300,8 @@ def resume(svc: MentorService, ctx: Context, _command: Command, outcome: Outcome
         outcome.replies.append(ctx.answer("You are not paused."))
         return
     enrolment.status = ACTIVE
-    enrolment.next_due_at = svc.next_slot(ctx, delivered_today=False)
+    # At most one lesson-day per local day, also around a pause.
+    enrolment.next_due_at = svc.next_slot(ctx, delivered_today=svc.lesson_today(ctx))
     enrolment.updated_at = svc.clock()
     nxt = svc.next_lesson_day(enrolment)
     if nxt is not None:

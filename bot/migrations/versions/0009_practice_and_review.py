@@ -29,6 +29,9 @@ def upgrade() -> None:
         batch.create_foreign_key("fk_reply_review_of", "reply", ["review_of_id"], ["id"])
         batch.create_index("ix_reply_review_at", ["review_at"])
         batch.create_index("ix_reply_review_of_id", ["review_of_id"])
+    # Enrolments that wait for the learner carry nothing due (the planning pass reads
+    # only what is due); `resume` and the other wake-ups set the next instant again.
+    op.execute("UPDATE enrolment SET next_due_at = NULL WHERE status IN ('paused', 'stopped')")
 
 
 def downgrade() -> None:
