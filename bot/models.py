@@ -98,7 +98,7 @@ class Delivery(SQLModel, table=True):
     learner_id: int = Field(foreign_key="learner.id", index=True)
     enrolment_id: int | None = Field(default=None, foreign_key="enrolment.id", index=True)
     # A reminder points at the question it is about.
-    parent_id: int | None = Field(default=None, foreign_key="delivery.id")
+    parent_id: int | None = Field(default=None, foreign_key="delivery.id", index=True)
     kind: str = Field(max_length=20)  # lesson | continue | reminder | practice
     # Who asked for it: "schedule" (counts toward the daily cap) or "learner" (next, snooze).
     origin: str = Field(
@@ -187,7 +187,7 @@ class ReplyRead(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     reply_id: int = Field(foreign_key="reply.id", index=True)
-    reader_id: int | None = Field(default=None, foreign_key="learner.id")
+    reader_id: int | None = Field(default=None, foreign_key="learner.id", index=True)
     reader_name: str = Field(max_length=200)
     via: str = Field(max_length=20)  # replies | digest | export
     read_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
@@ -202,7 +202,7 @@ class Digest(SQLModel, table=True):
     workspace_id: int = Field(foreign_key="workspace.id", index=True)
     channel: str = Field(max_length=64)
     frequency: str = Field(max_length=10)  # daily | weekly
-    created_by: int | None = Field(default=None, foreign_key="learner.id")
+    created_by: int | None = Field(default=None, foreign_key="learner.id", index=True)
     next_due_at: datetime | None = Field(default=None, sa_column=_when(index=True))
     last_sent_at: datetime | None = Field(default=None, sa_column=_when())
     created_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
