@@ -59,6 +59,8 @@ class Settings:
     reminder_after_hours: float = 4.0
     # A message later than this after its question is checked with the learner, not filed.
     answer_window_hours: float = 48.0
+    # Finished outbox rows older than this are removed or compacted (bot/retention.py).
+    retention_days: int = 90
     tick_seconds: float = 60.0
     content_watch: bool = False  # reload edited lessons at each tick, without a signal
     # Platform settings; an adapter starts when its credentials are present.
@@ -369,6 +371,11 @@ def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Set
             None,
         ),
         answer_window_hours=rate("MENTORBOT_ANSWER_WINDOW_HOURS", 48.0),
+        retention_days=check(
+            "MENTORBOT_RETENTION_DAYS",
+            lambda v: _int_or_none(v, "MENTORBOT_RETENTION_DAYS") or 90,
+            90,
+        ),
         slack_client_id=get("SLACK_CLIENT_ID"),
         slack_client_secret=check(
             "SLACK_CLIENT_SECRET",

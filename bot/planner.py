@@ -31,6 +31,7 @@ from bot.mentoring import (
 from bot.models import Delivery, Digest, Enrolment, Learner, Reply, Workspace
 from bot.outbox import queue_delivery, queue_many
 from bot.practices import choose, normalise
+from bot.retention import prune
 from bot.schedule import PRACTICE_OFFSET, QUIET_FROM, Schedule
 from bot.service import MentorService
 
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DAILY_CAP = 3  # bot-initiated messages per learner per local day
+PRUNE_EVERY = timedelta(hours=1)
 CONTINUE_ASKS = 2  # "continue?" once, then a summary that reminds; then the learner decides
 
 
@@ -68,10 +70,15 @@ class Planner:
         self.service = service
         self.store = service.store
         self.batch = batch
+        self._pruned_at: datetime | None = None
 
     def plan(self, now: datetime | None = None) -> PlanResult:
-        """Queue everything due at ``now``; loops over batches until nothing is left."""
+        """Queue everything due at ``now``; loops over batches until nothing is left.
+        About once an hour it also applies retention (small batches, short locks)."""
         now = now or self.service.clock()
+        if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY:
+            self._pruned_at = now
+            prune(self.store, now, self.service.settings.retention_days)
         total = PlanResult()
         for step in (
             self._due_enrolments,

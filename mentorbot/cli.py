@@ -162,6 +162,22 @@ def cmd_db(args: argparse.Namespace) -> int:
     with _database(settings):
         store = Store(settings.database_url, secret_key=settings.secret_key)
         try:
+            if args.action == "prune":
+                from datetime import UTC, datetime
+
+                from bot.retention import prune
+
+                store.upgrade()
+                result = prune(
+                    store, datetime.now(UTC), settings.retention_days, dry_run=args.dry_run
+                )
+                verb = "would have " if args.dry_run else ""
+                print(
+                    f"{verb}removed {result.removed:,} delivery rows and {verb}compacted "
+                    f"{result.compacted:,} older than {settings.retention_days} days "
+                    "(MENTORBOT_RETENTION_DAYS); replies are kept whole"
+                )
+                return 0
             if args.action == "upgrade":
                 store.upgrade()
                 print(f"database is at revision {store.current_revision()}")
@@ -545,9 +561,12 @@ def parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=cmd_run)
 
-    db = sub.add_parser("db", help="database migrations, SQLite backup and restore")
-    db.add_argument("action", choices=["upgrade", "current", "backup", "restore"])
+    db = sub.add_parser("db", help="database migrations, SQLite backup and restore, prune")
+    db.add_argument("action", choices=["upgrade", "current", "backup", "restore", "prune"])
     db.add_argument("file", nargs="?", help="backup file (for backup and restore)")
+    db.add_argument(
+        "--dry-run", action="store_true", help="with prune: count what would go, change nothing"
+    )
     db.set_defaults(func=cmd_db)
 
     content = sub.add_parser("content", help="check or preview course content")
