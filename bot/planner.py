@@ -442,21 +442,10 @@ class Planner:
             ):
                 reply.review_at = later
                 continue
-            queued = queue_delivery(
-                session,
-                key=f"review:{reply.id}:{reply.reviews_done}",
-                learner_id=reply.learner_id,
-                enrolment_id=question.enrolment_id,
-                parent_id=question.id,
-                kind="review",
-                origin="schedule",
-                course_id=question.course_id,
-                lesson_id=question.lesson_id,
-                day=question.day,
-                question=review_prompt(reply, now),
-                due_at=now,
+            key = f"review:{reply.id}:{reply.reviews_done}"
+            total.reviews += self._nudge(
+                session, question, key, "review", now, review_prompt(reply, now)
             )
-            total.reviews += queued is not None
             reply.reviews_done += 1
             if reply.reviews_done < len(REVIEW_WEEKS):
                 reply.review_at = max(
