@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import Session, col, select
 
 from bot import commands as grammar
-from bot.context import AWAITING_CONTINUE, PAUSED
+from bot.context import AWAITING_CONTINUE, resting
 from bot.messages import Action, OutgoingMessage, Section
 from bot.models import Delivery, Enrolment, Learner, Reply, Workspace
 from bot.questions import number_of
@@ -155,7 +155,7 @@ def _render(
             actions=QUESTION_ACTIONS if day.question else (),
             **base,
         )
-    if delivery.origin == "schedule" and (enrolment is None or enrolment.status == PAUSED):
+    if delivery.origin == "schedule" and (enrolment is None or resting(enrolment)):
         return "the enrolment is paused or gone"
     if delivery.kind == "continue":
         if enrolment is None or enrolment.status != AWAITING_CONTINUE:
