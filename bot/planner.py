@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, or_
+from sqlalchemy import ColumnElement, and_, or_
 from sqlmodel import Session, col, func, select
 
-from bot.context import ACTIVE, AWAITING_CONTINUE, WAITING_CONTENT, resting
+from bot.context import ACTIVE, AWAITING_CONTINUE, PAUSED, WAITING_CONTENT, resting
 from bot.digests import digest_schedule
 from bot.models import Delivery, Digest, Enrolment, Learner, Reply, Workspace
 from bot.outbox import queue_delivery, queue_many
@@ -382,7 +382,7 @@ def _planned() -> ColumnElement[bool]:
     lesson flow, and away ones (their instant is the end of the away period)."""
     return or_(
         col(Enrolment.status).in_((ACTIVE, AWAITING_CONTINUE, WAITING_CONTENT)),
-        col(Enrolment.away_until).is_not(None),
+        and_(col(Enrolment.away_until).is_not(None), col(Enrolment.status) == PAUSED),
     )
 
 

@@ -9,6 +9,7 @@ Wednesday 25 November 2026 at 08:00.
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, date, datetime
 
 from sqlmodel import Session, col, select
@@ -104,6 +105,8 @@ def test_away_until_a_date_shows_in_progress_and_team(app: App, clock: Clock) ->
     assert chat.say("/mentor progress")[0].actions[0].command == "resume"
     team = Chat(app, user="lena", lead=True).text("/mentor team")
     assert "away until 2026-12-04" in team
+    exported = json.loads(chat.say("/mentor export-my-data")[0].attachments[0].content)
+    assert exported["enrolments"][0]["away_until"] == "2026-12-04"
     # Saying it again changes the period.
     again = chat.text("/mentor away 1w")
     assert again.startswith("Changed: you are away for 7 days, through Tuesday 01 December")
@@ -302,3 +305,27 @@ def test_away_over_holidays_names_them_and_comes_back_after(app: App, clock: Clo
         "I'll be back on Tuesday 30 March at 09:00 (UTC) with your next lesson-day, after the "
         "public holidays Good Friday and Easter Monday." in said
     )
+
+
+def test_away_days_are_the_learners_local_days(app: App, clock: Clock) -> None:
+    chat = Chat(app)
+    chat.say("/mentor schedule Pacific/Auckland")  # UTC+13 in November
+    clock.now = at(11, 25, 20)  # Thursday 26 November, 09:00 in Auckland
+    chat.say("/mentor start")
+    said = chat.text("/mentor away 1d")
+    assert "You are away for 1 day, through Thursday 26 November" in said
+    assert "I'll be back on Friday 27 November at 09:00 (Pacific/Auckland)" in said
+    assert enrolment(app).next_due_at == at(11, 26, 20)  # still Thursday in UTC
+
+
+def test_an_away_learner_who_is_unassigned_stays_stopped(app: App, clock: Clock) -> None:
+    chat = Chat(app)
+    chat.say("/mentor start")
+    chat.say("/mentor away 3d")
+    lead = Chat(app, user="lena", lead=True)
+    lead.say("/mentor unassign @ana")
+    lead.say("/mentor settings holidays DE")  # reschedules the workspace's learners
+    before = len(inbox(app).sent)
+    run_until(app, clock, at(12, 2, 12), step_minutes=60)
+    assert inbox(app).sent[before:] == []
+    assert enrolment(app).status == "stopped"

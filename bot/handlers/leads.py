@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import or_, update
+from sqlalchemy import and_, or_, update
 from sqlmodel import col, select
 
 from bot import commands as grammar
@@ -366,7 +366,10 @@ def _reschedule_workspace(svc: MentorService, ctx: Context) -> None:
         .join(Learner, col(Learner.id) == Enrolment.learner_id)
         .where(
             Learner.workspace_id == ctx.workspace.id,
-            or_(Enrolment.status == ACTIVE, col(Enrolment.away_until).is_not(None)),
+            or_(
+                Enrolment.status == ACTIVE,
+                and_(col(Enrolment.away_until).is_not(None), col(Enrolment.status) != STOPPED),
+            ),
         )
     ).all()
     now = svc.clock()
