@@ -53,7 +53,8 @@ def test_mentions_are_normalised_from_each_platform() -> None:
 
 def test_unknown_command_suggests_the_closest() -> None:
     with pytest.raises(
-        CommandError, match=r"Unknown command `strat`. Did you mean `/mentor start`"
+        CommandError,
+        match=re.escape("Unknown command `\ue000strat\ue001`. Did you mean `/mentor start`"),
     ):
         parse_command("/mentor strat")
 
