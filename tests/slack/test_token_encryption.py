@@ -147,12 +147,12 @@ def test_the_migration_encrypts_plaintext_tokens_and_can_undo_it(store_url: str)
     key = generate_key()
     store = Store(store_url)
     try:
-        to_revision(store, "0004")
+        to_revision(store, "0005")
         insert_plaintext_install(store)
         # Without a key the migration refuses, names the fix, and changes nothing.
         with pytest.raises(SecretKeyError, match="mentorbot secrets generate"):
             store.upgrade()
-        assert store.current_revision() == "0004"
+        assert store.current_revision() == "0005"
         assert PLAIN_BOT in raw_rows(store)
 
         Store(store_url, secret_key=key).upgrade()
@@ -180,9 +180,9 @@ def test_the_migration_encrypts_plaintext_tokens_and_can_undo_it(store_url: str)
         asyncio.run(read_back())
 
         with store.engine.connect() as conn:
-            command.downgrade(alembic(store, conn, key), "0004")
+            command.downgrade(alembic(store, conn, key), "0005")
             conn.commit()
-        assert store.current_revision() == "0004"
+        assert store.current_revision() == "0005"
         assert sorted(stored_tokens(store)) == everything
     finally:
         store.dispose()
@@ -271,7 +271,7 @@ def test_doctor_checks_the_key(tmp_path: Path) -> None:
     old, new = generate_key(), generate_key()
     store = Store(url, secret_key=old)
     try:
-        to_revision(store, "0004")
+        to_revision(store, "0005")
         insert_plaintext_install(store)
         waiting = check_secret_key(Settings(**{**oauth.__dict__, "secret_key": old}))
         assert waiting.status == "warn" and "not encrypted yet" in waiting.detail
@@ -313,7 +313,7 @@ def test_the_command_line_refuses_without_a_key_and_rotates_with_one(tmp_path: P
     # A database with plaintext tokens: migrating needs the key, then encrypts them.
     store = Store(f"sqlite:///{tmp_path / 'bot.db'}")
     try:
-        to_revision(store, "0004")
+        to_revision(store, "0005")
         insert_plaintext_install(store)
     finally:
         store.dispose()
