@@ -167,9 +167,21 @@ def test_next_while_away_sends_the_day_and_keeps_the_away_period(app: App, clock
     clock.advance(minutes=30)
     messages = chat.say("/mentor next")
     assert [m.kind for m in messages].count("lesson") == 1
-    note = "You are still away until Friday 27 November: I send nothing by myself until then."
+    note = (
+        "Day 2, as you asked. You are still away until Friday 27 November: I send nothing by "
+        "myself until then."
+    )
     assert any(note in m.text for m in messages)
     assert enrolment(app).away_until == date(2026, 11, 27)
+    # Finishing the lesson and going on to the next one while away keeps the period.
+    chat.say("/mentor next")
+    chat.say("My last answer.")
+    said = chat.text("/mentor continue")
+    assert "still away until Friday 27 November" in said
+    assert enrolment(app).next_due_at == at(11, 30, 9)
+    before = len(inbox(app).sent)
+    run_until(app, clock, at(11, 30, 8, 30), step_minutes=60)
+    assert inbox(app).sent[before:] == []
 
 
 def test_bad_away_input_gets_one_clear_line_and_changes_nothing(app: App) -> None:

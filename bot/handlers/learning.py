@@ -135,10 +135,17 @@ def next_(svc: MentorService, ctx: Context, _command: Command, outcome: Outcome)
     else:
         svc.deliver_next_day(ctx, enrolment, outcome)
     if enrolment.away_until is not None:
+        # Going on to a new lesson makes the enrolment active again; it still wakes only
+        # when the away period is over.
+        schedule = svc.schedule_for(ctx.learner, ctx.workspace)
+        enrolment.next_due_at = svc.back_on(schedule, enrolment.away_until)
+        # Named by the day it came with, so a second `next` does not repeat it word for word.
+        sent = f"Day {enrolment.day}, as you asked. " if outcome.deliveries else ""
         outcome.replies.append(
             ctx.answer(
-                f"You are still away until {day_name(enrolment.away_until, svc.clock())}: I "
-                f"send nothing by myself until then. `{grammar.PREFIX} resume` ends it sooner."
+                f"{sent}You are still away until "
+                f"{day_name(enrolment.away_until, svc.clock())}: I send nothing by myself "
+                f"until then. `{grammar.PREFIX} resume` ends it sooner."
             )
         )
 
