@@ -45,7 +45,12 @@ SPECS: tuple[CommandSpec, ...] = (
         "show or set when lessons arrive",
     ),
     CommandSpec("pause", "pause", "stop deliveries until you resume"),
-    CommandSpec("resume", "resume", "start deliveries again"),
+    CommandSpec("resume", "resume", "start deliveries again (also ends an away period)"),
+    CommandSpec(
+        "away",
+        "away 3d|2w|until YYYY-MM-DD",
+        "step away for a while; I come back by myself on your next lesson-day after it",
+    ),
     CommandSpec("progress", "progress", "where you are in your course"),
     CommandSpec("open", "open", "list your open questions, numbered"),
     CommandSpec("answer", "answer N TEXT", "answer open question N (see `open`)"),
@@ -63,7 +68,7 @@ SPECS: tuple[CommandSpec, ...] = (
     ),
     CommandSpec(
         "settings",
-        "settings [timezone|time|days|visibility|auto-enrol|course VALUE]",
+        "settings [timezone|time|days|holidays|visibility|auto-enrol|course VALUE]",
         "show or change workspace defaults",
         True,
     ),

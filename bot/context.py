@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlmodel import Session
 
 from bot.messages import IncomingEvent, OutgoingMessage
-from bot.models import Learner, Workspace
+from bot.models import Enrolment, Learner, Workspace
 
 ACTIVE = "active"
 PAUSED = "paused"
@@ -16,6 +16,17 @@ WAITING_CONTENT = "waiting_content"
 STOPPED = "stopped"
 CURRENT_STATES = (ACTIVE, PAUSED, AWAITING_CONTINUE, WAITING_CONTENT)
 QUESTION_KINDS = ("lesson", "practice", "review")
+
+
+def resting(enrolment: Enrolment) -> bool:
+    """Paused or away: nothing the bot starts (reminders, check-ins, prompts) may reach
+    the learner.
+
+    Away is a pause that ends by itself (``away_until``, see ``MentorService.go_away``).
+    The learner's own actions while away (answering a lesson's last question, going on
+    to the next lesson) may move the status on from paused, as they do during a pause;
+    the away period still holds until its end, so it is checked on its own."""
+    return enrolment.status == PAUSED or enrolment.away_until is not None
 
 
 @dataclass

@@ -3,7 +3,7 @@ learner, and every query the core makes is scoped by it."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
@@ -51,6 +51,9 @@ class Workspace(SQLModel, table=True):
         default="private", max_length=10, sa_column_kwargs={"server_default": "private"}
     )  # private | leads
     auto_enrol: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    # Public-holiday calendars of the `holidays` package, comma-separated ("DE-BY,US-CA"):
+    # no lesson-day, reminder or check-in falls on those days in a learner's local calendar.
+    holidays: str | None = Field(default=None, max_length=200)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
 
 
@@ -82,6 +85,9 @@ class Enrolment(SQLModel, table=True):
     status: str = Field(default="active", max_length=20)
     waiting_for_lesson: str | None = Field(default=None, max_length=40)
     assigned_by: str | None = Field(default=None, max_length=64)  # the lead's user id
+    # The last local day of an away period (`away until`, `away 3d`); the enrolment is
+    # paused meanwhile and ``next_due_at`` is the instant it resumes by itself.
+    away_until: date | None = Field(default=None)
     next_due_at: datetime | None = Field(default=None, sa_column=_when(index=True))
     started_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any, TypeVar
 
+from sqlalchemy import ColumnElement, and_, or_
 from sqlmodel import Session, col, func, select
 
-from bot.context import ACTIVE, AWAITING_CONTINUE, PAUSED, STOPPED, WAITING_CONTENT
+from bot.context import ACTIVE, AWAITING_CONTINUE, PAUSED, STOPPED, WAITING_CONTENT, resting
 from bot.digests import digest_schedule
 from bot.mentoring import (
     REVIEW_WEEKS,
@@ -136,10 +137,7 @@ class Planner:
             select(Enrolment, Learner, Workspace)
             .join(Learner, col(Learner.id) == Enrolment.learner_id)
             .join(Workspace, col(Workspace.id) == Learner.workspace_id)
-            .where(
-                col(Enrolment.next_due_at) <= now,
-                col(Enrolment.status).in_((ACTIVE, AWAITING_CONTINUE, WAITING_CONTENT)),
-            )
+            .where(col(Enrolment.next_due_at) <= now, _planned())
             .order_by(col(Enrolment.next_due_at))
             .limit(self.batch)
         )
@@ -157,7 +155,15 @@ class Planner:
                 1 for due in recent.get(learner.id or 0, ()) if schedule.local_date(due) == today
             )
             nxt: datetime | None = schedule.next_after(now, not_on=today)
-            if sent_today < DAILY_CAP:
+            if enrolment.away_until is not None:
+                back = self.service.back_on(schedule, enrolment.away_until)
+                if back > now:  # still away (the schedule moved): wake at the new instant
+                    enrolment.next_due_at = back
+                    session.add(enrolment)
+                    continue
+                self.service.come_back(enrolment)
+            # A holiday (set after this instant was planned) moves the day on, like a weekend.
+            if sent_today < DAILY_CAP and schedule.is_delivery_day(today):
                 lesson_row, nxt = self._advance(session, enrolment, schedule, now, total, nxt)
                 if lesson_row is not None:
                     lessons.append(lesson_row)
@@ -327,11 +333,11 @@ class Planner:
                 session.get(Enrolment, question.enrolment_id) if question.enrolment_id else None
             )
             learner = session.get(Learner, question.learner_id)
-            if learner is None or enrolment is None or enrolment.status == PAUSED:
+            if learner is None or enrolment is None or resting(enrolment):
                 continue
             schedule = self._schedule(session, learner)
             local = schedule.local(now)
-            if local.time() >= QUIET_FROM or local.weekday() not in schedule.days:
+            if local.time() >= QUIET_FROM or not schedule.is_delivery_day(local.date()):
                 continue
             if question.sent_at is None or schedule.local_date(question.sent_at) != local.date():
                 continue  # a reminder belongs to the day its question was asked
@@ -393,16 +399,20 @@ class Planner:
             if learner is None or question is None or question.enrolment_id is None:
                 continue
             enrolment = session.get(Enrolment, question.enrolment_id)
-            if enrolment is None or enrolment.status == PAUSED:
+            if enrolment is not None and enrolment.away_until and enrolment.next_due_at:
+                reply.follow_up_at = enrolment.next_due_at + PRACTICE_OFFSET  # after the away
+                continue
+            if enrolment is None or resting(enrolment):
                 continue
             course = self.service.catalog.get(reply.course_id)
             lesson = course.lesson(reply.lesson_id) if course else None
             if lesson is None or not lesson.practices:
                 continue
             schedule = self._schedule(session, learner)
-            if schedule.local(now).weekday() not in schedule.days:
-                continue
-            if self._sent_today(session, learner.id or 0, schedule, now) >= DAILY_CAP:
+            if (
+                not schedule.is_delivery_day(schedule.local_date(now))
+                or self._sent_today(session, learner.id or 0, schedule, now) >= DAILY_CAP
+            ):
                 reply.follow_up_at = schedule.next_after(now) + PRACTICE_OFFSET
                 continue
             practice = reply.practice or practice_for_answer(
@@ -436,8 +446,8 @@ class Planner:
             schedule = self._schedule(session, learner)
             later = schedule.next_after(now) + PRACTICE_OFFSET
             if (
-                enrolment.status == PAUSED
-                or schedule.local(now).weekday() not in schedule.days
+                resting(enrolment)
+                or not schedule.is_delivery_day(schedule.local_date(now))
                 or self._sent_today(session, learner.id or 0, schedule, now) >= DAILY_CAP - 1
             ):
                 reply.review_at = later
@@ -481,6 +491,15 @@ class Planner:
         return len(rows)
 
 
+def _planned() -> ColumnElement[bool]:
+    """Enrolments the planner moves on when their ``next_due_at`` comes: those in the
+    lesson flow, and away ones (their instant is the end of the away period)."""
+    return or_(
+        col(Enrolment.status).in_((ACTIVE, AWAITING_CONTINUE, WAITING_CONTENT)),
+        and_(col(Enrolment.away_until).is_not(None), col(Enrolment.status) == PAUSED),
+    )
+
+
 def next_due(session: Session, after: datetime) -> datetime | None:
     """The earliest instant after ``after`` at which the engine has something to do: a
     lesson-day, a queued delivery (or its retry), a reminder, a follow-up or a digest.
@@ -488,8 +507,7 @@ def next_due(session: Session, after: datetime) -> datetime | None:
     candidates = [
         session.exec(
             select(func.min(Enrolment.next_due_at)).where(
-                col(Enrolment.next_due_at) > after,
-                col(Enrolment.status).in_((ACTIVE, AWAITING_CONTINUE, WAITING_CONTENT)),
+                col(Enrolment.next_due_at) > after, _planned()
             )
         ).one(),
         session.exec(

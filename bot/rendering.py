@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import Session, col, select
 
 from bot import commands as grammar
-from bot.context import AWAITING_CONTINUE, PAUSED, WAITING_CONTENT
+from bot.context import AWAITING_CONTINUE, WAITING_CONTENT, resting
 from bot.course import Course, Lesson
 from bot.messages import Action, Attachment, OutgoingMessage, Section
 from bot.models import Delivery, Enrolment, Learner, Reply, Workspace
@@ -162,7 +162,7 @@ def _render(
             actions=QUESTION_ACTIONS if day.question else (),
             **base,
         )
-    if delivery.origin == "schedule" and (enrolment is None or enrolment.status == PAUSED):
+    if delivery.origin == "schedule" and (enrolment is None or resting(enrolment)):
         return "the enrolment is paused or gone"
     if delivery.kind == "continue":
         if enrolment is None or enrolment.status != AWAITING_CONTINUE:

@@ -8,10 +8,13 @@ its first occurrence. Both follow from ``fold=0`` (PEP 495).
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
+from types import MappingProxyType
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -134,15 +137,165 @@ def parse_schedule_args(
     return at, days, zone
 
 
+HOLIDAYS_OFF = ("off", "none")
+HOLIDAY_LANGUAGE = "en_US"  # holiday names in English wherever a calendar has them
+
+
+@lru_cache(maxsize=1)
+def _holiday_codes() -> dict[str, str]:
+    """Every calendar of the ``holidays`` package, upper-cased to its own spelling: each
+    country (``DE``, also ``DEU``) and each country with a region (``DE-BY``, ``US-CA``).
+
+    The package is imported here, not at the top: most processes never set holidays,
+    and it takes a noticeable moment to import."""
+    import holidays
+
+    codes: dict[str, str] = {}
+    for country, regions in holidays.list_supported_countries().items():
+        codes[country.upper()] = country
+        for region in regions:
+            codes[f"{country}-{region}".upper()] = f"{country}-{region}"
+    return codes
+
+
+def holiday_codes() -> list[str]:
+    """Every calendar code the installed ``holidays`` package supports, as it spells it."""
+    return sorted(_holiday_codes().values())
+
+
+@lru_cache(maxsize=1)
+def _country_names() -> dict[str, str]:
+    """Country names in lower case (``germany``) to their code, so a lead who types a
+    name instead of a code is pointed to the code."""
+    from holidays.registry import COUNTRIES
+
+    return {key.replace("_", " "): entry[1] for key, entry in COUNTRIES.items()}
+
+
+def holiday_calendar_name(code: str) -> str:
+    """``DE-BY`` as a person reads it: ``Germany, Bayern``. A confirmation that names
+    the country shows at once when ``DE BY`` meant Bavaria but reads as Belarus."""
+    import holidays
+
+    country, _, region = code.partition("-")
+    names = {value: key for key, value in _country_names().items()}
+    name = names.get(country, country).title()
+    if not region:
+        return name
+    try:
+        aliases = getattr(holidays.country_holidays(country), "subdivisions_aliases", {})
+    except NotImplementedError:
+        aliases = {}
+    region_name = next((alias for alias, sub in aliases.items() if sub == region), region)
+    return f"{name}, {region_name}"
+
+
+def _closest(word: str, candidates: list[str], cutoff: float) -> list[str]:
+    """Up to three candidates most like ``word``; among equally close ones, those that
+    start like it first (``DX`` suggests ``DE`` before ``XK``)."""
+
+    def prefix(candidate: str) -> int:
+        return next(
+            (i for i, (a, b) in enumerate(zip(word, candidate, strict=False)) if a != b),
+            min(len(word), len(candidate)),
+        )
+
+    scored = [(difflib.SequenceMatcher(None, word, c).ratio(), prefix(c), c) for c in candidates]
+    ranked = sorted((s for s in scored if s[0] >= cutoff), key=lambda s: (-s[0], -s[1], s[2]))
+    return [candidate for _, _, candidate in ranked[:3]]
+
+
+def _unknown_calendar(word: str) -> str:
+    """One line naming the bad code, with the closest codes the package knows."""
+    codes = _holiday_codes()
+    upper = word.upper()
+    country, _, region = upper.partition("-")
+    if region and country in codes:
+        regions = [code for code in codes if code.startswith(country + "-")]
+        if not regions:
+            return f"{codes[country]} has no regions in the holiday calendars: use {codes[country]}"
+        close = _closest(upper, regions, cutoff=0.0)
+        hint = f" (did you mean {_either([codes[c] for c in close])}?)"
+        return (
+            f"{codes[country]} has no region {region!r} in the holiday calendars: use "
+            f"{codes[country]} or one of its regions{hint}"
+        )
+    names = _country_names()
+    close = [names[name] for name in _closest(word.lower(), list(names), cutoff=0.75)]
+    if not close:
+        same_kind = [c for c in codes if "-" not in c and len(c) == len(country)]
+        close = _closest(upper, same_kind if not region else list(codes), cutoff=0.5)
+    hint = f" (did you mean {_either([codes.get(c, c) for c in close])}?)" if close else ""
+    return (
+        f"unknown holiday calendar {word!r}: use a country code like DE, or a country and "
+        f"region like DE-BY{hint}"
+    )
+
+
+def _either(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
+
+
+def parse_holidays(value: str) -> tuple[str, ...]:
+    """Holiday calendars, comma- or space-separated (``DE-BY, US-CA``); ``off`` for none.
+    Each is given back in the package's own spelling, once."""
+    words = [word for word in re.split(r"[\s,;]+", value.strip()) if word]
+    if not words:
+        raise ScheduleError("name a holiday calendar, e.g. DE, DE-BY or US-CA, or off for none")
+    if len(words) == 1 and words[0].lower() in HOLIDAYS_OFF:
+        return ()
+    codes = _holiday_codes()
+    found: list[str] = []
+    for word in words:
+        canonical = codes.get(word.upper()) or codes.get(word.upper().replace("_", "-"))
+        if canonical is None:
+            raise ScheduleError(_unknown_calendar(word))
+        if canonical not in found:
+            found.append(canonical)
+    return tuple(found)
+
+
+@lru_cache(maxsize=1024)
+def holidays_in(code: str, year: int) -> Mapping[date, str]:
+    """The public holidays of one calendar in one year, cached per (code, year): the
+    planner asks for every learner it plans, and building a year costs a millisecond.
+
+    A code the installed package no longer knows (it was saved under another version)
+    counts as no holidays rather than stopping every delivery."""
+    import holidays
+
+    country, _, region = code.partition("-")
+    try:
+        calendar = holidays.country_holidays(
+            country, subdiv=region or None, years=year, language=HOLIDAY_LANGUAGE
+        )
+    except NotImplementedError:
+        return MappingProxyType({})
+    return MappingProxyType(dict(calendar))
+
+
+def split_holidays(stored: str | None) -> tuple[str, ...]:
+    """The calendars kept in a workspace's setting (``DE-BY,US-CA``)."""
+    return tuple(code for code in (stored or "").split(",") if code)
+
+
 @dataclass(frozen=True)
 class Schedule:
+    """When a learner's lessons come: a wall-clock time on some weekdays in one zone,
+    except on the public holidays of ``holidays`` (calendar codes such as ``DE-BY``).
+
+    A holiday is a day of the learner's local calendar: it is skipped exactly like a
+    weekday that is not a delivery day, so every rule that asks ``is_delivery_day``
+    (lessons, reminders, check-ins, prompts) moves to the next delivery day."""
+
     at: time
     days: frozenset[int]
     zone: ZoneInfo
+    holidays: tuple[str, ...] = ()
 
     @classmethod
-    def parse(cls, at: str, days: str, zone: str) -> Schedule:
-        return cls(parse_time(at), parse_days(days), parse_zone(zone))
+    def parse(cls, at: str, days: str, zone: str, holidays: str | None = None) -> Schedule:
+        return cls(parse_time(at), parse_days(days), parse_zone(zone), split_holidays(holidays))
 
     def local_date(self, instant: datetime) -> date:
         return instant.astimezone(self.zone).date()
@@ -152,13 +305,39 @@ class Schedule:
         wall = datetime.combine(day, self.at, tzinfo=self.zone)  # fold=0
         return wall.astimezone(UTC)
 
-    def instants(self, from_day: date) -> Iterator[datetime]:
-        """Delivery instants on or after local ``from_day``, in order."""
+    def holiday(self, day: date) -> str | None:
+        """The public holiday on local ``day`` with its calendar, e.g. ``Good Friday
+        (DE)``; None on an ordinary day."""
+        found = self.holiday_name(day)
+        return f"{found[0]} ({found[1]})" if found else None
+
+    def holiday_name(self, day: date) -> tuple[str, str] | None:
+        """The public holiday on local ``day`` and the calendar that has it."""
+        for code in self.holidays:
+            name = holidays_in(code, day.year).get(day)
+            if name:
+                return name, code
+        return None
+
+    def is_delivery_day(self, day: date) -> bool:
+        """May anything the bot starts (a lesson-day, a reminder, a check-in, a prompt)
+        reach the learner on local ``day``?"""
+        return day.weekday() in self.days and (not self.holidays or self.holiday(day) is None)
+
+    def slots(self, from_day: date) -> Iterator[tuple[date, datetime, str | None]]:
+        """Each day of a delivery weekday on or after local ``from_day``: the day, its
+        delivery instant, and the holiday that skips it (None when it is delivered)."""
         day = from_day
         while True:
             if day.weekday() in self.days:
-                yield self.instant_on(day)
+                yield day, self.instant_on(day), self.holiday(day) if self.holidays else None
             day += timedelta(days=1)
+
+    def instants(self, from_day: date) -> Iterator[datetime]:
+        """Delivery instants on or after local ``from_day``, in order, holidays left out."""
+        for _day, instant, holiday in self.slots(from_day):
+            if holiday is None:
+                yield instant
 
     def next_after(self, after: datetime, *, not_on: date | None = None) -> datetime:
         """The first delivery instant strictly after ``after``, skipping local date
@@ -169,8 +348,16 @@ class Schedule:
                 return instant
         raise AssertionError("unreachable")
 
+    def first_on_or_after(self, day: date) -> datetime:
+        """The first delivery instant on local ``day`` or later (the end of an away
+        period: the learner is back on that day)."""
+        return next(self.instants(day))
+
     def describe(self) -> str:
-        return f"{self.at:%H:%M} {format_days(self.days)} ({self.zone.key})"
+        text = f"{self.at:%H:%M} {format_days(self.days)} ({self.zone.key})"
+        if self.holidays:
+            text += f", skipping public holidays in {', '.join(self.holidays)}"
+        return text
 
     def local(self, instant: datetime) -> datetime:
         return instant.astimezone(self.zone)
@@ -178,12 +365,13 @@ class Schedule:
 
 def reminder_time(schedule: Schedule, sent_at: datetime, after: timedelta) -> datetime | None:
     """When an unanswered question earns its reminder: ``after`` the send, same local
-    day, before the quiet hour, on a delivery day. None when there is no such time."""
+    day, before the quiet hour, on a delivery day (not a holiday). None when there is no
+    such time."""
     at = sent_at + after
     local_sent, local_at = schedule.local(sent_at), schedule.local(at)
     if local_at.date() != local_sent.date() or local_at.time() >= QUIET_FROM:
         return None
-    if local_at.weekday() not in schedule.days:
+    if not schedule.is_delivery_day(local_at.date()):
         return None
     return at
 

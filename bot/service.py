@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import delete, or_, update
@@ -313,7 +313,8 @@ class MentorService:
     # ------------------------------------------------------------------ schedules
 
     def schedule_for(self, learner: Learner, workspace: Workspace | None = None) -> Schedule:
-        """The learner's own settings, else the workspace's, else the operator's."""
+        """The learner's own settings, else the workspace's, else the operator's; the
+        workspace's public holidays apply to everyone in it."""
         return Schedule.parse(
             learner.delivery_time
             or (workspace.delivery_time if workspace else None)
@@ -324,6 +325,7 @@ class MentorService:
             learner.timezone
             or (workspace.timezone if workspace else None)
             or self.settings.timezone,
+            workspace.holidays if workspace else None,
         )
 
     def zone_is_default(self, learner: Learner, workspace: Workspace | None) -> bool:
@@ -353,13 +355,61 @@ class MentorService:
 
     def next_lesson_day(self, enrolment: Enrolment | None) -> datetime | None:
         """When the next lesson-day comes, only if one exists: never promise a day the
-        lesson does not have."""
-        if enrolment is None or enrolment.status != ACTIVE:
+        lesson does not have. While away it is the day the learner is back."""
+        if enrolment is None:
+            return None
+        if enrolment.status != ACTIVE and not (
+            enrolment.status == PAUSED and enrolment.away_until is not None
+        ):
             return None
         _, lesson = self.course_lesson(enrolment)
         if lesson is None or enrolment.day >= lesson.day_count(self.settings.snippets_per_day):
             return None
         return enrolment.next_due_at
+
+    # ------------------------------------------------------------------ away
+
+    def go_away(
+        self, enrolment: Enrolment, schedule: Schedule, last_day: date, now: datetime
+    ) -> datetime:
+        """Pause ``enrolment`` through local ``last_day``; returns the instant the learner
+        is back (their first lesson-day after it).
+
+        Away is stored as a pause plus ``away_until`` rather than as a state of its own:
+        every rule that holds back a paused learner (no lesson-days, reminders, practice
+        check-ins or prompts; queued scheduled messages cancelled at send time) then
+        holds back an away one too, including rules added later. ``next_due_at`` is
+        set to the moment the away period ends, so the enrolment carries no past-due
+        instant and the planner reads it exactly once, when it is time to come back
+        (``Planner._due_enrolments`` calls ``come_back`` then). A paused learner
+        has no such instant and waits for ``resume``.
+
+        ``away_until`` is the authority, not the status: as during a pause, the
+        learner's own actions (answering a lesson's last question, going on to the next
+        lesson) may move the status on, so ``bot.context.resting`` and the planner look
+        at ``away_until`` too, and nothing the bot starts reaches the learner until the
+        period is over."""
+        back = self.back_on(schedule, last_day)
+        enrolment.status = PAUSED
+        enrolment.away_until = last_day
+        enrolment.next_due_at = back
+        enrolment.updated_at = now
+        return back
+
+    @staticmethod
+    def back_on(schedule: Schedule, last_day: date) -> datetime:
+        """The first delivery instant after an away period ending with local ``last_day``
+        (weekends and holidays skipped)."""
+        return schedule.first_on_or_after(last_day + timedelta(days=1))
+
+    @staticmethod
+    def come_back(enrolment: Enrolment) -> None:
+        """End a pause or an away period: back to waiting for a lesson to be published
+        if that is what the learner was doing, else to the lesson flow (which asks
+        whether to go on if the lesson has no days left)."""
+        if enrolment.status == PAUSED:
+            enrolment.status = WAITING_CONTENT if enrolment.waiting_for_lesson else ACTIVE
+        enrolment.away_until = None
 
     # ------------------------------------------------------------------ lookups
 

@@ -322,13 +322,15 @@ def _known_workspace(store: Store, wanted: str) -> None:
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
+    from dataclasses import replace
     from datetime import date
-    from itertools import islice
 
-    from bot.schedule import Schedule, ScheduleError
+    from bot.schedule import Schedule, ScheduleError, parse_holidays
 
     try:
         schedule = Schedule.parse(args.time, args.days, args.tz)
+        if args.holidays is not None:
+            schedule = replace(schedule, holidays=parse_holidays(args.holidays))
     except ScheduleError as exc:
         print(f"mentorbot: {exc}", file=sys.stderr)
         return 2
@@ -340,9 +342,18 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     if args.count < 1 or args.count > 10_000:
         print(f"mentorbot: invalid --count {args.count}: use 1 to 10000", file=sys.stderr)
         return 2
-    for instant in islice(schedule.instants(start), args.count):
+    # A delivery day lost to a holiday is a line of its own, its date where the local
+    # time would be, so the --count deliveries stay exactly as before.
+    delivered = 0
+    for day, instant, holiday in schedule.slots(start):
+        if holiday is not None:
+            print(f"{day.isoformat():<25}  {day:%a}  skipped: {holiday}")
+            continue
         local = schedule.local(instant)
         print(f"{local.isoformat()}  {local:%a}  {instant:%Y-%m-%dT%H:%M:%SZ}")
+        delivered += 1
+        if delivered == args.count:
+            break
     return 0
 
 
@@ -589,6 +600,11 @@ def parser() -> argparse.ArgumentParser:
     preview.add_argument("--days", default="weekdays", help="weekdays, daily or mon,tue,...")
     preview.add_argument("--from", dest="from_date", required=True, help="local date YYYY-MM-DD")
     preview.add_argument("--count", type=int, default=10)
+    preview.add_argument(
+        "--holidays",
+        metavar="CODE",
+        help="public holidays to skip, e.g. DE, DE-BY or DE,US-CA (shown as skipped lines)",
+    )
     schedule.set_defaults(func=cmd_schedule)
 
     doctor = sub.add_parser("doctor", help="check configuration, database, content, platforms")

@@ -70,3 +70,19 @@ def test_internals_live_in_architecture_not_the_readme() -> None:
     architecture = (REPO / "ARCHITECTURE.md").read_text(encoding="utf-8")
     assert "## Delivery guarantees" in architecture and "SKIP LOCKED" in architecture
     assert "ARCHITECTURE.md#delivery-guarantees" in README
+
+
+def test_the_holiday_preview_example_is_what_the_command_prints() -> None:
+    shown = re.findall(r"```text\n(.*?)```", section("When lessons arrive"), re.S)
+    skipped = next(block for block in shown if "skipped:" in block)
+    example = re.search(r"From\s+`(--from [^`]+)`", section("When lessons arrive"))
+    assert example is not None
+    args = ["--tz", "Europe/Berlin", "--time", "09:00", *example.group(1).split()]
+    result = subprocess.run(
+        [*mentorbot_command(), "schedule", "preview", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == skipped

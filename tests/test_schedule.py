@@ -7,7 +7,17 @@ from itertools import islice
 
 import pytest
 
-from bot.schedule import Schedule, ScheduleError, parse_days, parse_time, parse_zone, reminder_time
+from bot.schedule import (
+    Schedule,
+    ScheduleError,
+    holidays_in,
+    parse_days,
+    parse_holidays,
+    parse_time,
+    parse_zone,
+    practice_time,
+    reminder_time,
+)
 from tests.test_console_e2e import run
 
 
@@ -120,3 +130,100 @@ def test_preview_command(tmp_path) -> None:  # type: ignore[no-untyped-def]
     ):
         failed = run(["schedule", "preview", *bad], tmp_path)
         assert failed.returncode == 2 and named in failed.stderr, failed.stderr
+
+
+def test_holidays_are_skipped_like_weekends_and_the_day_moves_on() -> None:
+    schedule = Schedule.parse("09:00", "weekdays", "Europe/Berlin", "DE")
+    assert instants("Europe/Berlin", "09:00", date(2027, 3, 25), 3, "weekdays")[1].startswith(
+        "2027-03-26"
+    )  # without holidays Good Friday is a lesson-day
+    got = [schedule.local(i).isoformat() for i in islice(schedule.instants(date(2027, 3, 25)), 3)]
+    assert got == [
+        "2027-03-25T09:00:00+01:00",
+        "2027-03-30T09:00:00+02:00",  # Good Friday and Easter Monday skipped
+        "2027-03-31T09:00:00+02:00",
+    ]
+    thursday_noon = datetime(2027, 3, 25, 12, tzinfo=UTC)
+    assert schedule.next_after(thursday_noon) == datetime(2027, 3, 30, 7, tzinfo=UTC)
+    assert not schedule.is_delivery_day(date(2027, 3, 26))
+    assert not schedule.is_delivery_day(date(2027, 3, 27))  # a Saturday
+    assert schedule.is_delivery_day(date(2027, 3, 30))
+    assert schedule.holiday(date(2027, 3, 29)) == "Easter Monday (DE)"
+    # A reminder never falls on a holiday; a check-in two delivery days on skips them.
+    good_friday = datetime(2027, 3, 26, 8, tzinfo=UTC)
+    assert reminder_time(schedule, good_friday, timedelta(hours=4)) is None
+    wednesday = datetime(2027, 3, 24, 10, tzinfo=UTC)
+    assert schedule.local(practice_time(schedule, wednesday)).date() == date(2027, 3, 30)
+    assert "skipping public holidays in DE" in schedule.describe()
+
+
+def test_a_holiday_is_a_day_of_the_learners_own_calendar() -> None:
+    # 09:00 on Good Friday in Kiritimati (UTC+14) is still Thursday in UTC and in Germany.
+    schedule = Schedule.parse("09:00", "daily", "Pacific/Kiritimati", "DE")
+    got = [schedule.local(i).date() for i in islice(schedule.instants(date(2027, 3, 25)), 2)]
+    assert got == [date(2027, 3, 25), date(2027, 3, 27)]
+    # Regions have their own days: Epiphany is a holiday in Bavaria, not in Berlin.
+    assert Schedule.parse("09:00", "daily", "UTC", "DE-BY").holiday(date(2027, 1, 6))
+    assert Schedule.parse("09:00", "daily", "UTC", "DE-BE").holiday(date(2027, 1, 6)) is None
+    # Several calendars: a day off in either is skipped.
+    both = Schedule.parse("09:00", "weekdays", "UTC", "DE,US-CA")
+    assert both.holiday(date(2027, 7, 5)) == "Independence Day (observed) (US-CA)"
+    assert both.holiday(date(2027, 5, 6)) == "Ascension Day (DE)"
+    assert both.is_delivery_day(date(2027, 7, 6))
+
+
+def test_holiday_codes_are_read_in_any_case_and_listed_once() -> None:
+    assert parse_holidays("DE") == ("DE",)
+    assert parse_holidays("de-by") == ("DE-BY",)
+    assert parse_holidays("DE-BY, us-ca de-by") == ("DE-BY", "US-CA")
+    assert parse_holidays("DE_BY") == ("DE-BY",)
+    assert parse_holidays("off") == ()
+    assert parse_holidays("None") == ()
+
+
+@pytest.mark.parametrize(
+    ("typed", "named", "suggested"),
+    [
+        ("DX", "unknown holiday calendar 'DX'", "did you mean DE, DJ or DK?"),
+        ("Germany", "unknown holiday calendar 'Germany'", "did you mean DE?"),
+        ("DE-BX", "DE has no region 'BX'", "did you mean DE-BB, DE-BE or DE-BW?"),
+        ("US-ZZ", "US has no region 'ZZ'", "did you mean"),
+        ("DE, Q1", "unknown holiday calendar 'Q1'", "use a country code like DE"),
+        ("", "name a holiday calendar", "or off for none"),
+    ],
+)
+def test_an_unknown_holiday_code_is_named_with_close_matches(
+    typed: str, named: str, suggested: str
+) -> None:
+    with pytest.raises(ScheduleError) as caught:
+        parse_holidays(typed)
+    message = str(caught.value)
+    assert named in message and suggested in message and "\n" not in message
+
+
+def test_holiday_lookups_are_cached_per_code_and_year() -> None:
+    holidays_in.cache_clear()
+    schedule = Schedule.parse("09:00", "daily", "UTC", "DE")
+    for _ in range(3):
+        list(islice(schedule.instants(date(2027, 12, 20)), 30))  # runs into 2028
+    info = holidays_in.cache_info()
+    assert (info.misses, info.currsize) == (2, 2) and info.hits > 0
+
+
+def test_preview_marks_the_days_holidays_skip(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    args = ["schedule", "preview", "--tz", "Europe/Berlin", "--time", "09:00"]
+    result = run([*args, "--from", "2027-03-25", "--count", "3", "--holidays", "DE"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "2027-03-25T09:00:00+01:00  Thu  2027-03-25T08:00:00Z",
+        "2027-03-26                 Fri  skipped: Good Friday (DE)",
+        "2027-03-29                 Mon  skipped: Easter Monday (DE)",
+        "2027-03-30T09:00:00+02:00  Tue  2027-03-30T07:00:00Z",
+        "2027-03-31T09:00:00+02:00  Wed  2027-03-31T07:00:00Z",
+    ]
+    failed = run([*args, "--from", "2027-03-25", "--holidays", "DX"], tmp_path)
+    assert failed.returncode == 2
+    assert failed.stderr.strip() == (
+        "mentorbot: unknown holiday calendar 'DX': use a country code like DE, or a country "
+        "and region like DE-BY (did you mean DE, DJ or DK?)"
+    )

@@ -152,3 +152,34 @@ def test_a_script_of_10000_lines(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     messages = blocks(result.stdout)
     assert sum(1 for m in messages if m[1] == "you") == 1_000
+
+
+EASTER_2027 = """\
+# German holidays set by the lead; the learner starts the Wednesday before Easter.
+2027-03-24T08:00 @lead /mentor settings holidays DE
+2027-03-24T08:30 /mentor start
+2027-03-24T09:40 Saying no to stakeholders is the hard part; I write down why we decide.
+"""
+
+
+def test_no_message_on_good_friday_or_easter_monday_with_german_holidays(
+    tmp_path: Path,
+) -> None:
+    args = ("--tz", "Europe/Berlin", "--until", "2027-04-09")
+    result = simulate(tmp_path, *args, script=EASTER_2027)
+    assert result.returncode == 0, result.stderr
+    messages = blocks(result.stdout)
+    assert (
+        "Saved: no lessons, reminders or check-ins on the public holidays of DE" in (messages[1][3])
+    )
+    days = {m[0][:10] for m in messages if m[1] == "bot"}
+    assert "2027-03-26" not in days and "2027-03-29" not in days
+    # The day that would have been Good Friday's comes on Tuesday, with the check-in.
+    lessons = [m[0] for m in messages if m[2] == "lesson"]
+    assert lessons == ["2027-03-24T08:30", "2027-03-25T09:00", "2027-03-30T09:00"]
+    assert any(m[2] == "practice" and m[0].startswith("2027-03-30") for m in messages)
+    # Without the holidays, the same weeks do send on both days.
+    plain = simulate(tmp_path, *args, script=EASTER_2027.replace("holidays DE", "holidays off"))
+    assert plain.returncode == 0, plain.stderr
+    plain_days = {m[0][:10] for m in blocks(plain.stdout) if m[1] == "bot"}
+    assert {"2027-03-26", "2027-03-29"} <= plain_days

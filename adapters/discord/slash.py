@@ -22,6 +22,11 @@ Choice = app_commands.Choice
 MAX_CHOICES = 25  # Discord's limit per autocomplete answer
 CHOICE_LIMIT = 100  # characters in a choice's name and value
 
+# Discord allows 25 subcommands in a group, and the core has more commands than that. A
+# command past the limit rides on the options of a related subcommand: the core command
+# it becomes, and the subcommand that carries it.
+FOLDED = {"away": "pause"}
+
 COMMON_DAYS = ("weekdays", "daily", "weekends", "mon,wed,fri", "tue,thu")
 _USER_MENTION = re.compile(r"(<@!?\d+>)")
 
@@ -109,6 +114,23 @@ def day_choices(current: str) -> list[Choice[str]]:
     if typed and typed not in picked:
         picked.insert(0, typed[:CHOICE_LIMIT])
     return [Choice(name=d, value=d) for d in picked[:MAX_CHOICES]]
+
+
+def holiday_choices(current: str) -> list[Choice[str]]:
+    """Holiday calendars for what was typed: the last code of a list is completed, the
+    ones before it kept (``DE, US-C`` offers ``DE, US-CA`` …); ``off`` clears them."""
+    from bot.schedule import holiday_codes
+
+    head, _, last = current.rpartition(",")
+    typed = last.strip().upper()
+    kept = f"{head.strip()}, " if head.strip() else ""
+    picked = sorted((c for c in holiday_codes() if c.upper().startswith(typed)), key=len)
+    if not kept and "OFF".startswith(typed):
+        picked.insert(0, "off")
+    return [
+        Choice(name=(kept + c)[:CHOICE_LIMIT], value=(kept + c)[:CHOICE_LIMIT])
+        for c in picked[:MAX_CHOICES]
+    ]
 
 
 def course_choices(courses: Sequence[tuple[str, str]], current: str) -> list[Choice[str]]:
@@ -208,9 +230,28 @@ class MentorGroup(app_commands.Group):
     ) -> list[Choice[str]]:
         return zone_choices(current)
 
-    @app_commands.command(name="pause", description="Stop deliveries until you resume")
-    async def pause(self, interaction: discord.Interaction) -> None:
-        await self._run(interaction, "pause")
+    @app_commands.command(
+        name="pause",
+        description="Stop deliveries; with days, weeks or until, I resume by myself (away)",
+    )
+    @app_commands.describe(
+        days="Away this many days, today included; I come back by myself",
+        weeks="Away this many weeks",
+        until="Away through this day, YYYY-MM-DD",
+    )
+    async def pause(
+        self,
+        interaction: discord.Interaction,
+        days: int | None = None,
+        weeks: int | None = None,
+        until: str | None = None,
+    ) -> None:
+        """``/mentor pause`` alone pauses; with a span it is the core's ``away``."""
+        if days is None and weeks is None and not until:
+            await self._run(interaction, "pause")
+            return
+        span = f"{days}d" if days is not None else f"{weeks}w" if weeks is not None else None
+        await self._run(interaction, "away", span, *(("until", until) if until else ()))
 
     @app_commands.command(name="resume", description="Start deliveries again")
     async def resume(self, interaction: discord.Interaction) -> None:
@@ -303,7 +344,9 @@ class MentorGroup(app_commands.Group):
     async def settings(
         self,
         interaction: discord.Interaction,
-        setting: Literal["timezone", "time", "days", "visibility", "auto-enrol", "course"]
+        setting: Literal[
+            "timezone", "time", "days", "holidays", "visibility", "auto-enrol", "course"
+        ]
         | None = None,
         value: str | None = None,
     ) -> None:
@@ -322,6 +365,8 @@ class MentorGroup(app_commands.Group):
             return day_choices(current)
         if setting == "course":
             return course_choices(self.runner.course_choices(), current)
+        if setting == "holidays":
+            return holiday_choices(current)
         options = {"visibility": ("private", "leads"), "auto-enrol": ("on", "off")}
         return [
             Choice(name=o, value=o) for o in options.get(str(setting), ()) if o.startswith(current)

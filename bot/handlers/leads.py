@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import update
+from sqlalchemy import and_, or_, update
 from sqlmodel import col, select
 
 from bot import commands as grammar
@@ -21,7 +21,16 @@ from bot.digests import digest_schedule, readable_by_leads, record_reads
 from bot.handlers import handles
 from bot.messages import Outcome, Section
 from bot.models import Delivery, Digest, Enrolment, Learner
-from bot.schedule import ScheduleError, format_days, parse_days, parse_time, parse_zone
+from bot.schedule import (
+    ScheduleError,
+    format_days,
+    holiday_calendar_name,
+    parse_days,
+    parse_holidays,
+    parse_time,
+    parse_zone,
+    split_holidays,
+)
 from bot.stats import Counts, counts
 from bot.text import learner_text, preview
 from bot.wording import mention, plural
@@ -161,6 +170,8 @@ def status_of(
         return "DMs blocked"
     if enrolment is None:
         return "not enrolled"
+    if enrolment.away_until is not None:
+        return f"away until {enrolment.away_until:%Y-%m-%d}"
     if enrolment.status == AWAITING_CONTINUE:
         course = svc.catalog.get(enrolment.course_id)
         lesson = course.lesson(enrolment.lesson_id) if course else None
@@ -269,6 +280,7 @@ def settings_(svc: MentorService, ctx: Context, command: Command, outcome: Outco
             f"Time zone: {ws.timezone or svc.settings.timezone}",
             f"Delivery time: {ws.delivery_time or svc.settings.delivery_time}",
             f"Delivery days: {ws.delivery_days or svc.settings.delivery_days}",
+            f"Public holidays: {_holiday_summary(ws.holidays)}",
             f"Reply visibility: {ws.reply_visibility} "
             "(private: only shared replies reach leads; leads: leads read new replies)",
             f"Auto-enrol new members: {'on' if ws.auto_enrol else 'off'}",
@@ -302,6 +314,16 @@ def _apply_setting(svc: MentorService, ctx: Context, name: str, value: str) -> s
         ws.delivery_time = f"{parse_time(value):%H:%M}"
     elif name == "days":
         ws.delivery_days = format_days(parse_days(value))
+    elif name in ("holidays", "holiday"):
+        ws.holidays = ",".join(parse_holidays(value)) or None
+        _reschedule_workspace(svc, ctx)
+        if ws.holidays is None:
+            return "Saved: no public holidays. Lessons follow the delivery days only."
+        return (
+            f"Saved: no lessons, reminders or check-ins on the public holidays of "
+            f"{_holiday_summary(ws.holidays)}, in each learner's own calendar; a lesson-day "
+            "that falls on one moves to the next delivery day."
+        )
     elif name == "visibility":
         if value.lower() not in ("private", "leads"):
             raise ValueError(f"visibility must be private or leads, not {value!r}")
@@ -321,23 +343,43 @@ def _apply_setting(svc: MentorService, ctx: Context, name: str, value: str) -> s
         ws.default_course = course.id
     else:
         raise ValueError(
-            f"unknown setting {name!r}: use timezone, time, days, visibility, auto-enrol or course"
+            f"unknown setting {name!r}: use timezone, time, days, holidays, visibility, "
+            "auto-enrol or course"
         )
     if name in ("timezone", "tz", "zone", "time", "days"):
         _reschedule_workspace(svc, ctx)
     return f"Saved: {name} = {value}."
 
 
+def _holiday_summary(stored: str | None) -> str:
+    """``DE-BY (Germany, Bayern), US-CA (United States, California)``, or ``none``."""
+    codes = split_holidays(stored)
+    if not codes:
+        return "none"
+    return ", ".join(f"{code} ({holiday_calendar_name(code)})" for code in codes)
+
+
 def _reschedule_workspace(svc: MentorService, ctx: Context) -> None:
-    """New workspace defaults move the next delivery of everyone who uses them."""
+    """New workspace defaults move the next delivery of everyone who uses them, and the
+    day an away learner comes back."""
     rows = ctx.session.exec(
         select(Enrolment, Learner)
         .join(Learner, col(Learner.id) == Enrolment.learner_id)
-        .where(Learner.workspace_id == ctx.workspace.id, Enrolment.status == ACTIVE)
+        .where(
+            Learner.workspace_id == ctx.workspace.id,
+            or_(
+                Enrolment.status == ACTIVE,
+                and_(col(Enrolment.away_until).is_not(None), col(Enrolment.status) != STOPPED),
+            ),
+        )
     ).all()
     now = svc.clock()
     for enrolment, learner in rows:
-        enrolment.next_due_at = svc.schedule_for(learner, ctx.workspace).next_after(now)
+        schedule = svc.schedule_for(learner, ctx.workspace)
+        if enrolment.away_until is not None:
+            enrolment.next_due_at = svc.back_on(schedule, enrolment.away_until)
+        else:
+            enrolment.next_due_at = schedule.next_after(now)
         ctx.session.add(enrolment)
 
 

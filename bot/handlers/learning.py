@@ -1,9 +1,14 @@
-"""A learner's own course commands: start, next, skip, snooze, schedule, pause, progress."""
+"""A learner's own course commands: start, next, skip, snooze, schedule, pause, away,
+progress."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import re
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
+
+from sqlalchemy import update
+from sqlmodel import col
 
 from bot import commands as grammar
 from bot.commands import Command
@@ -15,8 +20,9 @@ from bot.models import Delivery, Enrolment
 from bot.outbox import queue_delivery
 from bot.questions import numbered_questions, resolve_target, situation
 from bot.router import newest_open
-from bot.schedule import QUIET_FROM, ScheduleError, format_days, parse_schedule_args
+from bot.schedule import QUIET_FROM, Schedule, ScheduleError, format_days, parse_schedule_args
 from bot.stats import counts
+from bot.text import learner_text
 from bot.wording import plural, quote, schedule_sentence, workspace_privacy
 
 if TYPE_CHECKING:
@@ -127,8 +133,22 @@ def next_(svc: MentorService, ctx: Context, _command: Command, outcome: Outcome)
         return
     if enrolment.status in (AWAITING_CONTINUE, WAITING_CONTENT):
         svc.advance_lesson(ctx, enrolment, outcome)
-        return
-    svc.deliver_next_day(ctx, enrolment, outcome)
+    else:
+        svc.deliver_next_day(ctx, enrolment, outcome)
+    if enrolment.away_until is not None:
+        # Going on to a new lesson makes the enrolment active again; it still wakes only
+        # when the away period is over.
+        schedule = svc.schedule_for(ctx.learner, ctx.workspace)
+        enrolment.next_due_at = svc.back_on(schedule, enrolment.away_until)
+        # Named by the day it came with, so a second `next` does not repeat it word for word.
+        sent = f"Day {enrolment.day}, as you asked. " if outcome.deliveries else ""
+        outcome.replies.append(
+            ctx.answer(
+                f"{sent}You are still away until "
+                f"{day_name(enrolment.away_until, svc.clock())}: I send nothing by myself "
+                f"until then. `{grammar.PREFIX} resume` ends it sooner."
+            )
+        )
 
 
 @handles("not-yet")
@@ -261,10 +281,13 @@ def schedule_(svc: MentorService, ctx: Context, command: Command, outcome: Outco
         ctx.learner.timezone = zone.key
     ctx.session.add(ctx.learner)
     enrolment = svc.enrolment(ctx)
-    if enrolment is not None and enrolment.status == ACTIVE:
+    schedule = svc.schedule_for(ctx.learner, ctx.workspace)
+    if enrolment is not None and enrolment.away_until is not None:
+        enrolment.next_due_at = svc.back_on(schedule, enrolment.away_until)
+        enrolment.updated_at = svc.clock()
+    elif enrolment is not None and enrolment.status == ACTIVE:
         enrolment.next_due_at = svc.next_slot(ctx, delivered_today=svc.lesson_today(ctx))
         enrolment.updated_at = svc.clock()
-    schedule = svc.schedule_for(ctx.learner, ctx.workspace)
     nxt = svc.next_lesson_day(enrolment)
     nxt_text = f" Next lesson-day: {svc.when(ctx, nxt)}." if nxt else ""
     outcome.replies.append(ctx.answer(f"Done: lessons arrive at {schedule.describe()}.{nxt_text}"))
@@ -275,6 +298,18 @@ def pause(svc: MentorService, ctx: Context, _command: Command, outcome: Outcome)
     enrolment = svc.enrolment(ctx)
     if enrolment is None:
         outcome.replies.append(svc.not_enrolled(ctx))
+        return
+    if enrolment.away_until is not None:
+        last_day = enrolment.away_until
+        enrolment.status, enrolment.away_until, enrolment.next_due_at = PAUSED, None, None
+        enrolment.updated_at = svc.clock()
+        outcome.replies.append(
+            ctx.answer(
+                f"You were away until {day_name(last_day, svc.clock())}; now you are paused "
+                f"with no end date. I won't send anything until you say `{grammar.PREFIX} "
+                "resume`. Your place and your replies are kept."
+            )
+        )
         return
     if enrolment.status == PAUSED:
         outcome.replies.append(ctx.answer("You are already paused."))
@@ -296,16 +331,21 @@ def resume(svc: MentorService, ctx: Context, _command: Command, outcome: Outcome
     if enrolment is None:
         outcome.replies.append(svc.not_enrolled(ctx))
         return
-    if enrolment.status != PAUSED:
+    if enrolment.status != PAUSED and enrolment.away_until is None:
         outcome.replies.append(ctx.answer("You are not paused."))
         return
-    enrolment.status = ACTIVE
+    svc.come_back(enrolment)
     # At most one lesson-day per local day, also around a pause.
     enrolment.next_due_at = svc.next_slot(ctx, delivered_today=svc.lesson_today(ctx))
     enrolment.updated_at = svc.clock()
     nxt = svc.next_lesson_day(enrolment)
     if nxt is not None:
         text = f"Welcome back! Next lesson-day: {svc.when(ctx, nxt)}."
+    elif enrolment.status == WAITING_CONTENT:
+        text = (
+            f"Welcome back! I'll send lesson {enrolment.waiting_for_lesson} as soon as it is "
+            "published."
+        )
     else:
         text = "Welcome back! This lesson has no days left; I'll ask whether to go on."
     outcome.replies.append(ctx.answer(text))
@@ -313,6 +353,8 @@ def resume(svc: MentorService, ctx: Context, _command: Command, outcome: Outcome
 
 def phase(svc: MentorService, ctx: Context, enrolment: Enrolment) -> str:
     """Where the learner is: lesson, practice phase, waiting for a lesson, finished."""
+    if enrolment.away_until is not None:
+        return f"away until {day_name(enrolment.away_until, svc.clock())}"
     if enrolment.status == PAUSED:
         return "paused"
     course, lesson = svc.course_lesson(enrolment)
@@ -330,6 +372,120 @@ def phase(svc: MentorService, ctx: Context, enrolment: Enrolment) -> str:
     return f"finished{offer}" if next_id else "finished"
 
 
+AWAY_MAX_DAYS = 365  # the longest away period, today included
+_SPAN = re.compile(r"^(?P<count>\d{1,6})\s*(?P<unit>d|days?|w|wks?|weeks?)$", re.IGNORECASE)
+_DATE = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}$")
+AWAY_USAGE = (
+    f"`{grammar.PREFIX} away 3d`, `{grammar.PREFIX} away 2w` or "
+    f"`{grammar.PREFIX} away until YYYY-MM-DD`"
+)
+
+
+def away_last_day(args: tuple[str, ...], today: date) -> date:
+    """The last local day of the away period ``args`` ask for. ``3d`` and ``2w`` count
+    today as the first day away (``away 1d``: just today); ``until YYYY-MM-DD`` names
+    the last day away. Raises ``ValueError`` with one line for the learner."""
+    words = list(args)
+    if words and words[0].lower() == "until":
+        words = words[1:]
+    text = " ".join(words).strip()
+    if not text:
+        raise ValueError(f"say for how long: {AWAY_USAGE}")
+    shown = learner_text(text[:40])
+    span = _SPAN.match(text)
+    if span is not None:
+        count = int(span["count"])
+        days = count * (7 if span["unit"].lower().startswith("w") else 1)
+        if days == 0:
+            raise ValueError(f"`{shown}` is no time away: give at least 1d")
+        if days > AWAY_MAX_DAYS:
+            raise ValueError(
+                f"{shown} is more than a year away: the longest away period is "
+                f"{AWAY_MAX_DAYS} days, or use `{grammar.PREFIX} pause`"
+            )
+        return today + timedelta(days=days - 1)
+    if not _DATE.match(text):
+        raise ValueError(f"I can't read `{shown}` as a time away: use {AWAY_USAGE}")
+    try:
+        last = datetime.strptime(text, "%Y-%m-%d").date()
+    except ValueError:
+        raise ValueError(f"{shown} is not a date in the calendar: write YYYY-MM-DD") from None
+    if last < today:
+        raise ValueError(
+            f"{last:%Y-%m-%d} is in the past: give today or a later day, e.g. "
+            f"`{grammar.PREFIX} away until {today + timedelta(days=7):%Y-%m-%d}`"
+        )
+    if (last - today).days >= AWAY_MAX_DAYS:
+        longest = today + timedelta(days=AWAY_MAX_DAYS - 1)
+        raise ValueError(
+            f"{last:%Y-%m-%d} is more than a year away: the latest is {longest:%Y-%m-%d}, "
+            f"or use `{grammar.PREFIX} pause`"
+        )
+    return last
+
+
+def day_name(day: date, now: datetime) -> str:
+    """``Tuesday 06 April``, with the year when it is not this one."""
+    return f"{day:%A %d %B}" + (f" {day.year}" if day.year != now.year else "")
+
+
+def _holidays_between(schedule: Schedule, first: date, back: datetime) -> list[str]:
+    """The public holidays that keep the learner's return from being earlier."""
+    found = []
+    for day, _instant, holiday in schedule.slots(first):
+        if day >= schedule.local_date(back):
+            break
+        named = schedule.holiday_name(day) if holiday else None
+        if named is not None:
+            found.append(named[0])
+    return found
+
+
+@handles("away")
+def away(svc: MentorService, ctx: Context, command: Command, outcome: Outcome) -> None:
+    enrolment = svc.enrolment(ctx)
+    if enrolment is None:
+        outcome.replies.append(svc.not_enrolled(ctx))
+        return
+    schedule = svc.schedule_for(ctx.learner, ctx.workspace)
+    now = svc.clock()
+    today = schedule.local_date(now)
+    try:
+        last_day = away_last_day(command.args, today)
+    except ValueError as exc:
+        outcome.replies.append(ctx.answer(f"Sorry, {exc}."))
+        return
+    was_away = enrolment.away_until is not None
+    back = svc.go_away(enrolment, schedule, last_day, now)
+    # A reminder the learner asked for (snooze) would otherwise still come while away.
+    ctx.session.exec(
+        update(Delivery)  # type: ignore[call-overload]
+        .where(
+            col(Delivery.learner_id) == ctx.learner.id,
+            col(Delivery.status) == "pending",
+            col(Delivery.kind) == "reminder",
+            col(Delivery.due_at) < back,
+        )
+        .values(status="cancelled", error="the learner is away")
+    )
+    days = plural((last_day - today).days + 1, "day")
+    holidays = _holidays_between(schedule, last_day + timedelta(days=1), back)
+    with_what = " with your next lesson-day" if svc.next_lesson_day(enrolment) else ""
+    after = ""
+    if holidays:
+        names = ", ".join(holidays[:-1]) + (" and " if len(holidays) > 1 else "") + holidays[-1]
+        after = f", after the public {'holidays' if len(holidays) > 1 else 'holiday'} {names}"
+    opening = "Changed: you are away" if was_away else "Enjoy your time away! You are away"
+    outcome.replies.append(
+        ctx.answer(
+            f"{opening} for {days}, through {day_name(last_day, now)}: no lessons, reminders "
+            f"or check-ins until then. I'll be back on {svc.when(ctx, back)}{with_what}{after}. "
+            f"Say `{grammar.PREFIX} resume` to come back sooner; your place and your replies "
+            "are kept."
+        )
+    )
+
+
 @handles("progress")
 def progress(svc: MentorService, ctx: Context, _command: Command, outcome: Outcome) -> None:
     enrolment = svc.enrolment(ctx)
@@ -339,16 +495,22 @@ def progress(svc: MentorService, ctx: Context, _command: Command, outcome: Outco
     numbers = counts(ctx.session, ctx.learner.id or 0, enrolment.id)
     schedule = svc.schedule_for(ctx.learner, ctx.workspace)
     nxt = svc.next_lesson_day(enrolment)
+    if nxt is not None:
+        next_text = svc.when(ctx, nxt)
+    elif enrolment.status == PAUSED and enrolment.away_until is None:
+        next_text = f"when you say `{grammar.PREFIX} resume`"
+    else:
+        next_text = "none left in this lesson"
     lines = [
         f"Course: {svc.position(enrolment)}",
         f"Answers: {numbers.summary()}",
         f"Phase: {phase(svc, ctx, enrolment)}",
         f"Schedule: {schedule.describe()}",
-        f"Next lesson-day: {svc.when(ctx, nxt) if nxt else 'none left in this lesson'}",
+        f"Next lesson-day: {next_text}",
     ]
     toggle = (
         Action("resume", "Resume", "resume", "primary")
-        if enrolment.status == PAUSED
+        if enrolment.status == PAUSED or enrolment.away_until is not None
         else Action("pause", "Pause", "pause")
     )
     outcome.replies.append(

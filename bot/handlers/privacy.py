@@ -102,6 +102,7 @@ def personal_data(session: Session, workspace: Workspace, learner: Learner) -> d
                 "lesson": e.lesson_id,
                 "day": e.day,
                 "status": e.status,
+                "away_until": e.away_until.isoformat() if e.away_until else None,
                 "assigned_by": e.assigned_by,
                 "started_at": when(e.started_at),
             }

@@ -22,7 +22,14 @@ from adapters.discord.render import (
     reference,
     render,
 )
-from adapters.discord.slash import MentorGroup, command_text, raw_command_words, zone_choices
+from adapters.discord.slash import (
+    FOLDED,
+    MentorGroup,
+    command_text,
+    holiday_choices,
+    raw_command_words,
+    zone_choices,
+)
 from bot.commands import SPECS
 from bot.messages import Action, OutgoingMessage, Section
 from bot.ports import TemporarySendError
@@ -180,7 +187,19 @@ def test_the_slash_group_mirrors_the_core_grammar() -> None:
             return []
 
     group = MentorGroup(Runner())  # type: ignore[arg-type]
-    assert {c.name for c in group.commands} == {s.name for s in SPECS if not s.hidden}
+    names = {c.name for c in group.commands}
+    # Past Discord's 25 subcommands, a command rides on a related subcommand's options.
+    assert set(FOLDED.values()) <= names
+    assert names | set(FOLDED) == {s.name for s in SPECS if not s.hidden}
     for command in group.commands:
         assert 1 <= len(command.description) <= 100  # Discord's limits
         assert len(command.parameters) <= 25
+
+
+def test_holiday_codes_are_offered_as_they_are_typed() -> None:
+    assert next(c.value for c in holiday_choices("")) == "off"
+    assert [c.value for c in holiday_choices("de")][:2] == ["DE", "DEU"]
+    assert "DE-BY" in [c.value for c in holiday_choices("de-b")]
+    # The last code of a list is completed; the ones before it are kept.
+    assert "DE, US-CA" in [c.value for c in holiday_choices("DE, us-c")]
+    assert all(len(c.value) <= 100 for c in holiday_choices("DE, " * 40))

@@ -1,7 +1,7 @@
 """practice named on each answer, spaced review of answers
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0008
 Create Date: 2026-11-30
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import bot.models
 
 revision: str = "0009"
-down_revision: str | None = "0006"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -31,7 +31,10 @@ def upgrade() -> None:
         batch.create_index("ix_reply_review_of_id", ["review_of_id"])
     # Enrolments that wait for the learner carry nothing due (the planning pass reads
     # only what is due); `resume` and the other wake-ups set the next instant again.
-    op.execute("UPDATE enrolment SET next_due_at = NULL WHERE status IN ('paused', 'stopped')")
+    op.execute(
+        "UPDATE enrolment SET next_due_at = NULL "
+        "WHERE status = 'stopped' OR (status = 'paused' AND away_until IS NULL)"
+    )
 
 
 def downgrade() -> None:
