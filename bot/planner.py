@@ -449,6 +449,7 @@ class Planner:
                 resting(enrolment)
                 or not schedule.is_delivery_day(schedule.local_date(now))
                 or self._sent_today(session, learner.id or 0, schedule, now) >= DAILY_CAP - 1
+                or self._busy_near(session, learner.id or 0, now)
             ):
                 reply.review_at = later
                 continue
@@ -462,6 +463,25 @@ class Planner:
                     review_time(schedule, reply.created_at, reply.reviews_done), later
                 )
         return len(rows)
+
+    @staticmethod
+    def _busy_near(session: Session, learner_id: int, now: datetime) -> bool:
+        """Another bot-initiated message within the hour: a review waits a day rather
+        than arriving together with it."""
+        return (
+            session.exec(
+                select(Delivery.id)
+                .where(
+                    Delivery.learner_id == learner_id,
+                    Delivery.origin == "schedule",
+                    Delivery.status != "cancelled",
+                    col(Delivery.due_at) > now - timedelta(hours=1),
+                    col(Delivery.due_at) <= now + timedelta(hours=1),
+                )
+                .limit(1)
+            ).first()
+            is not None
+        )
 
     def _due_digests(self, session: Session, now: datetime, total: PlanResult) -> int:
         rows = self._due(session, Digest, Digest.next_due_at, now)

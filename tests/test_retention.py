@@ -162,7 +162,7 @@ def test_the_engine_prunes_on_its_own_about_hourly(settings: Any, clock: Clock) 
         chat.say("My answer.")
         clock.now = clock.now + timedelta(days=1, hours=2)
         asyncio.run(app.engine.tick())  # day 2; its lesson row is new and stays
-        clock.now = clock.now + timedelta(days=3)
+        clock.now = clock.now + timedelta(days=4)  # Monday: day 3
         asyncio.run(app.engine.tick())
         with Session(app.store.engine) as session:
             rows = session.exec(select(Delivery)).all()
