@@ -30,11 +30,15 @@ def quote(text: str, length: int = 80) -> str:
     return f"“{learner_text(preview(text, length))}”"
 
 
-def question_name(kind: str, question: str | None, practice: str | None) -> str:
-    """How to refer to a question in one line: a check-in by its practice, a lesson
-    question by its words."""
+def question_name(
+    kind: str, question: str | None, practice: str | None, about: str | None = None
+) -> str:
+    """How to refer to a question in one line: a check-in by its practice, a look back
+    by the question it revisits, a lesson question by its words."""
     if kind == "practice" and practice:
         return f"your check-in on “{practice}”"
+    if kind == "review" and about:
+        return f"the look back at {quote(about, 100)}"
     return quote(question or "", 120)
 
 

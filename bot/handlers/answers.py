@@ -54,15 +54,17 @@ _ACKS = (
 )
 
 
-def _name(question: Delivery | None, fallback: str = "") -> str:
+def _name(ctx: Context, question: Delivery | None, fallback: str = "") -> str:
     if question is None:
         return quote(fallback)
-    return question_name(question.kind, question.question, question.body)
+    parent = ctx.session.get(Delivery, question.parent_id) if question.parent_id else None
+    about = parent.question if parent is not None else None
+    return question_name(question.kind, question.question, question.body, about)
 
 
 def _answer_name(ctx: Context, answer: Reply) -> str:
     question = ctx.session.get(Delivery, answer.delivery_id) if answer.delivery_id else None
-    return _name(question, answer.question)
+    return _name(ctx, question, answer.question)
 
 
 def unusable(svc: MentorService, ctx: Context, reading: TextReading, outcome: Outcome) -> None:
@@ -171,8 +173,8 @@ def _ask(svc: MentorService, ctx: Context, question: Delivery, reason: str, chan
         "gone": "The message you replied to isn't one of your open questions.",
     }.get(reason, "")
     return ctx.answer(
-        f"{why} Is this your answer to {_name(question)}? I've kept it as a note until you say "
-        f"(`{grammar.PREFIX} yes` or `{grammar.PREFIX} note`).{changed}".strip(),
+        f"{why} Is this your answer to {_name(ctx, question)}? I've kept it as a note until "
+        f"you say (`{grammar.PREFIX} yes` or `{grammar.PREFIX} note`).{changed}".strip(),
         actions=(
             Action("yes", "Yes, it's my answer", "yes", "primary"),
             Action("note", "No, just a note", "note"),
@@ -564,7 +566,7 @@ def move(svc: MentorService, ctx: Context, command: Command, outcome: Outcome) -
     ctx.session.add(reply)
     ctx.session.flush()
     outcome.replies.append(
-        ctx.answer(f"Moved: reply {number} is now your answer to {_name(item.delivery)}.")
+        ctx.answer(f"Moved: reply {number} is now your answer to {_name(ctx, item.delivery)}.")
     )
 
 
