@@ -86,13 +86,17 @@ class Dispatcher:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     concurrency: int = 16
     batch: int = 200
-    limiter: RateLimiter = field(default_factory=RateLimiter)
+    limiter: RateLimiter | None = None  # shared budgets in ``store``
     stats: DispatchStats = field(default_factory=DispatchStats)
     accepting: bool = True
     _marks: list[
         tuple[int, datetime, SendResult, Rendered, datetime | None, asyncio.Future[None]]
     ] = field(default_factory=list, repr=False)
     _flusher: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.limiter is None:
+            self.limiter = RateLimiter(self.store)
 
     def _now(self) -> datetime:
         return self.service.clock()  # one clock for planning and sending
@@ -234,6 +238,7 @@ class Dispatcher:
                 await self._mark_sent(delivery_id, found, rendered)
                 return
         limits: list[Limit] = list(getattr(adapter, "rate_limits", lambda _m: [])(message))
+        assert self.limiter is not None
         await self.limiter.acquire(limits)
         started = time.perf_counter()
         try:
@@ -242,7 +247,7 @@ class Dispatcher:
             metrics.RATE_LIMITED.labels(adapter.platform).inc()
             self.stats.rate_limited += 1
             scoped = [limit for limit in limits if limit.key == exc.scope]
-            self.limiter.block(scoped or limits, exc.retry_after)
+            await self.limiter.block(scoped or limits, exc.retry_after)
             when = self._now() + timedelta(seconds=exc.retry_after)
             why = str(exc)
             await self._db(
