@@ -9,6 +9,10 @@ The rules, the same for every platform:
 - a row left ``sending`` by a process that died has an unknown outcome: the adapter is
   asked whether the message arrived (``find_delivered``); if it cannot tell, the row is
   sent again with the same idempotency key, which platforms that support one dedupe.
+  The same goes for a row whose send failed in a way that may have delivered it (a
+  timeout, a dropped connection), and for a row whose send was still on the wire when
+  the process stopped: each is handed back ``sending`` with no owner, never ``pending``,
+  so even another process or a restart checks before sending again.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from bot.outbox import (
     renew_leases,
 )
 from bot.planner import Planner
-from bot.ports import Adapter, PermanentSendError, RateLimited, SendError
+from bot.ports import Adapter, PermanentSendError, RateLimited, SendError, TemporarySendError
 from bot.ratelimit import Limit, RateLimiter
 from bot.schedule import reminder_time
 from bot.service import MentorService, Rendered
@@ -93,6 +97,13 @@ class Dispatcher:
         tuple[int, datetime, SendResult, Rendered, datetime | None, asyncio.Future[None]]
     ] = field(default_factory=list, repr=False)
     _flusher: asyncio.Task[None] | None = field(default=None, repr=False)
+    # Rows this process holds whose message may have reached the platform: taken over
+    # unsure, or handed to the adapter and not yet recorded.
+    _maybe_out: set[int] = field(default_factory=set, repr=False)
+    _sending: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
+    _stopped: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = field(
+        default=None, repr=False
+    )
 
     def __post_init__(self) -> None:
         if self.limiter is None:
@@ -103,6 +114,27 @@ class Dispatcher:
 
     async def _db(self, work):  # type: ignore[no-untyped-def]
         return await asyncio.to_thread(self.store.run, work)
+
+    def _stop_event(self) -> asyncio.Event:
+        """Set once the dispatcher stops; one per event loop (tests run several)."""
+        loop = asyncio.get_running_loop()
+        if self._stopped is None or self._stopped[0] is not loop:
+            self._stopped = (loop, asyncio.Event())
+        event = self._stopped[1]
+        if not self.accepting:
+            event.set()
+        return event
+
+    def stop(self) -> None:
+        """Claim nothing more, and give up waiting for rate limits: what is not on the
+        wire yet is handed back by ``release_all``."""
+        self.accepting = False
+        if self._stopped is not None:
+            self._stopped[1].set()
+
+    def in_flight(self) -> set[asyncio.Task[None]]:
+        """Sends under way in this process (those of a pass and those of commands)."""
+        return {task for task in self._sending if not task.done()}
 
     # ------------------------------------------------------------------ entry points
 
@@ -127,11 +159,18 @@ class Dispatcher:
         handled = 0
         gate = asyncio.Semaphore(self.concurrency)
         async with self._leases_kept():
-            now = self._now()
-            expired = await self._db(
-                lambda s: claim_expired(s, owner=self.owner, now=now, lease=self.lease)
-            )
-            if expired:
+            while self.accepting:
+                expired = await self._db(
+                    lambda s: claim_expired(
+                        s,
+                        owner=self.owner,
+                        now=self._now(),
+                        lease=self.lease,
+                        limit=self.batch,
+                    )
+                )
+                if not expired:
+                    break
                 await self._send_batch(expired, gate, recovering=True)
                 handled += len(expired)
             in_flight: set[asyncio.Task[None]] = set()
@@ -163,9 +202,21 @@ class Dispatcher:
         return handled
 
     async def release_all(self) -> int:
-        """On shutdown: give back rows this process claimed but has not sent."""
-        self.accepting = False
-        return int(await self._db(lambda s: release_owned(s, owner=self.owner)))
+        """On shutdown: give back every row this process holds. Rows whose message may
+        have reached the platform go back in the state that makes the next sender
+        check first; the others go back ``pending``. Returns how many."""
+        self.stop()
+        unsure = sorted(self._maybe_out)
+        released, checked = await self._db(
+            lambda s: release_owned(s, owner=self.owner, now=self._now(), unsure=unsure)
+        )
+        if checked:
+            log.warning(
+                "%d deliveries may have reached the platform while stopping; "
+                "they will be checked before any resend",
+                checked,
+            )
+        return int(released + checked)
 
     # ------------------------------------------------------------------ sending
 
@@ -192,17 +243,47 @@ class Dispatcher:
     async def _send_batch(
         self, ids: list[int], gate: asyncio.Semaphore, recovering: bool = False
     ) -> None:
+        if recovering:
+            self._maybe_out.update(ids)
         ready = await asyncio.to_thread(self.service.render_many, ids)
 
         async def one(delivery_id: int) -> None:
             async with gate:
                 if not self.accepting:
-                    return
-                await self._send_one(delivery_id, ready[delivery_id], recovering)
+                    return  # stopping: the row is handed back by release_all
+                if await self._send_one(delivery_id, ready[delivery_id], recovering):
+                    self._maybe_out.discard(delivery_id)  # its outcome is recorded
 
-        await asyncio.gather(*(one(i) for i in ids))
+        tasks = [asyncio.create_task(one(i)) for i in ids]
+        self._sending.update(tasks)
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            self._sending.difference_update(tasks)
 
-    async def _send_one(self, delivery_id: int, rendered: Rendered, recovering: bool) -> None:
+    async def _paced(self, limits: list[Limit]) -> bool:
+        """Wait for the rate limits; False if the dispatcher stopped meanwhile (nothing
+        was sent, so the row can go back as it is)."""
+        assert self.limiter is not None
+        if not limits:
+            return self.accepting
+        stopped = self._stop_event()
+        acquire = asyncio.ensure_future(self.limiter.acquire(limits))
+        stopping = asyncio.ensure_future(stopped.wait())
+        try:
+            await asyncio.wait({acquire, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not acquire.done():
+                acquire.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await acquire
+        if acquire.cancelled():
+            return False
+        acquire.result()
+        return self.accepting
+
+    async def _send_one(self, delivery_id: int, rendered: Rendered, recovering: bool) -> bool:
         message = rendered.message
         if isinstance(message, OutgoingMessage):
             context = bound(
@@ -215,31 +296,40 @@ class Dispatcher:
         else:
             context = bound(delivery=delivery_id, kind=rendered.kind)
         with context:
-            await self._send_rendered(delivery_id, rendered, recovering)
+            return await self._send_rendered(delivery_id, rendered, recovering)
 
-    async def _send_rendered(self, delivery_id: int, rendered: Rendered, recovering: bool) -> None:
+    async def _send_rendered(self, delivery_id: int, rendered: Rendered, recovering: bool) -> bool:
+        """Send one row and record the outcome; False if it was left as it was (the
+        dispatcher stopped before the message left)."""
         if isinstance(rendered.message, str):
             reason = rendered.message
             self.stats.cancelled += 1
             metrics.DELIVERIES.labels(rendered.kind, "cancelled").inc()
             log.info("delivery %s cancelled: %s", delivery_id, reason)
             await self._db(lambda s: cancel(s, delivery_id, reason=reason))
-            return
+            return True
         message: OutgoingMessage = rendered.message
         adapter = self.adapters.get(message.platform)
         if adapter is None:
-            await self._retry(delivery_id, f"no {message.platform} adapter is running", 60.0)
-            return
+            why = f"no {message.platform} adapter is running"
+            await self._retry(delivery_id, why, 60.0, maybe_delivered=recovering)
+            return True
         if recovering:
             found = await self._find_delivered(adapter, message)
             if found is not None:
                 self.stats.recovered += 1
-                log.info("delivery %s had reached %s before a crash", delivery_id, adapter.platform)
+                log.info(
+                    "delivery %s had reached %s before it was recorded",
+                    delivery_id,
+                    adapter.platform,
+                )
                 await self._mark_sent(delivery_id, found, rendered)
-                return
+                return True
         limits: list[Limit] = list(getattr(adapter, "rate_limits", lambda _m: [])(message))
+        if not await self._paced(limits):
+            return False  # stopping before it left: handed back by release_all
         assert self.limiter is not None
-        await self.limiter.acquire(limits)
+        self._maybe_out.add(delivery_id)  # on the wire from here until recorded
         started = time.perf_counter()
         try:
             result = await adapter.send(message)
@@ -253,22 +343,24 @@ class Dispatcher:
             await self._db(
                 lambda s: release(s, delivery_id, retry_at=when, reason=why, count_attempt=False)
             )
-            return
+            return True
         except PermanentSendError as exc:
             metrics.DELIVERIES.labels(rendered.kind, "failed").inc()
             await self._permanent(delivery_id, message, exc)
-            return
+            return True
         except SendError as exc:
             metrics.RETRIES.labels(adapter.platform).inc()
-            await self._retry(delivery_id, str(exc))
-            return
+            maybe = isinstance(exc, TemporarySendError) and exc.maybe_delivered
+            await self._retry(delivery_id, str(exc), maybe_delivered=maybe)
+            return True
         except Exception as exc:  # an adapter bug must not kill the dispatcher
             log.exception("adapter %s crashed sending delivery %s", adapter.platform, delivery_id)
-            await self._retry(delivery_id, f"adapter error: {exc!r}")
-            return
+            await self._retry(delivery_id, f"adapter error: {exc!r}", maybe_delivered=True)
+            return True
         metrics.SEND_SECONDS.labels(adapter.platform).observe(time.perf_counter() - started)
         metrics.DELIVERIES.labels(rendered.kind, "sent").inc()
         await self._mark_sent(delivery_id, result, rendered)
+        return True
 
     async def _find_delivered(
         self, adapter: Adapter, message: OutgoingMessage
@@ -337,7 +429,13 @@ class Dispatcher:
                 if not done.done():
                     done.set_result(None)
 
-    async def _retry(self, delivery_id: int, reason: str, after: float | None = None) -> None:
+    async def _retry(
+        self,
+        delivery_id: int,
+        reason: str,
+        after: float | None = None,
+        maybe_delivered: bool = False,
+    ) -> None:
         def work(session: Session) -> str:
             delivery = session.get(Delivery, delivery_id)
             if delivery is None:
@@ -351,7 +449,11 @@ class Dispatcher:
                 return "failed"
             wait = after if after is not None else self.policy.delay(delivery.attempts)
             release(
-                session, delivery_id, retry_at=self._now() + timedelta(seconds=wait), reason=reason
+                session,
+                delivery_id,
+                retry_at=self._now() + timedelta(seconds=wait),
+                reason=reason,
+                maybe_delivered=maybe_delivered,
             )
             return "retry"
 
@@ -393,24 +495,33 @@ class Engine:
 
     planner: Planner
     dispatcher: Dispatcher
-    _running: asyncio.Task[None] | None = field(default=None, repr=False)
+    ticks: int = 0  # passes the scheduler's clock started
+    _passes: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
 
     async def tick(self) -> None:
         if not self.dispatcher.accepting:
             return  # shutting down: no new work
-        self._running = asyncio.current_task()  # type: ignore[assignment]
+        self.ticks += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._passes.add(task)  # type: ignore[arg-type]
         try:
-            await self._tick()
+            await self._plan_and_send()
         finally:
-            self._running = None
+            if task is not None:
+                self._passes.discard(task)  # type: ignore[arg-type]
 
     async def drain(self) -> None:
-        """Wait for the tick in progress (its in-flight sends) to finish."""
-        running = self._running
-        if running is not None and not running.done():
-            await asyncio.shield(running)
+        """Wait for the tick in progress and every send on the wire to finish."""
+        me = asyncio.current_task()
+        while True:
+            busy = {t for t in self._passes if not t.done()} | self.dispatcher.in_flight()
+            busy.discard(me)  # type: ignore[arg-type]
+            if not busy:
+                return
+            await asyncio.wait(busy)
 
-    async def _tick(self) -> None:
+    async def _plan_and_send(self) -> None:
         service = self.planner.service
         if service.settings.content_watch and await asyncio.to_thread(
             service.catalog_holder.changed

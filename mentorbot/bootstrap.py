@@ -141,11 +141,24 @@ async def serve(app: App, adapters: list[Adapter], *, tick: bool = True) -> None
 
 
 async def _shutdown(
-    app: App, adapters: list[Adapter], tasks: list[asyncio.Task[None]], ticker: object
+    app: App,
+    adapters: list[Adapter],
+    tasks: list[asyncio.Task[None]],
+    ticker: object,
 ) -> None:
-    app.dispatcher.accepting = False  # claim nothing new; queued sends are skipped
+    """Stop claiming, let sends on the wire finish, hand back the rest, close adapters.
+
+    Most of MENTORBOT_SHUTDOWN_TIMEOUT goes to the sends on the wire; a send still
+    unanswered after that is handed back in the state that makes the next sender ask
+    the platform whether it arrived, because closing the adapters cuts it off with its
+    outcome unknown."""
+    app.dispatcher.stop()  # claim nothing new; sends not yet on the wire are skipped
     ticker.stop()  # type: ignore[attr-defined]
-    await app.engine.drain()  # sends already on the wire finish
+    budget = app.settings.shutdown_timeout * 0.75
+    try:
+        await asyncio.wait_for(app.engine.drain(), budget)  # sends on the wire finish
+    except TimeoutError:
+        log.warning("sends still unanswered after %.1fs of shutdown", budget)
     released = await app.dispatcher.release_all()  # the rest go back for another replica
     if released:
         log.info("gave back %d unsent deliveries", released)

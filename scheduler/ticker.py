@@ -4,6 +4,7 @@ nothing. Every replica may tick: claims in the core are atomic."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -18,8 +19,18 @@ class Ticker:
         self._tick = tick
         self.every_seconds = every_seconds
         self._scheduler: AsyncIOScheduler | None = None
+        self._current: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
+        """The scheduler's job only starts a tick in a task of its own and returns:
+        stopping the scheduler cancels the jobs it is running, and a tick cancelled
+        mid-send would leave messages on the wire unrecorded. The engine's drain waits
+        for the tick instead. A tick still running when the next is due is not doubled."""
+        if self._current is not None and not self._current.done():
+            return
+        self._current = asyncio.create_task(self._guarded(), name="delivery-tick")
+
+    async def _guarded(self) -> None:
         try:
             await self._tick()
         except Exception:  # one bad tick must not stop the next

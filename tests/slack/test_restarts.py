@@ -25,6 +25,7 @@ from tests.support.slack_bot import (
     delivery_key,
     lesson_posts,
     posted_keys,
+    seed_due_learners,
     slack_users,
 )
 
@@ -67,6 +68,71 @@ def assert_each_lesson_once(slack: SlackEmulator, url: str) -> None:
     assert {k: n for k, n in keys.items() if n > 1} == {}, "duplicates"
     statuses = [r.status for r in rows(url)]
     assert statuses == ["sent"] * LEARNERS
+
+
+def test_sigterm_mid_fan_out_lets_sends_on_the_wire_finish(
+    store_url: str, slack: SlackEmulator, tmp_path
+) -> None:
+    """A stop finishes what is on the wire and gives the rest back: after a restart
+    every learner has day 1 exactly once."""
+    seed_due_learners(store_url, slack_users(slack, LEARNERS))
+    slack.delay_responses("chat.postMessage", 0.2)  # every send spends a while on the wire
+    first = SlackBot(tmp_path, store_url, slack, **FAST)
+    try:
+        wait_for_posts(slack, LEARNERS // 3)
+        assert first.terminate() == 0, "".join(first.log)[-3000:]
+    finally:
+        first.stop()
+    reached = posted_keys(slack)
+    assert 0 < len(reached) < LEARNERS, "the stop must land mid fan-out"
+    by_key = {r.key: r for r in rows(store_url)}
+    # Every message that reached Slack was recorded before the process exited.
+    assert sorted(k for k in reached if by_key[k].status != "sent") == []
+    assert {r.status for r in by_key.values() if r.key not in reached} == {"pending"}
+    assert all(r.lease_owner is None for r in by_key.values())
+
+    slack.delay_responses("chat.postMessage", 0)
+    second = SlackBot(tmp_path, store_url, slack, **FAST)
+    try:
+        wait_for_every_learner(slack, store_url)
+        assert second.terminate() == 0, "".join(second.log)[-3000:]
+    finally:
+        second.stop()
+    assert_each_lesson_once(slack, store_url)
+
+
+def test_sends_still_on_the_wire_when_the_stop_times_out_are_checked_before_a_resend(
+    store_url: str, slack: SlackEmulator, tmp_path
+) -> None:
+    """Slack answers too slowly for the shutdown timeout: the rows whose messages may
+    have arrived are handed back in a state that makes the next process look at the DM
+    first, never as plain pending rows."""
+    seed_due_learners(store_url, slack_users(slack, LEARNERS))
+    slack.delay_responses("chat.postMessage", 30)  # posted at once, answered much later
+    first = SlackBot(tmp_path, store_url, slack, MENTORBOT_SHUTDOWN_TIMEOUT="2", **FAST)
+    try:
+        wait_for_posts(slack, 8)
+        assert first.terminate() == 0, "".join(first.log)[-3000:]
+    finally:
+        first.stop()
+    reached = posted_keys(slack)
+    assert reached, "some messages were on the wire"
+    by_key = {r.key: r for r in rows(store_url)}
+    unsure = sorted(k for k, r in by_key.items() if r.status == "sending")
+    assert sorted(reached) == [k for k in unsure if k in reached]
+    assert all(by_key[k].lease_owner is None for k in unsure)
+    assert {r.status for k, r in by_key.items() if k not in unsure} == {"pending"}
+
+    slack.delay_responses("chat.postMessage", 0)
+    checks_before = len(slack.calls_to("conversations.history"))
+    second = SlackBot(tmp_path, store_url, slack, **FAST)
+    try:
+        wait_for_every_learner(slack, store_url)
+        assert second.terminate() == 0, "".join(second.log)[-3000:]
+    finally:
+        second.stop()
+    assert_each_lesson_once(slack, store_url)
+    assert len(slack.calls_to("conversations.history")) - checks_before >= len(unsure)
 
 
 async def _start_many(bot: SlackBot, slack: SlackEmulator, users: list[str]) -> None:
