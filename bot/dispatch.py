@@ -12,7 +12,9 @@ The rules, the same for every platform:
   The same goes for a row whose send failed in a way that may have delivered it (a
   timeout, a dropped connection), and for a row whose send was still on the wire when
   the process stopped: each is handed back ``sending`` with no owner, never ``pending``,
-  so even another process or a restart checks before sending again.
+  so even another process or a restart checks before sending again;
+- a process knows its own dead: rows held by an earlier process on the same host whose
+  pid is gone (a restart after a crash) are taken over at once, not when the lease ends.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ import os
 import random
 import socket
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlmodel import Session
 
@@ -39,6 +43,7 @@ from bot.outbox import (
     cancel,
     claim,
     claim_expired,
+    lease_owners,
     mark_failed,
     mark_sent,
     release,
@@ -55,7 +60,40 @@ log = logging.getLogger(__name__)
 
 
 def process_identity() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid:boot``: the host and pid let a later process on the same host tell
+    that this one is gone; the boot id tells two lives of one pid apart (a container's
+    process is pid 1 every time it starts)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    with contextlib.suppress(OSError, IndexError):
+        # A killed process its parent has not reaped yet still has its pid: a zombie.
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    return True
+
+
+def owner_is_gone(owner: str, me: str) -> bool:
+    """Whether the process named ``owner`` has certainly ended, as far as ``me`` can
+    tell: only a process on the same host can be checked (its pid is gone, or it is
+    ``me``'s own pid in an earlier life). Elsewhere, only its lease running out says so."""
+    if owner == me:
+        return False
+    theirs, mine = owner.split(":"), me.split(":")
+    if len(theirs) < 2 or len(mine) < 2 or theirs[0] != mine[0]:
+        return False
+    try:
+        pid = int(theirs[1])
+    except ValueError:
+        return False
+    return pid == int(mine[1]) or not _pid_alive(pid)
 
 
 @dataclass(frozen=True)
@@ -159,6 +197,7 @@ class Dispatcher:
         handled = 0
         gate = asyncio.Semaphore(self.concurrency)
         async with self._leases_kept():
+            dead = await self._db(self._dead_owners)
             while self.accepting:
                 expired = await self._db(
                     lambda s: claim_expired(
@@ -167,10 +206,13 @@ class Dispatcher:
                         now=self._now(),
                         lease=self.lease,
                         limit=self.batch,
+                        dead_owners=dead,
                     )
                 )
                 if not expired:
                     break
+                if dead:
+                    log.info("took over %d deliveries of a process that ended", len(expired))
                 await self._send_batch(expired, gate, recovering=True)
                 handled += len(expired)
             in_flight: set[asyncio.Task[None]] = set()
@@ -200,6 +242,15 @@ class Dispatcher:
             if in_flight:
                 await asyncio.gather(*in_flight)
         return handled
+
+    def _dead_owners(self, session: Session) -> list[str]:
+        """Earlier processes on this host that left rows ``sending`` and are gone."""
+        host = self.owner.split(":", 1)[0]
+        return [
+            owner
+            for owner in lease_owners(session, prefix=f"{host}:")
+            if owner_is_gone(owner, self.owner)
+        ]
 
     async def release_all(self) -> int:
         """On shutdown: give back every row this process holds. Rows whose message may

@@ -202,31 +202,49 @@ def claim_expired(
     now: datetime,
     lease: timedelta,
     limit: int = 100,
+    dead_owners: Sequence[str] = (),
 ) -> list[int]:
     """Take over rows whose outcome is unknown: still ``sending`` with the lease over
-    (the sender died, or handed the row back unsure).
+    (the sender died, or handed the row back unsure), or held by ``dead_owners``
+    (senders known to be gone, whatever their lease says).
 
     The message may or may not have reached the platform: the dispatcher asks the
     adapter before sending again. Each take-over counts as an attempt, so a message
     that keeps failing in a way that might have delivered it still ends up failed.
     """
     table = Delivery.__table__  # type: ignore[attr-defined]
+    orphaned = col(Delivery.lease_until) < now
+    still = table.c.lease_until < now
+    if dead_owners:
+        orphaned = sa.or_(orphaned, col(Delivery.lease_owner).in_(list(dead_owners)))
+        still = sa.or_(still, table.c.lease_owner.in_(list(dead_owners)))
     candidates = (
         select(Delivery.id)
-        .where(Delivery.status == SENDING, col(Delivery.lease_until) < now)
+        .where(Delivery.status == SENDING, orphaned)
         .order_by(col(Delivery.id))
         .limit(limit)
     )
     return _take(
         session,
         candidates,
-        still=sa.and_(table.c.status == SENDING, table.c.lease_until < now),
+        still=sa.and_(table.c.status == SENDING, still),
         values={
             "lease_owner": owner,
             "lease_until": now + lease,
             "attempts": table.c.attempts + 1,
         },
     )
+
+
+def lease_owners(session: Session, *, prefix: str) -> list[str]:
+    """The owners (whose names start with ``prefix``) holding ``sending`` rows now."""
+    return list(
+        session.exec(
+            select(Delivery.lease_owner)
+            .where(Delivery.status == SENDING, col(Delivery.lease_owner).startswith(prefix))
+            .distinct()
+        ).all()
+    )  # type: ignore[arg-type]
 
 
 def renew_leases(session: Session, *, owner: str, until: datetime) -> int:

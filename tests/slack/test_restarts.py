@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 
 import aiohttp
 import pytest
@@ -133,6 +134,40 @@ def test_sends_still_on_the_wire_when_the_stop_times_out_are_checked_before_a_re
         second.stop()
     assert_each_lesson_once(slack, store_url)
     assert len(slack.calls_to("conversations.history")) - checks_before >= len(unsure)
+
+
+def test_a_restart_after_sigkill_recovers_its_leased_rows_at_once(
+    store_url: str, slack: SlackEmulator, tmp_path
+) -> None:
+    """Rows a killed process held are taken over by its restart on the same host at
+    start-up, through the DM history check, long before their lease would run out."""
+    seed_due_learners(store_url, slack_users(slack, LEARNERS))
+    slack.delay_responses("chat.postMessage", 0.2)
+    first = SlackBot(tmp_path, store_url, slack, **FAST)
+    try:
+        wait_for_posts(slack, LEARNERS // 3)
+        first.kill()
+    finally:
+        first.stop()
+    held = {r.key: r.lease_until for r in rows(store_url) if r.status == "sending"}
+    assert held, "the kill must leave leased rows behind"
+    leases: list[datetime] = [until for until in held.values() if until is not None]
+    assert len(leases) == len(held)
+
+    slack.delay_responses("chat.postMessage", 0)
+    checks_before = len(slack.calls_to("conversations.history"))
+    second = SlackBot(tmp_path, store_url, slack, **FAST)
+    try:
+        wait_for_every_learner(slack, store_url)
+        assert second.terminate() == 0, "".join(second.log)[-3000:]
+    finally:
+        second.stop()
+    assert_each_lesson_once(slack, store_url)
+    by_key = {r.key: r for r in rows(store_url)}
+    # Every held row went out (or was found in the DM) before its old lease ended.
+    late = [k for k, until in held.items() if not by_key[k].sent_at < until]  # type: ignore[operator]
+    assert late == []
+    assert len(slack.calls_to("conversations.history")) - checks_before >= len(held)
 
 
 async def _start_many(bot: SlackBot, slack: SlackEmulator, users: list[str]) -> None:
