@@ -15,6 +15,10 @@ The rules, the same for every platform:
   so even another process or a restart checks before sending again;
 - a process knows its own dead: rows held by an earlier process on the same host whose
   pid is gone (a restart after a crash) are taken over at once, not when the lease ends.
+
+The engine runs a pass (plan, then send) on the scheduler's tick, and also at the
+earliest instant anything falls due between ticks (a retry after a 429, a reminder, a
+lesson), so the tick is only the safety net.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -46,6 +50,7 @@ from bot.outbox import (
     lease_owners,
     mark_failed,
     mark_sent,
+    next_due,
     release,
     release_owned,
     renew_leases,
@@ -57,6 +62,9 @@ from bot.schedule import reminder_time
 from bot.service import MentorService, Rendered
 
 log = logging.getLogger(__name__)
+
+
+MIN_WAKE_GAP = 0.25  # seconds between passes the alarm starts, whatever is due
 
 
 def process_identity() -> str:
@@ -131,6 +139,8 @@ class Dispatcher:
     limiter: RateLimiter | None = None  # shared budgets in ``store``
     stats: DispatchStats = field(default_factory=DispatchStats)
     accepting: bool = True
+    # Told whenever the outbox gains work for later (a retry), so the engine can wake.
+    wake: Callable[[], None] = field(default=lambda: None, repr=False)
     _marks: list[
         tuple[int, datetime, SendResult, Rendered, datetime | None, asyncio.Future[None]]
     ] = field(default_factory=list, repr=False)
@@ -169,6 +179,7 @@ class Dispatcher:
         self.accepting = False
         if self._stopped is not None:
             self._stopped[1].set()
+        self.wake()
 
     def in_flight(self) -> set[asyncio.Task[None]]:
         """Sends under way in this process (those of a pass and those of commands)."""
@@ -394,6 +405,7 @@ class Dispatcher:
             await self._db(
                 lambda s: release(s, delivery_id, retry_at=when, reason=why, count_attempt=False)
             )
+            self.wake()
             return True
         except PermanentSendError as exc:
             metrics.DELIVERIES.labels(rendered.kind, "failed").inc()
@@ -509,6 +521,7 @@ class Dispatcher:
             return "retry"
 
         outcome = await self._db(work)
+        self.wake()
         if outcome == "failed":
             self.stats.failed += 1
             log.error("delivery %s failed for good: %s", delivery_id, reason)
@@ -542,28 +555,50 @@ class Dispatcher:
 
 @dataclass
 class Engine:
-    """One tick of the delivery engine: plan what is due, then send it."""
+    """The delivery engine: a pass plans what is due, then sends it.
+
+    Passes run on the scheduler's tick (``tick``, the safety net) and, while ``follow``
+    runs, at the earliest instant anything falls due between ticks: a retry after a
+    429 or a 5xx, a lesson, a reminder, a practice follow-up, a digest. After each pass,
+    and whenever work is queued in this process, it reads that instant from the
+    database (a handful of MIN() lookups on indexed columns) and sleeps until then. One
+    pass runs at a time.
+    """
 
     planner: Planner
     dispatcher: Dispatcher
     ticks: int = 0  # passes the scheduler's clock started
+    wakeups: int = 0  # passes started because something fell due between ticks
     _passes: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+    _lock: asyncio.Lock | None = field(default=None, repr=False)
+    _alarm: asyncio.Event | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.dispatcher.wake = self.wake
+
+    def _loop_state(self) -> tuple[asyncio.Lock, asyncio.Event]:
+        """The pass lock and the alarm, made for the running loop (tests run several)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._lock is None or self._alarm is None:
+            self._loop, self._lock, self._alarm = loop, asyncio.Lock(), asyncio.Event()
+        return self._lock, self._alarm
+
+    def wake(self) -> None:
+        """Work was queued or moved: look again at when the next pass is due."""
+        if self._alarm is not None:
+            self._alarm.set()
 
     async def tick(self) -> None:
+        """One pass on the scheduler's clock."""
         if not self.dispatcher.accepting:
             return  # shutting down: no new work
         self.ticks += 1
-        task = asyncio.current_task()
-        if task is not None:
-            self._passes.add(task)  # type: ignore[arg-type]
-        try:
-            await self._plan_and_send()
-        finally:
-            if task is not None:
-                self._passes.discard(task)  # type: ignore[arg-type]
+        await self._pass()
+        self.wake()  # the pass may have queued work for later
 
     async def drain(self) -> None:
-        """Wait for the tick in progress and every send on the wire to finish."""
+        """Wait for the pass in progress and every send on the wire to finish."""
         me = asyncio.current_task()
         while True:
             busy = {t for t in self._passes if not t.done()} | self.dispatcher.in_flight()
@@ -571,6 +606,63 @@ class Engine:
             if not busy:
                 return
             await asyncio.wait(busy)
+
+    async def _pass(self) -> None:
+        lock, _ = self._loop_state()
+        task = asyncio.current_task()
+        if task is not None:
+            self._passes.add(task)  # type: ignore[arg-type]
+        try:
+            async with lock:
+                if self.dispatcher.accepting:
+                    await self._plan_and_send()
+        finally:
+            if task is not None:
+                self._passes.discard(task)  # type: ignore[arg-type]
+
+    def next_due(self) -> datetime | None:
+        """The earliest instant the next pass would find something to do."""
+
+        def read(session: Session) -> datetime | None:
+            found = [next_due(session), self.planner.next_due(session)]
+            return min((t for t in found if t is not None), default=None)
+
+        return self.dispatcher.store.run(read)
+
+    async def follow(self, ceiling: float) -> None:
+        """Run a pass whenever something falls due, until the dispatcher stops. Sleeps
+        at most ``ceiling`` seconds between looks, so work another replica queued for
+        later is found even if that replica is gone."""
+        _, alarm = self._loop_state()
+        clock = self.planner.service.clock
+        last = -MIN_WAKE_GAP
+        while self.dispatcher.accepting:
+            alarm.clear()
+            try:
+                due = await asyncio.to_thread(self.next_due)
+            except Exception:
+                log.exception("could not read when work is next due; the tick will go on")
+                due = None
+            wait = ceiling if due is None else min(ceiling, (due - clock()).total_seconds())
+            # Something due that a pass could not take (another replica holds it) must
+            # not turn this into a busy loop.
+            wait = max(wait, MIN_WAKE_GAP - (time.monotonic() - last))
+            if wait > 0:
+                try:
+                    await asyncio.wait_for(alarm.wait(), wait)
+                    continue  # woken: something changed, look again
+                except TimeoutError:
+                    pass
+                if due is None or clock() < due:
+                    continue
+            if not self.dispatcher.accepting:
+                break
+            self.wakeups += 1
+            try:
+                await self._pass()
+            except Exception:
+                log.exception("delivery pass failed; the next one will try again")
+            last = time.monotonic()
 
     async def _plan_and_send(self) -> None:
         service = self.planner.service

@@ -20,7 +20,7 @@ from typing import TypeVar
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, SQLModel, col, select
+from sqlmodel import Session, SQLModel, col, func, select
 
 from bot.models import Delivery, utcnow
 
@@ -245,6 +245,21 @@ def lease_owners(session: Session, *, prefix: str) -> list[str]:
             .distinct()
         ).all()
     )  # type: ignore[arg-type]
+
+
+def next_due(session: Session) -> datetime | None:
+    """The earliest instant a row becomes claimable: a pending row's ``due_at``, or the
+    end of the wait of a row handed back unsure. Rows under a live lease are their
+    owner's business."""
+    pending = session.exec(
+        select(func.min(Delivery.due_at)).where(Delivery.status == PENDING)
+    ).one()
+    unsure = session.exec(
+        select(func.min(Delivery.lease_until)).where(
+            Delivery.status == SENDING, col(Delivery.lease_owner).is_(None)
+        )
+    ).one()
+    return min((t for t in (pending, unsure) if t is not None), default=None)
 
 
 def renew_leases(session: Session, *, owner: str, until: datetime) -> int:

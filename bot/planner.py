@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DAILY_CAP = 3  # bot-initiated messages per learner per local day
+# Enrolments the planner moves on when their ``next_due_at`` comes.
+PLANNED = (ACTIVE, AWAITING_CONTINUE, WAITING_CONTENT)
 CONTINUE_ASKS = 3  # how many delivery days we ask "continue?" before leaving it to the learner
 
 
@@ -70,6 +72,20 @@ class Planner:
                 if found < self.batch:
                     break
         return total
+
+    def next_due(self, session: Session) -> datetime | None:
+        """The earliest instant a pass would find something to plan, read with the
+        pass's own predicates through the same indexes, so the engine can wake then
+        rather than at the next tick."""
+        found = [
+            session.exec(
+                select(func.min(Enrolment.next_due_at)).where(col(Enrolment.status).in_(PLANNED))
+            ).one(),
+            session.exec(select(func.min(Delivery.remind_at))).one(),
+            session.exec(select(func.min(Reply.follow_up_at))).one(),
+            session.exec(select(func.min(Digest.next_due_at))).one(),
+        ]
+        return min((t for t in found if t is not None), default=None)
 
     # ------------------------------------------------------------------ helpers
 
@@ -116,7 +132,7 @@ class Planner:
             .join(Workspace, col(Workspace.id) == Learner.workspace_id)
             .where(
                 col(Enrolment.next_due_at) <= now,
-                col(Enrolment.status).in_((ACTIVE, AWAITING_CONTINUE, WAITING_CONTENT)),
+                col(Enrolment.status).in_(PLANNED),
             )
             .order_by(col(Enrolment.next_due_at))
             .limit(self.batch)

@@ -111,8 +111,12 @@ async def serve(app: App, adapters: list[Adapter], *, tick: bool = True) -> None
         app.dispatcher.adapters[adapter.platform] = adapter
     tasks = [asyncio.create_task(a.start(app.hub), name=f"adapter:{a.platform}") for a in adapters]
     ticker = Ticker(app.engine.tick, app.settings.tick_seconds)
+    follower: asyncio.Task[None] | None = None
     if tick:
         ticker.start()
+        follower = asyncio.create_task(
+            app.engine.follow(app.settings.tick_seconds), name="delivery-alarm"
+        )
     web = await start_web(app, adapters)
     waiter = asyncio.create_task(stopping.wait(), name="signals")
     try:
@@ -126,7 +130,7 @@ async def serve(app: App, adapters: list[Adapter], *, tick: bool = True) -> None
         waiter.cancel()
         try:
             await asyncio.wait_for(
-                _shutdown(app, adapters, tasks, ticker), app.settings.shutdown_timeout
+                _shutdown(app, adapters, tasks, ticker, follower), app.settings.shutdown_timeout
             )
         except TimeoutError:
             log.error(
@@ -145,6 +149,7 @@ async def _shutdown(
     adapters: list[Adapter],
     tasks: list[asyncio.Task[None]],
     ticker: object,
+    follower: asyncio.Task[None] | None = None,
 ) -> None:
     """Stop claiming, let sends on the wire finish, hand back the rest, close adapters.
 
@@ -162,6 +167,9 @@ async def _shutdown(
     released = await app.dispatcher.release_all()  # the rest go back for another replica
     if released:
         log.info("gave back %d unsent deliveries", released)
+    if follower is not None:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
     for adapter in adapters:
         with contextlib.suppress(Exception):
             await adapter.stop()

@@ -1,6 +1,9 @@
 """The clock of the delivery engine. APScheduler only says "now"; the database decides
 what is due, so one interval job serves any number of learners and a restart loses
-nothing. Every replica may tick: claims in the core are atomic."""
+nothing. Every replica may tick: claims in the core are atomic.
+
+The engine also wakes by itself when something falls due between ticks; the tick is
+the safety net that catches whatever nobody told this process about."""
 
 from __future__ import annotations
 
