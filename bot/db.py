@@ -7,8 +7,10 @@ work that still meets a locked database is retried with backoff before giving up
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -76,11 +78,48 @@ def make_engine(url: str) -> sa.Engine:
     return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
 
 
+class _Turns:
+    """First come, first served among the threads of one process.
+
+    SQLite lets one writer in at a time, and a writer that finds the lock taken polls
+    for it with growing sleeps; a thread that commits and begins again at once (the
+    planner, batch after batch) then keeps the lock for as long as it has work, while
+    the dispatcher waits to claim the first lessons it planned. Taking turns here, in
+    arrival order, hands the lock over at each commit. Re-entrant per thread; other
+    processes still meet SQLite's busy timeout."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._next = 0
+        self._serving = 0
+        self._holder: int | None = None
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        me = threading.get_ident()
+        if self._holder == me:
+            yield
+            return
+        with self._changed:
+            ticket = self._next
+            self._next += 1
+            self._changed.wait_for(lambda: self._serving == ticket)
+            self._holder = me
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._holder = None
+                self._serving += 1
+                self._changed.notify_all()
+
+
 class Store:
     def __init__(self, url: str, *, retries: int = 6) -> None:
         self.url = url
         self.engine = make_engine(url)
         self.retries = retries
+        self._turns = _Turns() if self.dialect == "sqlite" else None
 
     @property
     def dialect(self) -> str:
@@ -102,7 +141,7 @@ class Store:
         delay = 0.05
         for attempt in range(self.retries + 1):
             try:
-                with self.session() as session:
+                with self._turn(), self.session() as session:
                     return work(session)
             except OperationalError as exc:
                 if not _is_transient(exc) or attempt == self.retries:
@@ -115,6 +154,9 @@ class Store:
                 time.sleep(delay + random.uniform(0, delay))
                 delay = min(delay * 2, 2.0)
         raise AssertionError("unreachable")
+
+    def _turn(self) -> contextlib.AbstractContextManager[None]:
+        return self._turns.turn() if self._turns is not None else contextlib.nullcontext()
 
     def dispose(self) -> None:
         self.engine.dispose()

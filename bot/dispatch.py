@@ -670,7 +670,25 @@ class Engine:
             service.catalog_holder.changed
         ):
             await asyncio.to_thread(service.reload_content)
-        result = await asyncio.to_thread(self.planner.plan)
+        # Plan in the background and send each planned batch as soon as it is
+        # committed: a morning's first lessons leave after the first batch is planned,
+        # not after the whole morning is.
+        loop = asyncio.get_running_loop()
+        batch_ready = asyncio.Event()
+
+        def batch_done() -> None:
+            loop.call_soon_threadsafe(batch_ready.set)
+
+        planning = asyncio.ensure_future(asyncio.to_thread(self.planner.plan, None, batch_done))
+        try:
+            while not planning.done() and self.dispatcher.accepting:
+                batch_ready.clear()
+                await self.dispatcher.run_once()
+                waiting = asyncio.ensure_future(batch_ready.wait())
+                await asyncio.wait({planning, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                waiting.cancel()
+        finally:
+            result = await planning
         if result.queued:
             log.info(
                 "planned lessons=%d prompts=%d reminders=%d practices=%d",

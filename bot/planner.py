@@ -10,6 +10,7 @@ SKIP LOCKED so replicas split the work; on SQLite the transaction is IMMEDIATE.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any, TypeVar
@@ -57,8 +58,12 @@ class Planner:
         self.store = service.store
         self.batch = batch
 
-    def plan(self, now: datetime | None = None) -> PlanResult:
-        """Queue everything due at ``now``; loops over batches until nothing is left."""
+    def plan(
+        self, now: datetime | None = None, on_batch: Callable[[], None] | None = None
+    ) -> PlanResult:
+        """Queue everything due at ``now``; loops over batches until nothing is left.
+        ``on_batch`` is called after each batch that queued something is committed, so
+        sending can start while the rest of a big morning is still being planned."""
         now = now or self.service.clock()
         total = PlanResult()
         for step in (
@@ -68,7 +73,10 @@ class Planner:
             self._due_digests,
         ):
             while True:
+                queued = total.queued
                 found = self.store.run(lambda s, step=step: step(s, now, total))
+                if on_batch is not None and total.queued > queued:
+                    on_batch()
                 if found < self.batch:
                     break
         return total
