@@ -238,13 +238,11 @@ def claim_expired(
 
 def lease_owners(session: Session, *, prefix: str) -> list[str]:
     """The owners (whose names start with ``prefix``) holding ``sending`` rows now."""
-    return list(
-        session.exec(
-            select(Delivery.lease_owner)
-            .where(Delivery.status == SENDING, col(Delivery.lease_owner).startswith(prefix))
-            .distinct()
-        ).all()
-    )  # type: ignore[arg-type]
+    mine = col(Delivery.lease_owner).startswith(prefix, autoescape=True)
+    owners = session.exec(
+        select(Delivery.lease_owner).where(Delivery.status == SENDING, mine).distinct()
+    ).all()
+    return [owner for owner in owners if owner is not None]
 
 
 def next_due(session: Session) -> datetime | None:
