@@ -157,9 +157,14 @@ def book_many(
         tats.update(after)
         moved.update(after)
         bookings.append(Booking(max(0.0, at - now)))
-    table = RateBucket.__table__  # type: ignore[attr-defined]
-    for key in sorted(moved):
-        session.execute(sa.update(table).where(table.c.key == key).values(tat=tats[key]))
+    if moved:
+        table = RateBucket.__table__  # type: ignore[attr-defined]
+        session.execute(  # one round trip for every cell moved
+            sa.update(table)
+            .where(table.c.key == sa.bindparam("cell"))
+            .values(tat=sa.bindparam("new_tat")),
+            [{"cell": key, "new_tat": tats[key]} for key in sorted(moved)],
+        )
     return bookings
 
 
