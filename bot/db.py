@@ -12,6 +12,7 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,38 +80,62 @@ def make_engine(url: str) -> sa.Engine:
 
 
 class _Turns:
-    """First come, first served among the threads of one process.
+    """Turns at SQLite's write lock for the threads of one process.
 
     SQLite lets one writer in at a time, and a writer that finds the lock taken polls
     for it with growing sleeps; a thread that commits and begins again at once (the
     planner, batch after batch) then keeps the lock for as long as it has work, while
-    the dispatcher waits to claim the first lessons it planned. Taking turns here, in
-    arrival order, hands the lock over at each commit. Re-entrant per thread; other
-    processes still meet SQLite's busy timeout."""
+    the dispatcher waits to claim the first lessons it planned. Here threads take turns
+    in arrival order instead, so the lock changes hands at each commit; and background
+    work (planning) lets up to ``PASS`` waiting foreground transactions (sending,
+    commands) go first each time, so a big morning's planning costs the first
+    message's claim, render and booking one planning batch in all, not one each.
+    Re-entrant per thread; other processes still meet SQLite's busy timeout."""
+
+    PASS = 4
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
-        self._next = 0
-        self._serving = 0
+        # Waiting threads in arrival order: foreground (False) and background (True).
+        self._queues: dict[bool, deque[object]] = {False: deque(), True: deque()}
+        self._passed = 0  # foreground turns taken while background work waited
         self._holder: int | None = None
 
+    def _mine(self, background: bool, token: object) -> bool:
+        if self._holder is not None or self._queues[background][0] is not token:
+            return False
+        others = len(self._queues[not background])
+        if background:
+            return others == 0 or self._passed >= self.PASS
+        return others == 0 or self._passed < self.PASS
+
     @contextmanager
-    def turn(self) -> Iterator[None]:
+    def turn(self, background: bool = False) -> Iterator[None]:
         me = threading.get_ident()
         if self._holder == me:
             yield
             return
+        token = object()
+        queue = self._queues[background]
         with self._changed:
-            ticket = self._next
-            self._next += 1
-            self._changed.wait_for(lambda: self._serving == ticket)
+            queue.append(token)
+            try:
+                self._changed.wait_for(lambda: self._mine(background, token))
+            except BaseException:
+                queue.remove(token)
+                self._changed.notify_all()
+                raise
+            queue.popleft()
             self._holder = me
+            if background:
+                self._passed = 0
+            elif self._queues[True]:
+                self._passed += 1
         try:
             yield
         finally:
             with self._changed:
                 self._holder = None
-                self._serving += 1
                 self._changed.notify_all()
 
 
@@ -136,12 +161,13 @@ class Store:
                 session.rollback()
                 raise
 
-    def run(self, work: Callable[[Session], T]) -> T:
-        """Run ``work`` in its own transaction, retrying while the database is locked."""
+    def run(self, work: Callable[[Session], T], *, background: bool = False) -> T:
+        """Run ``work`` in its own transaction, retrying while the database is locked.
+        ``background`` work (planning) gives way to other work waiting in this process."""
         delay = 0.05
         for attempt in range(self.retries + 1):
             try:
-                with self._turn(), self.session() as session:
+                with self._turn(background), self.session() as session:
                     return work(session)
             except OperationalError as exc:
                 if not _is_transient(exc) or attempt == self.retries:
@@ -155,8 +181,10 @@ class Store:
                 delay = min(delay * 2, 2.0)
         raise AssertionError("unreachable")
 
-    def _turn(self) -> contextlib.AbstractContextManager[None]:
-        return self._turns.turn() if self._turns is not None else contextlib.nullcontext()
+    def _turn(self, background: bool) -> contextlib.AbstractContextManager[None]:
+        if self._turns is None:
+            return contextlib.nullcontext()
+        return self._turns.turn(background)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -74,7 +74,9 @@ class Planner:
         ):
             while True:
                 queued = total.queued
-                found = self.store.run(lambda s, step=step: step(s, now, total))
+                found = self.store.run(
+                    lambda s, step=step: step(s, now, total), background=on_batch is not None
+                )
                 if on_batch is not None and total.queued > queued:
                     on_batch()
                 if found < self.batch:
