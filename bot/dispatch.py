@@ -98,10 +98,10 @@ def owner_is_gone(owner: str, me: str) -> bool:
     if len(theirs) < 2 or len(mine) < 2 or theirs[0] != mine[0]:
         return False
     try:
-        pid = int(theirs[1])
+        pid, my_pid = int(theirs[1]), int(mine[1])
     except ValueError:
         return False
-    return pid == int(mine[1]) or not _pid_alive(pid)
+    return pid == my_pid or not _pid_alive(pid)
 
 
 @dataclass(frozen=True)

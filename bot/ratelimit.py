@@ -41,6 +41,7 @@ from bot.db import Store
 from bot.models import RateBucket
 
 HORIZON = 1.0  # seconds ahead a send may book its slot
+ROUNDING = 1e-6  # epoch seconds as floats round at about 0.2 µs
 PRUNE_EVERY = 600.0  # seconds between clean-ups of cells nobody used for a while
 IDLE_AFTER = 3600.0  # a cell untouched this long is the same as no cell
 
@@ -146,13 +147,20 @@ def book_many(
             if latest <= at:
                 break
             at = latest
+        # Each cell on its own could allow the send at ``own[key]``.
+        own = {
+            key: gcra(by_key[key], n, tats[key], cells[key][1], now)[0] for key, n in draws.items()
+        }
         if at - now > HORIZON:
-            full = {
-                key: own - now - HORIZON
-                for key, n in draws.items()
-                if (own := gcra(by_key[key], n, tats[key], cells[key][1], now)[0]) - now > HORIZON
-            }
+            full = {key: t - now - HORIZON for key, t in own.items() if t - now > HORIZON}
             bookings.append(Booking(None, at - now - HORIZON, full))
+            continue
+        # Booking a later slot moves every cell of the message up to it, and what a cell
+        # could have allowed before then is lost. Lose at most one send's worth: a
+        # learner's second message, held by their conversation's 1/s, must not hold
+        # the workspace for a second; it asks again when its slot comes.
+        if any(at - t > by_key[key].interval + ROUNDING for key, t in own.items()):
+            bookings.append(Booking(None, at - now))
             continue
         tats.update(after)
         moved.update(after)

@@ -69,11 +69,14 @@ def test_a_message_books_all_of_its_limits_or_none(stores: tuple[Store, Store]) 
     assert booking.send_in is None and booking.ask_in == about(3.5 - HORIZON)
     assert booking.full == {slow.key: about(3.5 - HORIZON)}
     assert slots(first, [WORKSPACE], 4) == [about(0)] * 4  # the rest of the burst is there
-    # Nearer the time the message books the conversation's slot, and the workspace's
-    # at the same instant.
-    assert slots(second, [slow, WORKSPACE], 1, now=T0 + 3.5) == [about(0.5)]
-    # That booked slot counts against the workspace from its instant on (T0 + 4).
-    assert slots(first, [WORKSPACE], 1, now=T0 + 3.5) == [about(0.2)]
+    # A learner whose workspace is busy books the workspace's next slot ahead.
+    assert slots(first, [Limit("slack:T1:U9", 1.0), WORKSPACE], 1) == [about(0.1)]
+    # Nearer the time the conversation's slot is still half a second off: booking it
+    # would hold the whole workspace until then, so the message asks again at its slot.
+    booking = second.run(lambda s: book(s, [slow, WORKSPACE], now=T0 + 3.5))
+    assert (booking.send_in, booking.ask_in, booking.full) == (None, about(0.5), None)
+    assert slots(first, [WORKSPACE], 1, now=T0 + 3.5) == [about(0)]  # the workspace is free
+    assert slots(second, [slow, WORKSPACE], 1, now=T0 + 4.0) == [about(0)]
 
 
 def test_a_429_holds_back_every_replica_and_ends_without_a_burst(
