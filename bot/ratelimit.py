@@ -16,7 +16,8 @@ order on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), finds the first instant eve
 cell allows it, and moves them all on, or none: a send never spends a conversation's
 budget while its workspace's is exhausted. A slot less than ``HORIZON`` away is booked
 and the sender sleeps until it, so its own transaction's latency never makes it late;
-a later one is not booked (the sender asks again nearer the time). Time is the
+a later one is not booked (the sender asks again nearer the time), nor one that would
+hold a cell back for more than one send. Time is the
 database server's clock on PostgreSQL, so replicas on several hosts agree on it;
 SQLite lives on one host and uses that host's clock.
 
