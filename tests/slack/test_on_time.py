@@ -38,9 +38,9 @@ async def _command(
 
 
 def test_a_429_on_start_is_retried_at_its_retry_after_not_at_the_next_tick(
-    slack_settings: Settings, slack: SlackEmulator
+    slack_settings: Settings, slack: SlackEmulator, store_url: str
 ) -> None:
-    settings = replace(slack_settings, http="on", port=free_port())
+    settings = replace(slack_settings, database_url=store_url, http="on", port=free_port())
     assert settings.tick_seconds == 60  # the default tick
 
     async def main() -> None:
