@@ -14,11 +14,14 @@ server fails a unit of work instead of holding its thread forever.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import stat
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -182,6 +185,66 @@ class Readiness:
 READ_ONLY_OPTION = "mentorbot_read_only"
 
 
+class _Turns:
+    """Turns at SQLite's write lock for the threads of one process.
+
+    SQLite lets one writer in at a time, and a writer that finds the lock taken polls
+    for it with growing sleeps; a thread that commits and begins again at once (the
+    planner, batch after batch) then keeps the lock for as long as it has work, while
+    the dispatcher waits to claim the first lessons it planned. Here threads take turns
+    in arrival order instead, so the lock changes hands at each commit; and background
+    work (planning) lets up to ``PASS`` waiting foreground transactions (sending,
+    commands) go first each time, so a big morning's planning costs the first
+    message's claim, render and booking one planning batch in all, not one each.
+    Re-entrant per thread; other processes still meet SQLite's busy timeout."""
+
+    PASS = 4
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        # Waiting threads in arrival order: foreground (False) and background (True).
+        self._queues: dict[bool, deque[object]] = {False: deque(), True: deque()}
+        self._passed = 0  # foreground turns taken while background work waited
+        self._holder: int | None = None
+
+    def _mine(self, background: bool, token: object) -> bool:
+        if self._holder is not None or self._queues[background][0] is not token:
+            return False
+        others = len(self._queues[not background])
+        if background:
+            return others == 0 or self._passed >= self.PASS
+        return others == 0 or self._passed < self.PASS
+
+    @contextmanager
+    def turn(self, background: bool = False) -> Iterator[None]:
+        me = threading.get_ident()
+        if self._holder == me:
+            yield
+            return
+        token = object()
+        queue = self._queues[background]
+        with self._changed:
+            queue.append(token)
+            try:
+                self._changed.wait_for(lambda: self._mine(background, token))
+            except BaseException:
+                queue.remove(token)
+                self._changed.notify_all()
+                raise
+            queue.popleft()
+            self._holder = me
+            if background:
+                self._passed = 0
+            elif self._queues[True]:
+                self._passed += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._holder = None
+                self._changed.notify_all()
+
+
 class Store:
     def __init__(
         self,
@@ -196,6 +259,7 @@ class Store:
         self.retries = retries
         self.secret_key = secret_key  # for the migration that encrypts stored tokens
         self._head: str | None = None
+        self._turns = _Turns() if self.dialect == "sqlite" else None
 
     @property
     def dialect(self) -> str:
@@ -221,15 +285,20 @@ class Store:
         """Run ``work`` that only reads, without the write lock (see ``run``)."""
         return self.run(work, read_only=True)
 
-    def run(self, work: Callable[[Session], T], *, read_only: bool = False) -> T:
+    def run(
+        self, work: Callable[[Session], T], *, read_only: bool = False, background: bool = False
+    ) -> T:
         """Run ``work`` in its own transaction, retrying while the database is locked,
-        and once more on new connections when it refused a write as read-only."""
+        and once more on new connections when it refused a write as read-only.
+        ``background`` work (planning) gives way to other work waiting in this process;
+        ``read_only`` work takes no write lock and so waits for no turn."""
         delay = 0.05
         reopened = False
         attempt = 0
         while True:
             try:
-                with self.session(read_only=read_only) as session:
+                turn = contextlib.nullcontext() if read_only else self._turn(background)
+                with turn, self.session(read_only=read_only) as session:
                     return work(session)
             except DBAPIError as exc:
                 if is_read_only_error(exc) and not reopened:
@@ -292,6 +361,11 @@ class Store:
                 conn.rollback()
         current = revision == self.head_revision()
         return Readiness(current=current, write_error=problem, read_only=read_only)
+
+    def _turn(self, background: bool) -> contextlib.AbstractContextManager[None]:
+        if self._turns is None:
+            return contextlib.nullcontext()
+        return self._turns.turn(background)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -9,6 +9,16 @@ The rules, the same for every platform:
 - a row left ``sending`` by a process that died has an unknown outcome: the adapter is
   asked whether the message arrived (``find_delivered``); if it cannot tell, the row is
   sent again with the same idempotency key, which platforms that support one dedupe.
+  The same goes for a row whose send failed in a way that may have delivered it (a
+  timeout, a dropped connection), and for a row whose send was still on the wire when
+  the process stopped: each is handed back ``sending`` with no owner, never ``pending``,
+  so even another process or a restart checks before sending again;
+- a process knows its own dead: rows held by an earlier process on the same host whose
+  pid is gone (a restart after a crash) are taken over at once, not when the lease ends.
+
+The engine runs a pass (plan, then send) on the scheduler's tick, and also at the
+earliest instant anything falls due between ticks (a retry after a 429, a reminder, a
+lesson), so the tick is only the safety net.
 """
 
 from __future__ import annotations
@@ -20,9 +30,11 @@ import os
 import random
 import socket
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlmodel import Session
 
@@ -35,14 +47,16 @@ from bot.outbox import (
     cancel,
     claim,
     claim_expired,
+    lease_owners,
     mark_failed,
     mark_sent,
+    next_due,
     release,
     release_owned,
     renew_leases,
 )
 from bot.planner import Planner
-from bot.ports import Adapter, PermanentSendError, RateLimited, SendError
+from bot.ports import Adapter, PermanentSendError, RateLimited, SendError, TemporarySendError
 from bot.ratelimit import Limit, RateLimiter
 from bot.rendering import Rendered
 from bot.schedule import reminder_time
@@ -51,8 +65,44 @@ from bot.service import MentorService
 log = logging.getLogger(__name__)
 
 
+MIN_WAKE_GAP = 0.25  # seconds between passes the alarm starts, whatever is due
+
+
 def process_identity() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid:boot``: the host and pid let a later process on the same host tell
+    that this one is gone; the boot id tells two lives of one pid apart (a container's
+    process is pid 1 every time it starts)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    with contextlib.suppress(OSError, IndexError):
+        # A killed process its parent has not reaped yet still has its pid: a zombie.
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    return True
+
+
+def owner_is_gone(owner: str, me: str) -> bool:
+    """Whether the process named ``owner`` has certainly ended, as far as ``me`` can
+    tell: only a process on the same host can be checked (its pid is gone, or it is
+    ``me``'s own pid in an earlier life). Elsewhere, only its lease running out says so."""
+    if owner == me:
+        return False
+    theirs, mine = owner.split(":"), me.split(":")
+    if len(theirs) < 2 or len(mine) < 2 or theirs[0] != mine[0]:
+        return False
+    try:
+        pid, my_pid = int(theirs[1]), int(mine[1])
+    except ValueError:
+        return False
+    return pid == my_pid or not _pid_alive(pid)
 
 
 @dataclass(frozen=True)
@@ -87,19 +137,54 @@ class Dispatcher:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     concurrency: int = 16
     batch: int = 200
-    limiter: RateLimiter = field(default_factory=RateLimiter)
+    limiter: RateLimiter | None = None  # shared budgets in ``store``
     stats: DispatchStats = field(default_factory=DispatchStats)
     accepting: bool = True
+    # Told whenever the outbox gains work for later (a retry), so the engine can wake.
+    wake: Callable[[], None] = field(default=lambda: None, repr=False)
     _marks: list[
         tuple[int, datetime, SendResult, Rendered, datetime | None, asyncio.Future[None]]
     ] = field(default_factory=list, repr=False)
     _flusher: asyncio.Task[None] | None = field(default=None, repr=False)
+    # Rows this process holds whose message may have reached the platform: taken over
+    # unsure, or handed to the adapter and not yet recorded.
+    _maybe_out: set[int] = field(default_factory=set, repr=False)
+    _sending: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
+    _stopped: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = field(
+        default=None, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        if self.limiter is None:
+            self.limiter = RateLimiter(self.store)
 
     def _now(self) -> datetime:
         return self.service.clock()  # one clock for planning and sending
 
     async def _db(self, work):  # type: ignore[no-untyped-def]
         return await asyncio.to_thread(self.store.run, work)
+
+    def _stop_event(self) -> asyncio.Event:
+        """Set once the dispatcher stops; one per event loop (tests run several)."""
+        loop = asyncio.get_running_loop()
+        if self._stopped is None or self._stopped[0] is not loop:
+            self._stopped = (loop, asyncio.Event())
+        event = self._stopped[1]
+        if not self.accepting:
+            event.set()
+        return event
+
+    def stop(self) -> None:
+        """Claim nothing more, and give up waiting for rate limits: what is not on the
+        wire yet is handed back by ``release_all``."""
+        self.accepting = False
+        if self._stopped is not None:
+            self._stopped[1].set()
+        self.wake()
+
+    def in_flight(self) -> set[asyncio.Task[None]]:
+        """Sends under way in this process (those of a pass and those of commands)."""
+        return {task for task in self._sending if not task.done()}
 
     # ------------------------------------------------------------------ entry points
 
@@ -124,11 +209,22 @@ class Dispatcher:
         handled = 0
         gate = asyncio.Semaphore(self.concurrency)
         async with self._leases_kept():
-            now = self._now()
-            expired = await self._db(
-                lambda s: claim_expired(s, owner=self.owner, now=now, lease=self.lease)
-            )
-            if expired:
+            dead = await self._db(self._dead_owners)
+            while self.accepting:
+                expired = await self._db(
+                    lambda s: claim_expired(
+                        s,
+                        owner=self.owner,
+                        now=self._now(),
+                        lease=self.lease,
+                        limit=self.batch,
+                        dead_owners=dead,
+                    )
+                )
+                if not expired:
+                    break
+                if dead:
+                    log.info("took over %d deliveries of a process that ended", len(expired))
                 await self._send_batch(expired, gate, recovering=True)
                 handled += len(expired)
             in_flight: set[asyncio.Task[None]] = set()
@@ -159,10 +255,31 @@ class Dispatcher:
                 await asyncio.gather(*in_flight)
         return handled
 
+    def _dead_owners(self, session: Session) -> list[str]:
+        """Earlier processes on this host that left rows ``sending`` and are gone."""
+        host = self.owner.split(":", 1)[0]
+        return [
+            owner
+            for owner in lease_owners(session, prefix=f"{host}:")
+            if owner_is_gone(owner, self.owner)
+        ]
+
     async def release_all(self) -> int:
-        """On shutdown: give back rows this process claimed but has not sent."""
-        self.accepting = False
-        return int(await self._db(lambda s: release_owned(s, owner=self.owner)))
+        """On shutdown: give back every row this process holds. Rows whose message may
+        have reached the platform go back in the state that makes the next sender
+        check first; the others go back ``pending``. Returns how many."""
+        self.stop()
+        unsure = sorted(self._maybe_out)
+        released, checked = await self._db(
+            lambda s: release_owned(s, owner=self.owner, now=self._now(), unsure=unsure)
+        )
+        if checked:
+            log.warning(
+                "%d deliveries may have reached the platform while stopping; "
+                "they will be checked before any resend",
+                checked,
+            )
+        return int(released + checked)
 
     # ------------------------------------------------------------------ sending
 
@@ -189,17 +306,47 @@ class Dispatcher:
     async def _send_batch(
         self, ids: list[int], gate: asyncio.Semaphore, recovering: bool = False
     ) -> None:
+        if recovering:
+            self._maybe_out.update(ids)
         ready = await asyncio.to_thread(self.service.render_many, ids)
 
         async def one(delivery_id: int) -> None:
             async with gate:
                 if not self.accepting:
-                    return
-                await self._send_one(delivery_id, ready[delivery_id], recovering)
+                    return  # stopping: the row is handed back by release_all
+                if await self._send_one(delivery_id, ready[delivery_id], recovering):
+                    self._maybe_out.discard(delivery_id)  # its outcome is recorded
 
-        await asyncio.gather(*(one(i) for i in ids))
+        tasks = [asyncio.create_task(one(i)) for i in ids]
+        self._sending.update(tasks)
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            self._sending.difference_update(tasks)
 
-    async def _send_one(self, delivery_id: int, rendered: Rendered, recovering: bool) -> None:
+    async def _paced(self, limits: list[Limit]) -> bool:
+        """Wait for the rate limits; False if the dispatcher stopped meanwhile (nothing
+        was sent, so the row can go back as it is)."""
+        assert self.limiter is not None
+        if not limits:
+            return self.accepting
+        stopped = self._stop_event()
+        acquire = asyncio.ensure_future(self.limiter.acquire(limits))
+        stopping = asyncio.ensure_future(stopped.wait())
+        try:
+            await asyncio.wait({acquire, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not acquire.done():
+                acquire.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await acquire
+        if acquire.cancelled():
+            return False
+        acquire.result()
+        return self.accepting
+
+    async def _send_one(self, delivery_id: int, rendered: Rendered, recovering: bool) -> bool:
         message = rendered.message
         if isinstance(message, OutgoingMessage):
             context = bound(
@@ -212,30 +359,40 @@ class Dispatcher:
         else:
             context = bound(delivery=delivery_id, kind=rendered.kind)
         with context:
-            await self._send_rendered(delivery_id, rendered, recovering)
+            return await self._send_rendered(delivery_id, rendered, recovering)
 
-    async def _send_rendered(self, delivery_id: int, rendered: Rendered, recovering: bool) -> None:
+    async def _send_rendered(self, delivery_id: int, rendered: Rendered, recovering: bool) -> bool:
+        """Send one row and record the outcome; False if it was left as it was (the
+        dispatcher stopped before the message left)."""
         if isinstance(rendered.message, str):
             reason = rendered.message
             self.stats.cancelled += 1
             metrics.DELIVERIES.labels(rendered.kind, "cancelled").inc()
             log.info("delivery %s cancelled: %s", delivery_id, reason)
             await self._db(lambda s: cancel(s, delivery_id, reason=reason))
-            return
+            return True
         message: OutgoingMessage = rendered.message
         adapter = self.adapters.get(message.platform)
         if adapter is None:
-            await self._retry(delivery_id, f"no {message.platform} adapter is running", 60.0)
-            return
+            why = f"no {message.platform} adapter is running"
+            await self._retry(delivery_id, why, 60.0, maybe_delivered=recovering)
+            return True
         if recovering:
             found = await self._find_delivered(adapter, message)
             if found is not None:
                 self.stats.recovered += 1
-                log.info("delivery %s had reached %s before a crash", delivery_id, adapter.platform)
+                log.info(
+                    "delivery %s had reached %s before it was recorded",
+                    delivery_id,
+                    adapter.platform,
+                )
                 await self._mark_sent(delivery_id, found, rendered)
-                return
+                return True
         limits: list[Limit] = list(getattr(adapter, "rate_limits", lambda _m: [])(message))
-        await self.limiter.acquire(limits)
+        if not await self._paced(limits):
+            return False  # stopping before it left: handed back by release_all
+        assert self.limiter is not None
+        self._maybe_out.add(delivery_id)  # on the wire from here until recorded
         started = time.perf_counter()
         try:
             result = await adapter.send(message)
@@ -243,28 +400,31 @@ class Dispatcher:
             metrics.RATE_LIMITED.labels(adapter.platform).inc()
             self.stats.rate_limited += 1
             scoped = [limit for limit in limits if limit.key == exc.scope]
-            self.limiter.block(scoped or limits, exc.retry_after)
+            await self.limiter.block(scoped or limits, exc.retry_after)
             when = self._now() + timedelta(seconds=exc.retry_after)
             why = str(exc)
             await self._db(
                 lambda s: release(s, delivery_id, retry_at=when, reason=why, count_attempt=False)
             )
-            return
+            self.wake()
+            return True
         except PermanentSendError as exc:
             metrics.DELIVERIES.labels(rendered.kind, "failed").inc()
             await self._permanent(delivery_id, message, exc)
-            return
+            return True
         except SendError as exc:
             metrics.RETRIES.labels(adapter.platform).inc()
-            await self._retry(delivery_id, str(exc))
-            return
+            maybe = isinstance(exc, TemporarySendError) and exc.maybe_delivered
+            await self._retry(delivery_id, str(exc), maybe_delivered=maybe)
+            return True
         except Exception as exc:  # an adapter bug must not kill the dispatcher
             log.exception("adapter %s crashed sending delivery %s", adapter.platform, delivery_id)
-            await self._retry(delivery_id, f"adapter error: {exc!r}")
-            return
+            await self._retry(delivery_id, f"adapter error: {exc!r}", maybe_delivered=True)
+            return True
         metrics.SEND_SECONDS.labels(adapter.platform).observe(time.perf_counter() - started)
         metrics.DELIVERIES.labels(rendered.kind, "sent").inc()
         await self._mark_sent(delivery_id, result, rendered)
+        return True
 
     async def _find_delivered(
         self, adapter: Adapter, message: OutgoingMessage
@@ -333,7 +493,13 @@ class Dispatcher:
                 if not done.done():
                     done.set_result(None)
 
-    async def _retry(self, delivery_id: int, reason: str, after: float | None = None) -> None:
+    async def _retry(
+        self,
+        delivery_id: int,
+        reason: str,
+        after: float | None = None,
+        maybe_delivered: bool = False,
+    ) -> None:
         def work(session: Session) -> str:
             delivery = session.get(Delivery, delivery_id)
             if delivery is None:
@@ -347,11 +513,16 @@ class Dispatcher:
                 return "failed"
             wait = after if after is not None else self.policy.delay(delivery.attempts)
             release(
-                session, delivery_id, retry_at=self._now() + timedelta(seconds=wait), reason=reason
+                session,
+                delivery_id,
+                retry_at=self._now() + timedelta(seconds=wait),
+                reason=reason,
+                maybe_delivered=maybe_delivered,
             )
             return "retry"
 
         outcome = await self._db(work)
+        self.wake()
         if outcome == "failed":
             self.stats.failed += 1
             log.error("delivery %s failed for good: %s", delivery_id, reason)
@@ -385,34 +556,140 @@ class Dispatcher:
 
 @dataclass
 class Engine:
-    """One tick of the delivery engine: plan what is due, then send it."""
+    """The delivery engine: a pass plans what is due, then sends it.
+
+    Passes run on the scheduler's tick (``tick``, the safety net) and, while ``follow``
+    runs, at the earliest instant anything falls due between ticks: a retry after a
+    429 or a 5xx, a lesson, a reminder, a practice follow-up, a digest. After each pass,
+    and whenever work is queued in this process, it reads that instant from the
+    database (a handful of MIN() lookups on indexed columns) and sleeps until then. One
+    pass runs at a time.
+    """
 
     planner: Planner
     dispatcher: Dispatcher
-    _running: asyncio.Task[None] | None = field(default=None, repr=False)
+    ticks: int = 0  # passes the scheduler's clock started
+    wakeups: int = 0  # passes started because something fell due between ticks
+    _passes: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+    _lock: asyncio.Lock | None = field(default=None, repr=False)
+    _alarm: asyncio.Event | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.dispatcher.wake = self.wake
+
+    def _loop_state(self) -> tuple[asyncio.Lock, asyncio.Event]:
+        """The pass lock and the alarm, made for the running loop (tests run several)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._lock is None or self._alarm is None:
+            self._loop, self._lock, self._alarm = loop, asyncio.Lock(), asyncio.Event()
+        return self._lock, self._alarm
+
+    def wake(self) -> None:
+        """Work was queued or moved: look again at when the next pass is due."""
+        if self._alarm is not None:
+            self._alarm.set()
 
     async def tick(self) -> None:
+        """One pass on the scheduler's clock."""
         if not self.dispatcher.accepting:
             return  # shutting down: no new work
-        self._running = asyncio.current_task()  # type: ignore[assignment]
-        try:
-            await self._tick()
-        finally:
-            self._running = None
+        self.ticks += 1
+        await self._pass()
+        self.wake()  # the pass may have queued work for later
 
     async def drain(self) -> None:
-        """Wait for the tick in progress (its in-flight sends) to finish."""
-        running = self._running
-        if running is not None and not running.done():
-            await asyncio.shield(running)
+        """Wait for the pass in progress and every send on the wire to finish."""
+        me = asyncio.current_task()
+        while True:
+            busy = {t for t in self._passes if not t.done()} | self.dispatcher.in_flight()
+            busy.discard(me)  # type: ignore[arg-type]
+            if not busy:
+                return
+            await asyncio.wait(busy)
 
-    async def _tick(self) -> None:
+    async def _pass(self) -> None:
+        lock, _ = self._loop_state()
+        task = asyncio.current_task()
+        if task is not None:
+            self._passes.add(task)  # type: ignore[arg-type]
+        try:
+            async with lock:
+                if self.dispatcher.accepting:
+                    await self._plan_and_send()
+        finally:
+            if task is not None:
+                self._passes.discard(task)  # type: ignore[arg-type]
+
+    def next_due(self) -> datetime | None:
+        """The earliest instant the next pass would find something to do."""
+
+        def read(session: Session) -> datetime | None:
+            found = [next_due(session), self.planner.next_due(session)]
+            return min((t for t in found if t is not None), default=None)
+
+        return self.dispatcher.store.run(read)
+
+    async def follow(self, ceiling: float) -> None:
+        """Run a pass whenever something falls due, until the dispatcher stops. Sleeps
+        at most ``ceiling`` seconds between looks, so work another replica queued for
+        later is found even if that replica is gone."""
+        _, alarm = self._loop_state()
+        clock = self.planner.service.clock
+        last = -MIN_WAKE_GAP
+        while self.dispatcher.accepting:
+            alarm.clear()
+            try:
+                due = await asyncio.to_thread(self.next_due)
+            except Exception:
+                log.exception("could not read when work is next due; the tick will go on")
+                due = None
+            wait = ceiling if due is None else min(ceiling, (due - clock()).total_seconds())
+            # Something due that a pass could not take (another replica holds it) must
+            # not turn this into a busy loop.
+            wait = max(wait, MIN_WAKE_GAP - (time.monotonic() - last))
+            if wait > 0:
+                try:
+                    await asyncio.wait_for(alarm.wait(), wait)
+                    continue  # woken: something changed, look again
+                except TimeoutError:
+                    pass
+                if due is None or clock() < due:
+                    continue
+            if not self.dispatcher.accepting:
+                break
+            self.wakeups += 1
+            try:
+                await self._pass()
+            except Exception:
+                log.exception("delivery pass failed; the next one will try again")
+            last = time.monotonic()
+
+    async def _plan_and_send(self) -> None:
         service = self.planner.service
         if service.settings.content_watch and await asyncio.to_thread(
             service.catalog_holder.changed
         ):
             await asyncio.to_thread(service.reload_content)
-        result = await asyncio.to_thread(self.planner.plan)
+        # Plan in the background and send each planned batch as soon as it is
+        # committed: a morning's first lessons leave after the first batch is planned,
+        # not after the whole morning is.
+        loop = asyncio.get_running_loop()
+        batch_ready = asyncio.Event()
+
+        def batch_done() -> None:
+            loop.call_soon_threadsafe(batch_ready.set)
+
+        planning = asyncio.ensure_future(asyncio.to_thread(self.planner.plan, None, batch_done))
+        try:
+            while not planning.done() and self.dispatcher.accepting:
+                batch_ready.clear()
+                await self.dispatcher.run_once()
+                waiting = asyncio.ensure_future(batch_ready.wait())
+                await asyncio.wait({planning, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                waiting.cancel()
+        finally:
+            result = await planning
         if result.queued:
             log.info(
                 "planned lessons=%d prompts=%d reminders=%d practices=%d",

@@ -78,5 +78,8 @@ class Hub:
         if before:
             await respond(before)
         await self.dispatcher.send_ids(outcome.deliveries)
+        # A command may have queued or moved work (a snooze, a new schedule, a resume):
+        # the engine looks again at when its next pass is due.
+        self.dispatcher.wake()
         if after:
             await respond(after)

@@ -212,3 +212,17 @@ class Digest(SQLModel, table=True):
     next_due_at: datetime | None = Field(default=None, sa_column=_when(index=True))
     last_sent_at: datetime | None = Field(default=None, sa_column=_when())
     created_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
+
+
+class RateBucket(SQLModel, table=True):
+    """One platform budget (a Slack conversation, a workspace, Discord's global limit),
+    shared by every process on the database. ``tat`` is the GCRA "theoretical arrival
+    time" of the next send, and ``blocked_until`` the end of a 429's Retry-After, both
+    in seconds since the epoch, so replicas pace together and a 429 seen by one stops
+    all of them."""
+
+    __tablename__ = "rate_bucket"
+
+    key: str = Field(primary_key=True, max_length=200)
+    tat: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
+    blocked_until: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})

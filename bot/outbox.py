@@ -3,6 +3,12 @@
 A row's ``key`` is unique, so queueing the same lesson-day twice is a no-op. Claims move
 ``pending`` rows to ``sending`` under a lease in one statement, so two dispatchers (in
 one process or several replicas) never take the same row.
+
+``pending`` means the message has certainly not reached the platform. A row whose
+message may have reached it is ``sending``: under a live lease while its owner works on
+it; with no owner (``lease_owner`` NULL) when it was handed back with its outcome
+unknown, until ``lease_until``; or under the lease of an owner that died. Whoever takes
+such a row over asks the platform (``find_delivered``) before sending it again.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from typing import TypeVar
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, SQLModel, col, select
+from sqlmodel import Session, SQLModel, col, func, select
 
 from bot.models import Delivery, utcnow
 
@@ -156,18 +162,20 @@ def release(
     retry_at: datetime,
     reason: str | None,
     count_attempt: bool = True,
+    maybe_delivered: bool = False,
 ) -> None:
     """Give a row back for a later attempt. A 429 is the platform pacing us, not a
-    failure, so it does not count toward the attempt limit."""
+    failure, so it does not count toward the attempt limit. A row whose message may
+    have arrived stays ``sending`` with no owner, so the retry checks first."""
     delivery = session.get(Delivery, delivery_id)
     if delivery is None:
         return
     if not count_attempt:
         delivery.attempts = max(0, delivery.attempts - 1)
-    delivery.status = PENDING
+    delivery.status = SENDING if maybe_delivered else PENDING
     delivery.due_at = retry_at
     delivery.lease_owner = None
-    delivery.lease_until = None
+    delivery.lease_until = retry_at if maybe_delivered else None
     delivery.error = reason
     session.add(delivery)
 
@@ -188,26 +196,68 @@ def _take(session: Session, candidates, still, values: dict[str, object]) -> lis
 
 
 def claim_expired(
-    session: Session, *, owner: str, now: datetime, lease: timedelta, limit: int = 100
+    session: Session,
+    *,
+    owner: str,
+    now: datetime,
+    lease: timedelta,
+    limit: int = 100,
+    dead_owners: Sequence[str] = (),
 ) -> list[int]:
-    """Take over rows whose sender died mid-send (lease over, still ``sending``).
+    """Take over rows whose outcome is unknown: still ``sending`` with the lease over
+    (the sender died, or handed the row back unsure), or held by ``dead_owners``
+    (senders known to be gone, whatever their lease says).
 
-    Their outcome is unknown: the message may or may not have reached the platform.
-    The dispatcher asks the adapter before sending again.
+    The message may or may not have reached the platform: the dispatcher asks the
+    adapter before sending again. Each take-over counts as an attempt, so a message
+    that keeps failing in a way that might have delivered it still ends up failed.
     """
     table = Delivery.__table__  # type: ignore[attr-defined]
+    orphaned = col(Delivery.lease_until) < now
+    still = table.c.lease_until < now
+    if dead_owners:
+        orphaned = sa.or_(orphaned, col(Delivery.lease_owner).in_(list(dead_owners)))
+        still = sa.or_(still, table.c.lease_owner.in_(list(dead_owners)))
     candidates = (
         select(Delivery.id)
-        .where(Delivery.status == SENDING, col(Delivery.lease_until) < now)
+        .where(Delivery.status == SENDING, orphaned)
         .order_by(col(Delivery.id))
         .limit(limit)
     )
     return _take(
         session,
         candidates,
-        still=sa.and_(table.c.status == SENDING, table.c.lease_until < now),
-        values={"lease_owner": owner, "lease_until": now + lease},
+        still=sa.and_(table.c.status == SENDING, still),
+        values={
+            "lease_owner": owner,
+            "lease_until": now + lease,
+            "attempts": table.c.attempts + 1,
+        },
     )
+
+
+def lease_owners(session: Session, *, prefix: str) -> list[str]:
+    """The owners (whose names start with ``prefix``) holding ``sending`` rows now."""
+    mine = col(Delivery.lease_owner).startswith(prefix, autoescape=True)
+    owners = session.exec(
+        select(Delivery.lease_owner).where(Delivery.status == SENDING, mine).distinct()
+    ).all()
+    return [owner for owner in owners if owner is not None]
+
+
+def next_due(session: Session) -> datetime | None:
+    """The earliest instant a row becomes claimable: a pending row's ``due_at``, or the
+    end of the wait of a row handed back unsure. Rows under a live lease are their
+    owner's business."""
+    pending = session.exec(
+        select(func.min(Delivery.due_at)).where(Delivery.status == PENDING)
+    ).one()
+    unsure = session.exec(
+        select(func.min(Delivery.lease_until)).where(
+            Delivery.status == SENDING, col(Delivery.lease_owner).is_(None)
+        )
+    ).one()
+    return min((t for t in (pending, unsure) if t is not None), default=None)
 
 
 def renew_leases(session: Session, *, owner: str, until: datetime) -> int:
@@ -221,15 +271,29 @@ def renew_leases(session: Session, *, owner: str, until: datetime) -> int:
     return int(result.rowcount or 0)
 
 
-def release_owned(session: Session, *, owner: str) -> int:
-    """Hand back every row this process holds (on shutdown), for another replica."""
+def release_owned(
+    session: Session, *, owner: str, now: datetime, unsure: Sequence[int] = ()
+) -> tuple[int, int]:
+    """Hand back every row this process holds (on shutdown), for another replica or the
+    next start. Rows in ``unsure`` may have reached the platform (their send was on the
+    wire, or they were taken over unsure): they stay ``sending`` with no owner and a
+    lease that is already over, so the next taker checks with the platform first. The
+    rest never left: plain ``pending``. Returns (pending, unsure) counts."""
     table = Delivery.__table__  # type: ignore[attr-defined]
-    result = session.execute(
+    mine = sa.and_(table.c.status == SENDING, table.c.lease_owner == owner)
+    checked = 0
+    if unsure:
+        checked = session.execute(
+            sa.update(table)
+            .where(mine, table.c.id.in_(list(unsure)))
+            .values(lease_owner=None, lease_until=now, attempts=table.c.attempts - 1)
+        ).rowcount
+    released = session.execute(
         sa.update(table)
-        .where(table.c.status == SENDING, table.c.lease_owner == owner)
+        .where(mine)
         .values(status=PENDING, lease_owner=None, lease_until=None, attempts=table.c.attempts - 1)
-    )
-    return int(result.rowcount or 0)
+    ).rowcount
+    return int(released or 0), int(checked or 0)
 
 
 def cancel(session: Session, delivery_id: int, *, reason: str) -> None:

@@ -10,11 +10,13 @@ SKIP LOCKED so replicas split the work; on SQLite the transaction is IMMEDIATE.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, and_, or_
+from sqlalchemy import true as sa_true
 from sqlmodel import Session, col, func, select
 
 from bot.context import ACTIVE, AWAITING_CONTINUE, PAUSED, STOPPED, WAITING_CONTENT, resting
@@ -73,9 +75,13 @@ class Planner:
         self.batch = batch
         self._pruned_at: datetime | None = None
 
-    def plan(self, now: datetime | None = None) -> PlanResult:
+    def plan(
+        self, now: datetime | None = None, on_batch: Callable[[], None] | None = None
+    ) -> PlanResult:
         """Queue everything due at ``now``; loops over batches until nothing is left.
-        About once an hour it also applies retention (small batches, short locks)."""
+        ``on_batch`` is called after each batch that queued something is committed, so
+        sending can start while the rest of a big morning is still being planned. About
+        once an hour it also applies retention (small batches, short locks)."""
         now = now or self.service.clock()
         if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY:
             self._pruned_at = now
@@ -89,10 +95,21 @@ class Planner:
             self._due_digests,
         ):
             while True:
-                found = self.store.run(lambda s, step=step: step(s, now, total))
+                queued = total.queued
+                found = self.store.run(
+                    lambda s, step=step: step(s, now, total), background=on_batch is not None
+                )
+                if on_batch is not None and total.queued > queued:
+                    on_batch()
                 if found < self.batch:
                     break
         return total
+
+    def next_due(self, session: Session) -> datetime | None:
+        """The earliest instant a pass would find something to plan, read with the
+        pass's own predicates through the same indexes, so the engine can wake then
+        rather than at the next tick."""
+        return next_due(session)
 
     # ------------------------------------------------------------------ helpers
 
@@ -520,31 +537,28 @@ def _planned() -> ColumnElement[bool]:
     )
 
 
-def next_due(session: Session, after: datetime) -> datetime | None:
-    """The earliest instant after ``after`` at which the engine has something to do: a
-    lesson-day, a queued delivery (or its retry), a reminder, a follow-up or a digest.
-    Each is an indexed column, so this is a handful of cheap ``MIN`` lookups."""
+def next_due(session: Session, after: datetime | None = None) -> datetime | None:
+    """The earliest instant (after ``after``, when given) at which the engine has
+    something to do: a lesson-day, a queued delivery or its retry, a reminder, a
+    check-in, a review or a digest. Each is an indexed column read with the pass's own
+    predicate, so this is a handful of cheap ``MIN`` lookups."""
+
+    def later(column: Any) -> Any:
+        return col(column) > after if after is not None else sa_true()
+
     candidates = [
         session.exec(
-            select(func.min(Enrolment.next_due_at)).where(
-                col(Enrolment.next_due_at) > after, _planned()
-            )
+            select(func.min(Enrolment.next_due_at)).where(later(Enrolment.next_due_at), _planned())
         ).one(),
         session.exec(
             select(func.min(Delivery.due_at)).where(
-                Delivery.status == "pending", col(Delivery.due_at) > after
+                Delivery.status == "pending", later(Delivery.due_at)
             )
         ).one(),
-        session.exec(
-            select(func.min(Delivery.remind_at)).where(col(Delivery.remind_at) > after)
-        ).one(),
-        session.exec(
-            select(func.min(Reply.follow_up_at)).where(col(Reply.follow_up_at) > after)
-        ).one(),
-        session.exec(select(func.min(Reply.review_at)).where(col(Reply.review_at) > after)).one(),
-        session.exec(
-            select(func.min(Digest.next_due_at)).where(col(Digest.next_due_at) > after)
-        ).one(),
+        session.exec(select(func.min(Delivery.remind_at)).where(later(Delivery.remind_at))).one(),
+        session.exec(select(func.min(Reply.follow_up_at)).where(later(Reply.follow_up_at))).one(),
+        session.exec(select(func.min(Reply.review_at)).where(later(Reply.review_at))).one(),
+        session.exec(select(func.min(Digest.next_due_at)).where(later(Digest.next_due_at))).one(),
     ]
     found = [c for c in candidates if c is not None]
     return min(found) if found else None

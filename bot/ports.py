@@ -48,7 +48,17 @@ class RateLimited(SendError):
 
 
 class TemporarySendError(SendError):
-    """5xx, timeouts, connection resets: worth retrying with backoff."""
+    """5xx, timeouts, connection resets: worth retrying with backoff.
+
+    ``maybe_delivered`` says the platform may have acted although the answer was a
+    failure (a timeout, a dropped connection, a 5xx after the request went out). The
+    core then keeps the row in a state that makes whichever process retries it ask the
+    platform first (``find_delivered``), even after a restart.
+    """
+
+    def __init__(self, reason: str, maybe_delivered: bool = False) -> None:
+        super().__init__(reason)
+        self.maybe_delivered = maybe_delivered
 
 
 class PermanentSendError(SendError):

@@ -116,8 +116,12 @@ async def serve(app: App, adapters: list[Adapter], *, tick: bool = True) -> None
         app.dispatcher.adapters[adapter.platform] = adapter
     tasks = [asyncio.create_task(a.start(app.hub), name=f"adapter:{a.platform}") for a in adapters]
     ticker = Ticker(app.engine.tick, app.settings.tick_seconds)
+    follower: asyncio.Task[None] | None = None
     if tick:
         ticker.start()
+        follower = asyncio.create_task(
+            app.engine.follow(app.settings.tick_seconds), name="delivery-alarm"
+        )
     web = await start_web(app, adapters)
     waiter = asyncio.create_task(stopping.wait(), name="signals")
     try:
@@ -131,7 +135,7 @@ async def serve(app: App, adapters: list[Adapter], *, tick: bool = True) -> None
         waiter.cancel()
         try:
             await asyncio.wait_for(
-                _shutdown(app, adapters, tasks, ticker), app.settings.shutdown_timeout
+                _shutdown(app, adapters, tasks, ticker, follower), app.settings.shutdown_timeout
             )
         except TimeoutError:
             log.error(
@@ -146,14 +150,31 @@ async def serve(app: App, adapters: list[Adapter], *, tick: bool = True) -> None
 
 
 async def _shutdown(
-    app: App, adapters: list[Adapter], tasks: list[asyncio.Task[None]], ticker: object
+    app: App,
+    adapters: list[Adapter],
+    tasks: list[asyncio.Task[None]],
+    ticker: object,
+    follower: asyncio.Task[None] | None = None,
 ) -> None:
-    app.dispatcher.accepting = False  # claim nothing new; queued sends are skipped
+    """Stop claiming, let sends on the wire finish, hand back the rest, close adapters.
+
+    Most of MENTORBOT_SHUTDOWN_TIMEOUT goes to the sends on the wire; a send still
+    unanswered after that is handed back in the state that makes the next sender ask
+    the platform whether it arrived, because closing the adapters cuts it off with its
+    outcome unknown."""
+    app.dispatcher.stop()  # claim nothing new; sends not yet on the wire are skipped
     ticker.stop()  # type: ignore[attr-defined]
-    await app.engine.drain()  # sends already on the wire finish
+    budget = app.settings.shutdown_timeout * 0.75
+    try:
+        await asyncio.wait_for(app.engine.drain(), budget)  # sends on the wire finish
+    except TimeoutError:
+        log.warning("sends still unanswered after %.1fs of shutdown", budget)
     released = await app.dispatcher.release_all()  # the rest go back for another replica
     if released:
         log.info("gave back %d unsent deliveries", released)
+    if follower is not None:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
     for adapter in adapters:
         with contextlib.suppress(Exception):
             await adapter.stop()

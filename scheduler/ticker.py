@@ -1,11 +1,13 @@
 """The clock of the delivery engine. APScheduler only says "now"; the database decides
 what is due, so one interval job serves any number of learners and a restart loses
-nothing. Every replica may tick: claims in the core are atomic."""
+nothing. Every replica may tick: claims in the core are atomic.
+
+The engine also wakes by itself when something falls due between ticks; the tick is
+the safety net that catches whatever nobody told this process about."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -20,14 +22,16 @@ class Ticker:
         self._tick = tick
         self.every_seconds = every_seconds
         self._scheduler: AsyncIOScheduler | None = None
+        self._current: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
-        # The tick runs in its own task: APScheduler cancels the job it is running when
-        # it shuts down, and a stop must let the tick finish its sends (shutdown drains
-        # it), not tear it down and log a CancelledError on every normal exit.
-        tick = asyncio.ensure_future(self._guarded())
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(tick)
+        """The scheduler's job only starts a tick in a task of its own and returns:
+        stopping the scheduler cancels the jobs it is running, and a tick cancelled
+        mid-send would leave messages on the wire unrecorded. The engine's drain waits
+        for the tick instead. A tick still running when the next is due is not doubled."""
+        if self._current is not None and not self._current.done():
+            return
+        self._current = asyncio.create_task(self._guarded(), name="delivery-tick")
 
     async def _guarded(self) -> None:
         try:

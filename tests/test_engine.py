@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from bot.config import Settings, bundled_content_dir
-from bot.dispatch import RetryPolicy
+from bot.dispatch import RetryPolicy, owner_is_gone, process_identity
 from bot.models import Delivery, Enrolment, Learner, Reply
 from bot.outbox import claim
 from bot.ports import PermanentSendError, RateLimited, TemporarySendError
@@ -373,6 +373,19 @@ def test_a_send_that_reached_the_platform_before_a_crash_is_not_repeated(
     assert Counter(m.user for m in lessons) == {"ana": 2, "bo": 2}
     assert {r.status for r in rows(app, Delivery.day == 2)} == {"sent"}
     assert app.dispatcher.stats.recovered == 1
+
+
+def test_a_process_knows_which_earlier_processes_on_its_host_are_gone() -> None:
+    me = process_identity()
+    host, pid, _ = me.split(":")
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()  # its pid is gone
+    assert owner_is_gone(f"{host}:{pid}:0ldb00t", me)  # this pid in an earlier life
+    assert owner_is_gone(f"{host}:{ended.pid}:cafe", me)
+    assert owner_is_gone(f"{host}:{ended.pid}", me)  # named before boot ids
+    assert not owner_is_gone(f"{host}:{os.getppid()}:beef", me)  # alive
+    assert not owner_is_gone(f"elsewhere:{ended.pid}:cafe", me)  # cannot be checked
+    assert not owner_is_gone(me, me)
 
 
 # ---------------------------------------------------------------------- replicas

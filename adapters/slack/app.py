@@ -1195,6 +1195,7 @@ class SlackAdapter:
         client = await self._client_for(message.workspace)
         channel = await self._dm_channel(client, message)
         found, total = await self._history(client, channel, key)
+        self._unsure.pop(key, None)  # just looked: the resend need not look again
         if not found:
             return None
         if total is not None and len(found) >= total:

@@ -103,14 +103,18 @@ def to_send_error(exc: BaseException, scope: str | None = None) -> SendError:
             detail = f"slack: {code or 'ratelimited'}"
             return RateLimited(_retry_after(exc), detail=detail, scope=scope)
         if status >= 500:
-            return TemporarySendError(f"slack answered HTTP {status} ({code or 'no error code'})")
+            return TemporarySendError(
+                f"slack answered HTTP {status} ({code or 'no error code'})", maybe_delivered=True
+            )
         if code in PERMANENT_ERRORS:
             return PermanentSendError(f"slack: {code}", code=code)
         return TemporarySendError(f"slack: {code or f'HTTP {status}'}")
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):
-        return TemporarySendError("slack did not answer in time")
+        return TemporarySendError("slack did not answer in time", maybe_delivered=True)
     if isinstance(exc, aiohttp.ClientError | OSError | SlackClientError):
-        return TemporarySendError(f"could not reach slack: {exc!r}")
+        return TemporarySendError(
+            f"could not reach slack: {exc!r}", maybe_delivered=outcome_unknown(exc)
+        )
     return TemporarySendError(f"unexpected error talking to slack: {exc!r}")
 
 

@@ -290,6 +290,7 @@ class _Fault:
     error: str
     retry_after: int | None
     remaining: int
+    where: Callable[[dict[str, Any]], bool] | None = None
 
 
 class _TokenBucket:
@@ -417,6 +418,7 @@ class SlackEmulator:
         self._files: dict[str, UploadedFile] = {}
         self._faults: dict[str, list[_Fault]] = {}
         self._rate_limits: dict[str, tuple[float, float]] = {}
+        self._delays: dict[str, float] = {}
         self._buckets: dict[tuple[str, str | None, str], _TokenBucket] = {}
         self._ts_counter = itertools.count(1)
         self._tickets: set[str] = set()
@@ -687,11 +689,13 @@ class SlackEmulator:
         retry_after: int | None = 1,
         times: int = 1,
         error: str | None = None,
+        where: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
         """Answer the next ``times`` calls of ``method`` with an error instead of handling them.
 
         429 carries an integer ``Retry-After`` (slack_sdk ``int()``-parses it) and ``ratelimited``;
         5xx carry a JSON error body; ``status=200`` with ``error`` fakes a business error.
+        With ``where``, only calls whose parameters it accepts meet the fault.
         """
         if error is None:
             error = {429: "ratelimited", 500: "internal_error", 503: "service_unavailable"}.get(
@@ -699,7 +703,7 @@ class SlackEmulator:
             )
         with self._cond:
             self._faults.setdefault(method, []).append(
-                _Fault(status, error, retry_after if status == 429 else None, times)
+                _Fault(status, error, retry_after if status == 429 else None, times, where)
             )
 
     def rate_limit(self, method: str, per_second: float, burst: float | None = None) -> None:
@@ -709,6 +713,16 @@ class SlackEmulator:
         with self._cond:
             self._rate_limits[method] = (per_second, burst or max(1.0, per_second))
             self._buckets = {k: v for k, v in self._buckets.items() if k[0] != method}
+
+    def delay_responses(self, method: str, seconds: float) -> None:
+        """Handle ``method`` at once but answer ``seconds`` later: a slow network after
+        Slack has already acted, the window in which a client that goes away cannot
+        know its call took effect. ``0`` removes the delay."""
+        with self._cond:
+            if seconds > 0:
+                self._delays[method] = seconds
+            else:
+                self._delays.pop(method, None)
 
     def clear_rate_limits(self) -> None:
         """Drop all ``rate_limit`` settings."""
@@ -753,6 +767,16 @@ class SlackEmulator:
                     f"got {len(matching())}; methods seen: {seen}"
                 )
             return matching()
+
+    def wait_until(
+        self, condition: Callable[[list[RecordedCall]], bool], timeout: float = 5.0
+    ) -> list[RecordedCall]:
+        """Block until ``condition(calls)`` holds for the calls answered so far (woken by
+        each new call); returns them."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: condition(self._calls), timeout=timeout):
+                raise TimeoutError(f"condition not met within {timeout}s")
+            return list(self._calls)
 
     async def async_wait_for(
         self,
@@ -1000,6 +1024,10 @@ class SlackEmulator:
             with self._cond:
                 status, body, headers = self._dispatch(method, params, token, basic)
         self._record(method, params, token, received, request.method, status, body)
+        with self._cond:
+            delay = self._delays.get(method, 0.0)
+        if delay:
+            await asyncio.sleep(delay)
         return web.json_response(body, status=status, headers=headers)
 
     def _dispatch(
@@ -1010,12 +1038,12 @@ class SlackEmulator:
         basic: tuple[str, str] | None,
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         """Faults first (they model the edge), then auth, rate limits and the method itself."""
-        faults = self._faults.get(method)
-        if faults:
-            fault = faults[0]
+        faults = self._faults.get(method) or []
+        fault = next((f for f in faults if f.where is None or f.where(params)), None)
+        if fault is not None:
             fault.remaining -= 1
             if fault.remaining <= 0:
-                faults.pop(0)
+                faults.remove(fault)
             headers = {}
             if fault.retry_after is not None:
                 headers["Retry-After"] = str(int(fault.retry_after))
