@@ -368,3 +368,21 @@ def test_read_only_commands_answer_while_a_writer_holds_the_lock(
             assert "Lessons arrive at 09:00" in chat.text("/mentor schedule")
     finally:
         app.store.dispose()
+
+
+def test_a_huge_command_is_refused_unparsed_and_holds_no_one_up(app: App) -> None:
+    """A 900,000-character command is refused on its length, before any parsing and
+    before any transaction, while another learner's answer goes through."""
+    chat, other = Chat(app), Chat(app, user="bo")
+    chat.say("/mentor start")
+    other.say("/mentor start")
+    huge = "/mentor assign " + "<@U0VICTIM> " * 75_000
+    assert len(huge) > 900_000
+    said: list[str] = []
+    worker = threading.Thread(target=lambda: said.append(chat.text(huge)))
+    worker.start()
+    answered = other.text("My answer.")
+    worker.join()
+    assert "commands are short" in said[0] and "Nothing was changed" in said[0]
+    assert "your answer to" in answered
+    assert [r.text for r in replies(app)] == ["My answer."]

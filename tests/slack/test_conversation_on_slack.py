@@ -97,3 +97,35 @@ def test_top_level_dms_threads_and_the_ask_buttons(
             assert "Where should reply 2 go?" in offer["text"]
 
     asyncio.run(scenario())
+
+
+def test_the_end_of_lesson_summary_arrives_with_its_file(
+    settings: Settings, slack: SlackEmulator, clock: Clock
+) -> None:
+    from datetime import timedelta
+
+    async def scenario() -> None:
+        async with SlackRig(settings, slack, clock) as rig:
+            await rig.command("start")
+            await rig.settle()
+            dm = dm_of(slack)
+            for text in ("Saying no is hard.", "/mentor next", "I owned it.", "/mentor next"):
+                clock.advance(minutes=10)
+                if text.startswith("/mentor "):
+                    await rig.command(text.removeprefix("/mentor "))
+                else:
+                    await rig.event(message_event(text, channel=dm))
+                await rig.settle()
+            clock.advance(minutes=10)
+            await rig.event(message_event("We document decisions.", channel=dm))
+            await rig.settle()
+            clock.now = clock.now.replace(hour=9) + timedelta(days=1)
+            await rig.app.engine.tick()
+            await rig.settle()
+            summary = [c for c in posts(slack, dm) if "Here is what you wrote" in c.params["text"]]
+            assert len(summary) == 1
+            [upload] = [f for f in slack.files.values() if f.completed]
+            assert upload.filename == "my-answers-0.2.2.md" and upload.channels == [dm]
+            assert upload.content is not None and b"We document decisions." in upload.content
+
+    asyncio.run(scenario())
