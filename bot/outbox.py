@@ -70,11 +70,10 @@ def queue_many(session: Session, rows: list[dict[str, object]]) -> Counter[str]:
     dialect = session.get_bind().dialect
     given = sorted({name for row in rows for name in row})
     try:
-        records = [operator.itemgetter(*given)(row) for row in rows]
-    except KeyError:
+        pick = operator.itemgetter(*given)
+        records = [pick(row) if len(given) > 1 else (pick(row),) for row in rows]
+    except KeyError:  # some row leaves a column out
         records = [tuple(row.get(name) for name in given) for row in rows]
-    if len(given) == 1:
-        records = [(value,) for value in records]
     defaults = {"status": PENDING, "attempts": 0, "created_at": utcnow()}
     extra = [name for name in defaults if name not in given]
     names = [*given, *extra]
