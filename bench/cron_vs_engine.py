@@ -102,6 +102,12 @@ def main() -> None:
         f"memory ratio (cron jobs / engine, engine at its peak): {cron_kept / worst:.0f}x "
         "(target ≥ 20x)"
     )
+    print(
+        f"RESULT name=cron_vs_engine learners={n} cron_s={cron_time:.1f} "
+        f"cron_mib={cron_kept / 2**20:.1f} engine_s={engine_time:.1f} "
+        f"engine_mib={engine_kept / 2**20:.2f} engine_peak_mib={engine_peak / 2**20:.2f} "
+        f"plan_ms={plan_ms:.1f} memory_ratio={cron_kept / worst:.0f}"
+    )
 
 
 if __name__ == "__main__":

@@ -97,6 +97,7 @@ class Bench:
         self.adapter: DiscordAdapter | None = None
         self.task: asyncio.Task[None] | None = None
         self.spread: list[float] = []  # seconds from the first to the last frame of a round
+        self.figures: dict[str, str] = {}  # for the RESULT line
 
     async def start(self) -> None:
         self.dc.start_in_thread()
@@ -183,6 +184,10 @@ class Bench:
                 f"p99 {percentile(ms, 0.99):.1f} ms, max {max(ms):.1f} ms "
                 f"(mean {statistics.fmean(ms):.1f} ms; target p99 < 100 ms)"
             )
+            key = "ack" if index == 0 else "answer"
+            self.figures[f"{key}_p50_ms"] = f"{percentile(ms, 0.50):.1f}"
+            self.figures[f"{key}_p99_ms"] = f"{percentile(ms, 0.99):.1f}"
+        self.figures["interactions"] = str(len(samples))
 
     async def throughput(self, limit: int) -> None:
         assert self.app is not None
@@ -225,6 +230,14 @@ class Bench:
             f"  429s answered by the emulator: {limited}; rows put back by the core: "
             f"{stats.rate_limited}; duplicates: {duplicates}; missing: {missing}"
         )
+        self.figures.update(
+            learners=str(len(self.users)),
+            limit_per_s=str(limit),
+            throughput_pct=f"{100 * overall / limit:.1f}",
+            refused_429=str(limited),
+            duplicates=str(duplicates),
+            missing=str(missing),
+        )
 
 
 async def main() -> None:
@@ -262,6 +275,11 @@ async def main() -> None:
             await bench.throughput(args.limit)
         finally:
             await bench.stop()
+    figures = " ".join(f"{key}={value}" for key, value in bench.figures.items())
+    print(
+        f"RESULT name=discord_interactions db={args.database} concurrency={args.concurrency} "
+        f"{figures}"
+    )
 
 
 if __name__ == "__main__":

@@ -120,6 +120,13 @@ def main() -> None:
             f"duplicates {duplicates}; missed {missed}"
         )
         app.store.dispose()
+    print(
+        f"RESULT name=fanout db={args.db} deliveries={args.deliveries} limit_per_s={args.rate:g} "
+        f"share_429={args.share_429:g} elapsed_s={elapsed:.1f} "
+        f"request_rate_pct={100 * requests / args.rate:.1f} "
+        f"delivered_per_s={achieved:.1f} refused_429={platform.refused} "
+        f"duplicates={duplicates} missed={missed}"
+    )
 
 
 if __name__ == "__main__":

@@ -136,7 +136,7 @@ def fire(url: str, requests: list[tuple[str, dict[str, str]]], together: bool) -
     return asyncio.run(main())
 
 
-async def ack_latency(slack: SlackEmulator, settings: Settings) -> None:
+async def ack_latency(slack: SlackEmulator, settings: Settings, figures: dict[str, str]) -> None:
     loop = asyncio.get_running_loop()
     users = [user_id(n) for n in range(1, CONCURRENCY + 1)]
     spawn = multiprocessing.get_context("spawn")
@@ -180,9 +180,16 @@ async def ack_latency(slack: SlackEmulator, settings: Settings) -> None:
         f"  background work (users.info, database, lessons) done {settle:.2f} s after the last ack"
     )
     print(f"  lessons posted: {len(slack.calls_to('chat.postMessage'))} chat.postMessage calls")
+    figures.update(
+        acks=str(len(everything)),
+        ack_p50_ms=f"{percentile(everything, 50):.1f}",
+        ack_p99_ms=f"{percentile(everything, 99):.1f}",
+        ack_max_ms=f"{max(everything):.1f}",
+    )
 
 
-async def throughput(slack: SlackEmulator, settings: Settings, label: str) -> None:
+async def throughput(slack: SlackEmulator, settings: Settings, label: str) -> tuple[float, int]:
+    """Sends the queued lesson-days; returns messages a second and 429s from Slack."""
     slack.reset()
     slack.rate_limit("chat.postMessage", per_second=1.0, burst=1)
     async with Running(settings) as running:
@@ -229,6 +236,7 @@ async def throughput(slack: SlackEmulator, settings: Settings, label: str) -> No
             f"429s from Slack: {len(limited)}; dispatcher sent={stats.sent} "
             f"rate_limited={stats.rate_limited} retried={stats.retried} passes={passes}"
         )
+    return len(sent) / elapsed, len(limited)
 
 
 async def main() -> None:
@@ -247,24 +255,33 @@ async def main() -> None:
             slack_signing_secret=DEFAULT_SIGNING_SECRET,
             slack_api_url=slack.base_url,
         )
-        await ack_latency(slack, base)
+        figures: dict[str, str] = {}
+        await ack_latency(slack, base, figures)
         print(
             f"\ndelivery throughput: {LEARNERS * 2} lesson-days to {LEARNERS} learners; "
             "the emulator allows 1 chat.postMessage/s per conversation"
         )
         paces = [
-            (1.0, 10.0, "default pacing: 1/s per DM, 10/s per workspace"),
-            (1.0, 100.0, "workspace pace raised: 1/s per DM, 100/s per workspace"),
-            (0.9, 100.0, "a margin under Slack's pace: 0.9/s per DM, 100/s per workspace"),
+            (1.0, 10.0, "default pacing: 1/s per DM, 10/s per workspace", "default"),
+            (1.0, 100.0, "workspace pace raised: 1/s per DM, 100/s per workspace", "raised"),
+            (
+                0.9,
+                100.0,
+                "a margin under Slack's pace: 0.9/s per DM, 100/s per workspace",
+                "margin",
+            ),
         ]
-        for number, (per_dm, per_workspace, label) in enumerate(paces):
+        for number, (per_dm, per_workspace, label, key) in enumerate(paces):
             settings = replace(
                 base,
                 database_url=f"sqlite:///{Path(tmp) / f'pace{number}.db'}",
                 slack_channel_rate=per_dm,
                 slack_workspace_rate=per_workspace,
             )
-            await throughput(slack, settings, label)
+            rate, refused = await throughput(slack, settings, label)
+            figures[f"{key}_msg_per_s"] = f"{rate:.1f}"
+            figures[f"{key}_429s"] = str(refused)
+    print(f"RESULT name=slack_ack {' '.join(f'{k}={v}' for k, v in figures.items())}")
 
 
 if __name__ == "__main__":

@@ -84,6 +84,11 @@ class Lesson:
     next_line: int = 1  # where the next lesson is named, for warnings about it
     # Practices a question is pinned to (``- practice: NAME`` under it), by question.
     pinned: tuple[tuple[str, ...], ...] = ()
+    # The split into lesson-days, per ``snippets_per_day``: a lesson never changes once
+    # parsed, and the planner asks for a day of it for every due learner.
+    _split: dict[int | None, tuple[LessonDay, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def pins_for(self, question: str | None) -> tuple[str, ...]:
         """The practices pinned to ``question`` (empty when none are)."""
@@ -103,13 +108,19 @@ class Lesson:
             days = max(days, -(-len(self.snippets) // snippets_per_day))
         return days
 
-    def days(self, snippets_per_day: int | None = None) -> list[LessonDay]:
-        """Split the lesson into lesson-days.
+    def days(self, snippets_per_day: int | None = None) -> tuple[LessonDay, ...]:
+        """Split the lesson into lesson-days (worked out once per ``snippets_per_day``).
 
         Each day gets an even share of the snippets in order (earlier days take the
         remainder) followed by that day's question. ``snippets_per_day`` caps a day's
         share by adding days; the extra days come after the question days.
         """
+        split = self._split.get(snippets_per_day)
+        if split is None:
+            split = self._split[snippets_per_day] = tuple(self._days(snippets_per_day))
+        return split
+
+    def _days(self, snippets_per_day: int | None) -> list[LessonDay]:
         count = self.day_count(snippets_per_day)
         base, extra = divmod(len(self.snippets), count)
         out: list[LessonDay] = []

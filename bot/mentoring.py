@@ -6,6 +6,7 @@ acknowledgement names is the one the check-in brings back.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
@@ -24,23 +25,29 @@ PHASE_EVERY = timedelta(days=7)  # the practice phase: one check-in a week
 def practice_history(session: Session, learner_id: int) -> list[str]:
     """Practices already brought up for the learner, oldest first: the ones named on
     their answers and the ones in weekly practice-phase check-ins."""
-    found: list[tuple[datetime, str]] = []
-    for at, name in session.exec(
-        select(Reply.created_at, Reply.practice).where(
-            Reply.learner_id == learner_id, col(Reply.practice).is_not(None)
+    return practice_histories(session, [learner_id]).get(learner_id, [])
+
+
+def practice_histories(session: Session, learner_ids: Sequence[int]) -> dict[int, list[str]]:
+    """``practice_history`` for many learners in two queries: the planner's practice
+    phase asks for a whole batch of learners at once."""
+    found: dict[int, list[tuple[datetime, str]]] = {}
+    for learner_id, at, name in session.exec(
+        select(Reply.learner_id, Reply.created_at, Reply.practice).where(
+            col(Reply.learner_id).in_(learner_ids), col(Reply.practice).is_not(None)
         )
     ).all():
-        found.append((at, name or ""))
-    for at, name in session.exec(
-        select(Delivery.created_at, Delivery.body).where(
-            Delivery.learner_id == learner_id,
+        found.setdefault(learner_id, []).append((at, name or ""))
+    for learner_id, at, name in session.exec(
+        select(Delivery.learner_id, Delivery.created_at, Delivery.body).where(
+            col(Delivery.learner_id).in_(learner_ids),
             Delivery.kind == "practice",
             col(Delivery.parent_id).is_(None),
             col(Delivery.body).is_not(None),
         )
     ).all():
-        found.append((at, name or ""))
-    return [name for _, name in sorted(found)]
+        found.setdefault(learner_id, []).append((at, name or ""))
+    return {learner_id: [name for _, name in sorted(items)] for learner_id, items in found.items()}
 
 
 def practice_for_answer(
@@ -60,7 +67,12 @@ def practice_for_answer(
 
 def remaining_practices(session: Session, learner_id: int, lesson: Lesson) -> list[str]:
     """The lesson's practices not brought up yet for this learner."""
-    done = {normalise(p) for p in practice_history(session, learner_id)}
+    return not_brought_up(lesson, practice_history(session, learner_id))
+
+
+def not_brought_up(lesson: Lesson, history: Sequence[str]) -> list[str]:
+    """The lesson's practices missing from ``history`` (see ``practice_history``)."""
+    done = {normalise(p) for p in history}
     return [p for p in lesson.practices if normalise(p) not in done]
 
 

@@ -76,6 +76,18 @@ class Learner(SQLModel, table=True):
 class Enrolment(SQLModel, table=True):
     """A learner's place in a course. ``day`` is the last lesson-day delivered (0: none)."""
 
+    __table_args__ = (
+        # The planning pass reads ``next_due_at <= now``. Enrolments that wait for the
+        # learner (finished, paused, DMs blocked, stopped) carry NULL and are left out
+        # of the index, so a pass walks only what is due, however many are enrolled.
+        sa.Index(
+            "ix_enrolment_due",
+            "next_due_at",
+            sqlite_where=sa.text("next_due_at IS NOT NULL"),
+            postgresql_where=sa.text("next_due_at IS NOT NULL"),
+        ),
+    )
+
     id: int | None = Field(default=None, primary_key=True)
     learner_id: int = Field(foreign_key="learner.id", index=True)
     course_id: str = Field(max_length=100)
@@ -88,7 +100,7 @@ class Enrolment(SQLModel, table=True):
     # The last local day of an away period (`away until`, `away 3d`); the enrolment is
     # paused meanwhile and ``next_due_at`` is the instant it resumes by itself.
     away_until: date | None = Field(default=None)
-    next_due_at: datetime | None = Field(default=None, sa_column=_when(index=True))
+    next_due_at: datetime | None = Field(default=None, sa_column=_when())
     started_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
 
@@ -97,11 +109,16 @@ class Delivery(SQLModel, table=True):
     """The outbox: one row per message the bot owes a learner. ``key`` is unique, so the
     same lesson-day can never be queued twice."""
 
-    __table_args__ = (sa.Index("ix_delivery_status_due", "status", "due_at"),)
+    __table_args__ = (
+        sa.Index("ix_delivery_status_due", "status", "due_at"),
+        # A learner's deliveries around an instant: the planner's daily cap reads them
+        # for a whole batch of learners, however long each one's history has grown.
+        sa.Index("ix_delivery_learner_due", "learner_id", "due_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(max_length=200, sa_column_kwargs={"unique": True})
-    learner_id: int = Field(foreign_key="learner.id", index=True)
+    learner_id: int = Field(foreign_key="learner.id")
     enrolment_id: int | None = Field(default=None, foreign_key="enrolment.id", index=True)
     # A reminder points at the question it is about.
     parent_id: int | None = Field(default=None, foreign_key="delivery.id", index=True)

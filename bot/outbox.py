@@ -13,6 +13,8 @@ such a row over asks the platform (``find_delivered``) before sending it again.
 
 from __future__ import annotations
 
+import operator
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -22,6 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, SQLModel, col, func, select
 
+from bot.bulk import rows_select
 from bot.models import Delivery, utcnow
 
 T = TypeVar("T", bound=SQLModel)
@@ -62,18 +65,46 @@ def queue_delivery(session: Session, *, key: str, **values: object) -> int | Non
     return result.scalar_one_or_none()
 
 
-def queue_many(session: Session, rows: list[dict[str, object]]) -> int:
+def queue_many(session: Session, rows: list[dict[str, object]]) -> Counter[str]:
     """Insert many outbox rows in one statement, skipping keys that exist; returns how
-    many were new. The planner's hot path at the delivery hour."""
+    many were new, per kind. The planner's hot path at the delivery hour: the rows go
+    to the database as one parameter (``bot.bulk``), so a batch costs one statement
+    however many rows it holds. A column some row leaves out is NULL for it."""
     if not rows:
-        return 0
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        return Counter()
     table = Delivery.__table__  # type: ignore[attr-defined]
-    now = utcnow()
-    values = [{"status": PENDING, "attempts": 0, "created_at": now, **row} for row in rows]
-    statement = insert(table).values(values).on_conflict_do_nothing(index_elements=["key"])
-    return len(session.execute(statement.returning(table.c.id)).all())
+    dialect = session.get_bind().dialect
+    given = sorted({name for row in rows for name in row})
+    try:
+        pick = operator.itemgetter(*given)
+        records = [pick(row) if len(given) > 1 else (pick(row),) for row in rows]
+    except KeyError:  # some row leaves a column out
+        records = [tuple(row.get(name) for name in given) for row in rows]
+    defaults = {"status": PENDING, "attempts": 0, "created_at": utcnow()}
+    extra = [name for name in defaults if name not in given]
+    names = [*given, *extra]
+    if extra:
+        constants = tuple(defaults[name] for name in extra)
+        records = [(*record, *constants) for record in records]
+    columns, parameters = rows_select(table, names, records, dialect)
+    if dialect.name == "postgresql":
+        # Count on the server: no row per queued delivery comes back.
+        queued = (
+            pg_insert(table)
+            .from_select(names, columns)
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(table.c.kind)
+            .cte("queued")
+        )
+        counted = sa.select(queued.c.kind, sa.func.count()).group_by(queued.c.kind)
+        return Counter({kind: count for kind, count in session.execute(counted, parameters)})
+    statement = (
+        sqlite_insert(table)
+        .from_select(names, columns)
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(table.c.kind)
+    )
+    return Counter(session.execute(statement, parameters).scalars())
 
 
 def claim(

@@ -5,29 +5,39 @@ and ``reply.follow_up_at``); the scheduler only calls ``plan`` now and then. A p
 advances every due enrolment to its next local-time slot, so after downtime a learner
 gets the missed lesson-day once, not a backlog. On PostgreSQL due rows are locked with
 SKIP LOCKED so replicas split the work; on SQLite the transaction is IMMEDIATE.
+
+A pass costs what is due, not who is enrolled: enrolments that wait for the learner
+carry no instant and are not in the due index. Due enrolments are planned set-based:
+a batch is read as rows, the rules run in Python with one lookup query per batch, and
+the batch is written as one INSERT of outbox rows and one UPDATE of the enrolments.
 """
 
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
 from typing import Any, TypeVar
 
+import sqlalchemy as sa
 from sqlalchemy import ColumnElement, and_, or_
 from sqlalchemy import true as sa_true
 from sqlmodel import Session, col, func, select
 
+from bot.bulk import among, rows_select
 from bot.context import ACTIVE, AWAITING_CONTINUE, PAUSED, STOPPED, WAITING_CONTENT, resting
+from bot.course import Catalog, Course, Lesson
 from bot.digests import digest_schedule
 from bot.mentoring import (
     REVIEW_WEEKS,
     next_phase_time,
+    not_brought_up,
     phase_prompt,
     practice_for_answer,
+    practice_histories,
     practice_prompt,
-    remaining_practices,
     review_prompt,
     review_time,
 )
@@ -44,6 +54,20 @@ T = TypeVar("T")
 DAILY_CAP = 3  # bot-initiated messages per learner per local day
 PRUNE_EVERY = timedelta(hours=1)
 CONTINUE_ASKS = 2  # "continue?" once, then a summary that reminds; then the learner decides
+PLANNED = (ACTIVE, AWAITING_CONTINUE, WAITING_CONTENT)  # states the planning pass moves on
+
+# The enrolment columns a pass reads, and those it writes back.
+_READ = (
+    "id",
+    "learner_id",
+    "course_id",
+    "lesson_id",
+    "day",
+    "status",
+    "waiting_for_lesson",
+    "away_until",
+)
+_WRITTEN = ("lesson_id", "day", "status", "waiting_for_lesson", "away_until", "next_due_at")
 
 
 @dataclass
@@ -65,6 +89,90 @@ class PlanResult:
             + self.practices
             + self.reviews
             + self.digests
+        )
+
+
+@dataclass(slots=True)
+class DueEnrolment:
+    """A due enrolment as plain values. A batch is read as rows, moved on by the rules
+    and written back in one statement: loading and flushing ORM objects one at a time
+    cost the pass more than the rules themselves."""
+
+    id: int
+    learner_id: int
+    course_id: str
+    lesson_id: str
+    day: int
+    status: str
+    waiting_for_lesson: str | None
+    away_until: date | None
+    next_due_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """A schedule and what a pass at one instant needs from it: the learner's local
+    date, and the next delivery instant on another day."""
+
+    schedule: Schedule
+    today: date
+    next: datetime
+
+
+@dataclass
+class _Batch:
+    """One batch of a pass: what it queues and writes back, the enrolments whose next
+    step needs a lookup (decided for all of them at once), and the schedules, courses
+    and lessons its rows share. The catalog is read once, so a reload in the middle of
+    a batch does not split it between two versions of a course."""
+
+    now: datetime
+    catalog: Catalog
+    outbox: list[dict[str, object]] = field(default_factory=list)
+    enrolments: list[DueEnrolment] = field(default_factory=list)
+    asks: list[tuple[DueEnrolment, Slot, Course, Lesson]] = field(default_factory=list)
+    phases: list[tuple[DueEnrolment, Slot]] = field(default_factory=list)
+    slots: dict[tuple[object, ...], Slot] = field(default_factory=dict)
+    _courses: dict[str, Course | None] = field(default_factory=dict)
+    _lessons: dict[tuple[str, str], Lesson | None] = field(default_factory=dict)
+
+    def course(self, course_id: str) -> Course | None:
+        if course_id not in self._courses:
+            self._courses[course_id] = self.catalog.get(course_id)
+        return self._courses[course_id]
+
+    def lesson(self, course: Course, lesson_id: str) -> Lesson | None:
+        key = (course.id, lesson_id)
+        if key not in self._lessons:
+            self._lessons[key] = course.lesson(lesson_id)
+        return self._lessons[key]
+
+    def queue(
+        self,
+        due: DueEnrolment,
+        key: str,
+        kind: str,
+        course_id: str,
+        lesson_id: str,
+        *,
+        question: str | None = None,
+        body: str | None = None,
+    ) -> None:
+        """An outbox row for ``due``, due now and counted toward the daily cap."""
+        self.outbox.append(
+            {
+                "key": key,
+                "learner_id": due.learner_id,
+                "enrolment_id": due.id,
+                "kind": kind,
+                "origin": "schedule",
+                "course_id": course_id,
+                "lesson_id": lesson_id,
+                "day": due.day,
+                "question": question,
+                "body": body,
+                "due_at": self.now,
+            }
         )
 
 
@@ -149,47 +257,110 @@ class Planner:
 
     # ------------------------------------------------------------------ lessons
 
-    def _due_enrolments(self, session: Session, now: datetime, total: PlanResult) -> int:
+    def due_query(self, dialect: str, now: datetime) -> sa.Select[Any]:
+        """The next batch of due enrolments, with what their schedules need from the
+        learner. The predicate is ``next_due_at <= now`` alone, which the partial index
+        ``ix_enrolment_due`` serves exactly; waiting enrolments carry NULL, so they are
+        not in it. One found waiting with an instant anyway is read once, given NULL and
+        not read again (see ``_due_enrolments``)."""
+        e, learner = Enrolment.__table__, Learner.__table__  # type: ignore[attr-defined]
         query = (
-            select(Enrolment, Learner, Workspace)
-            .join(Learner, col(Learner.id) == Enrolment.learner_id)
-            .join(Workspace, col(Workspace.id) == Learner.workspace_id)
-            .where(col(Enrolment.next_due_at) <= now, _planned())
-            .order_by(col(Enrolment.next_due_at))
+            sa.select(
+                *(e.c[name] for name in _READ),
+                learner.c.workspace_id,
+                learner.c.delivery_time,
+                learner.c.delivery_days,
+                learner.c.timezone,
+                learner.c.dm_blocked_at,
+            )
+            .join(learner, learner.c.id == e.c.learner_id)
+            .where(e.c.next_due_at <= now)
+            .order_by(e.c.next_due_at)
             .limit(self.batch)
         )
-        if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True, of=Enrolment)  # type: ignore[arg-type]
-        rows = session.exec(query).all()
+        if dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True, of=e)
+        return query
+
+    def _due_enrolments(self, session: Session, now: datetime, total: PlanResult) -> int:
+        """Move one batch of due enrolments on, set-based: read the batch as rows, apply
+        the rules in Python (the lookups they need are one query per batch, not per
+        row), then queue every outbox row in one statement and write the enrolments
+        back in one more."""
+        rows = session.execute(self.due_query(session.get_bind().dialect.name, now)).all()
         if not rows:
             return 0
-        recent = self._recent_scheduled(session, [learner.id or 0 for _, learner, _ in rows], now)
-        lessons: list[dict[str, object]] = []
-        for enrolment, learner, workspace in rows:
-            schedule = self.service.schedule_for(learner, workspace)
-            today = schedule.local_date(now)
-            sent_today = sum(
-                1 for due in recent.get(learner.id or 0, ()) if schedule.local_date(due) == today
+        batch = _Batch(now, self.service.catalog)
+        workspaces = {
+            workspace.id: workspace
+            for workspace in session.exec(
+                select(Workspace).where(col(Workspace.id).in_({row.workspace_id for row in rows}))
             )
-            nxt: datetime | None = schedule.next_after(now, not_on=today)
-            if enrolment.away_until is not None:
-                back = self.service.back_on(schedule, enrolment.away_until)
+        }
+        recent = self._recent_scheduled(session, [row.learner_id for row in rows], now)
+        idle: list[int] = []
+        for row in rows:
+            away = row.away_until is not None and row.status != STOPPED
+            if not away and (row.status not in PLANNED or row.dm_blocked_at is not None):
+                # Waits for the learner (paused, stopped, DMs blocked): nothing is due
+                # until they act, and the event that wakes them sets the instant.
+                idle.append(row.id)
+                continue
+            due = DueEnrolment(*row[: len(_READ)])
+            slot = self._slot(batch, row, workspaces.get(row.workspace_id))
+            if away:
+                back = self.service.back_on(slot.schedule, row.away_until)
                 if back > now:  # still away (the schedule moved): wake at the new instant
-                    enrolment.next_due_at = back
-                    session.add(enrolment)
+                    due.next_due_at = back
+                    batch.enrolments.append(due)
                     continue
-                self.service.come_back(enrolment)
+                # The away period is over: back to the lesson flow (see ``come_back``).
+                if due.status == PAUSED:
+                    due.status = WAITING_CONTENT if due.waiting_for_lesson else ACTIVE
+                due.away_until = None
+            sent_today = sum(
+                1
+                for at in recent.get(due.learner_id, ())
+                if slot.schedule.local_date(at) == slot.today
+            )
+            due.next_due_at = slot.next
             # A holiday (set after this instant was planned) moves the day on, like a weekend.
-            if sent_today < DAILY_CAP and schedule.is_delivery_day(today):
-                lesson_row, nxt = self._advance(session, enrolment, schedule, now, total, nxt)
-                if lesson_row is not None:
-                    lessons.append(lesson_row)
-            enrolment.next_due_at = nxt
-            enrolment.updated_at = now
-            session.add(enrolment)
-            total.enrolments += 1
-        total.lessons += queue_many(session, lessons)
+            if sent_today < DAILY_CAP and slot.schedule.is_delivery_day(slot.today):
+                self._advance(batch, due, slot)
+            batch.enrolments.append(due)
+        self._ask_to_continue(session, batch)
+        self._practice_phase(session, batch)
+        queued = queue_many(session, batch.outbox)
+        total.lessons += queued["lesson"]
+        total.prompts += queued["continue"] + queued["summary"]
+        total.practices += queued["practice"]
+        self._write_back(session, batch.enrolments, now)
+        if idle:
+            table = Enrolment.__table__  # type: ignore[attr-defined]
+            session.execute(sa.update(table).where(table.c.id.in_(idle)).values(next_due_at=None))
+        total.enrolments += len(batch.enrolments)
         return len(rows)
+
+    def _slot(self, batch: _Batch, row: sa.Row[Any], workspace: Workspace | None) -> Slot:
+        """The learner's schedule and the instants a pass needs from it, worked out once
+        per batch for everyone who shares the settings it is built from (their own
+        time, days and zone, else their workspace's)."""
+        key = (row.workspace_id, row.delivery_time, row.delivery_days, row.timezone)
+        slot = batch.slots.get(key)
+        if slot is None:
+            # ``schedule_for`` takes a learner: a transient one with the settings it reads.
+            learner = Learner(
+                workspace_id=row.workspace_id,
+                user_id="",
+                delivery_time=row.delivery_time,
+                delivery_days=row.delivery_days,
+                timezone=row.timezone,
+            )
+            schedule = self.service.schedule_for(learner, workspace)
+            today = schedule.local_date(batch.now)
+            slot = Slot(schedule, today, schedule.next_after(batch.now, not_on=today))
+            batch.slots[key] = slot
+        return slot
 
     def _recent_scheduled(
         self, session: Session, learner_ids: list[int], now: datetime
@@ -199,7 +370,7 @@ class Planner:
         found: dict[int, list[datetime]] = {}
         for learner_id, due in session.exec(
             select(Delivery.learner_id, Delivery.due_at).where(
-                col(Delivery.learner_id).in_(learner_ids),
+                among(col(Delivery.learner_id), learner_ids),
                 Delivery.origin == "schedule",
                 Delivery.status != "cancelled",
                 col(Delivery.due_at) >= now - timedelta(hours=26),
@@ -209,128 +380,143 @@ class Planner:
             found.setdefault(learner_id, []).append(due)
         return found
 
-    def _advance(
-        self,
-        session: Session,
-        enrolment: Enrolment,
-        schedule: Schedule,
-        now: datetime,
-        total: PlanResult,
-        nxt: datetime | None,
-    ) -> tuple[dict[str, object] | None, datetime | None]:
-        """Move one due enrolment on. Returns the lesson row to queue (if any) and when
-        the enrolment is next due: the next delivery slot while lesson-days remain, a
-        week on in the practice phase, never (None) once there is nothing left to send
-        until the learner acts or a reload publishes the lesson they wait for."""
-        course = self.service.catalog.get(enrolment.course_id)
+    def _advance(self, batch: _Batch, due: DueEnrolment, slot: Slot) -> None:
+        """Move one due enrolment on. While lesson-days remain, the next one is queued
+        and the enrolment is next due at the next delivery slot (``slot.next``, already
+        set). After the last day it waits for the "continue?" prompts, then for the
+        practice phase (a week on), then for nothing (None) until the learner acts or
+        a reload publishes the lesson they wait for; those steps need lookups and are
+        decided for the whole batch at once (``_ask_to_continue``, ``_practice_phase``)."""
+        course = batch.course(due.course_id)
         if course is None:
-            log.warning("enrolment %s: course %s is gone", enrolment.id, enrolment.course_id)
-            return None, None
+            log.warning("enrolment %s: course %s is gone", due.id, due.course_id)
+            due.next_due_at = None
+            return
         published = False
-        if enrolment.status == WAITING_CONTENT:
-            wanted = course.lesson(enrolment.waiting_for_lesson or "")
+        if due.status == WAITING_CONTENT:
+            wanted = batch.lesson(course, due.waiting_for_lesson or "")
             if wanted is None:
-                return self._practice_phase(session, enrolment, schedule, now, total)
-            enrolment.lesson_id, enrolment.day = wanted.id, 0
-            enrolment.status, enrolment.waiting_for_lesson = ACTIVE, None
+                batch.phases.append((due, slot))
+                return
+            due.lesson_id, due.day = wanted.id, 0
+            due.status, due.waiting_for_lesson = ACTIVE, None
             published = True
-        lesson = course.lesson(enrolment.lesson_id)
+        lesson = batch.lesson(course, due.lesson_id)
         if lesson is None:
-            log.warning("enrolment %s: lesson %s is gone", enrolment.id, enrolment.lesson_id)
-            return None, None
-        days = lesson.day_count(self.service.settings.snippets_per_day)
-        if enrolment.status == ACTIVE and enrolment.day < days:
-            day = lesson.day(enrolment.day + 1, self.service.settings.snippets_per_day)
-            enrolment.day = day.number
-            return {
-                "key": f"lesson:{enrolment.id}:{lesson.id}:{day.number}",
-                "learner_id": enrolment.learner_id,
-                "enrolment_id": enrolment.id,
-                "kind": "lesson",
-                "origin": "schedule",
-                "course_id": course.id,
-                "lesson_id": lesson.id,
-                "day": day.number,
-                "question": day.question,
-                "body": "published" if published and day.number == 1 else None,
-                "due_at": now,
-            }, nxt
+            log.warning("enrolment %s: lesson %s is gone", due.id, due.lesson_id)
+            due.next_due_at = None
+            return
+        per_day = self.service.settings.snippets_per_day
+        if due.status == ACTIVE and due.day < lesson.day_count(per_day):
+            day = lesson.day(due.day + 1, per_day)
+            due.day = day.number
+            batch.queue(
+                due,
+                f"lesson:{due.id}:{lesson.id}:{day.number}",
+                "lesson",
+                course.id,
+                lesson.id,
+                question=day.question,
+                body="published" if published and day.number == 1 else None,
+            )
+            return
         # Every day of the lesson is out: ask whether to continue once, then a summary of
         # the learner's answers that reminds them once more; then the practice phase.
-        enrolment.status = AWAITING_CONTINUE
-        asked = session.exec(
-            select(func.count())
-            .select_from(Delivery)
-            .where(
-                Delivery.enrolment_id == enrolment.id,
-                col(Delivery.kind).in_(("continue", "summary")),
-                Delivery.lesson_id == lesson.id,
-            )
-        ).one()
-        has_next = course.following(lesson)[0] is not None
-        if asked < CONTINUE_ASKS and (has_next or asked == 0):
-            kind = "continue" if asked == 0 and has_next else "summary"
-            queued = queue_delivery(
-                session,
-                key=f"{kind}:{enrolment.id}:{lesson.id}:{schedule.local_date(now).isoformat()}",
-                learner_id=enrolment.learner_id,
-                enrolment_id=enrolment.id,
-                kind=kind,
-                origin="schedule",
-                course_id=course.id,
-                lesson_id=lesson.id,
-                day=enrolment.day,
-                due_at=now,
-            )
-            total.prompts += queued is not None
-            return None, next_phase_time(schedule, now) if kind == "summary" else nxt
-        return self._practice_phase(session, enrolment, schedule, now, total)
+        due.status = AWAITING_CONTINUE
+        batch.asks.append((due, slot, course, lesson))
 
-    def _practice_phase(
-        self,
-        session: Session,
-        enrolment: Enrolment,
-        schedule: Schedule,
-        now: datetime,
-        total: PlanResult,
-    ) -> tuple[None, datetime | None]:
-        """Once a week after a lesson, bring back one of its practices not covered yet,
-        the one that fits best what the learner wrote. None when all are covered."""
-        course = self.service.catalog.get(enrolment.course_id)
-        lesson = course.lesson(enrolment.lesson_id) if course else None
-        if lesson is None:
-            return None, None
-        remaining = remaining_practices(session, enrolment.learner_id, lesson)
-        if not remaining:
-            return None, None
-        answers = list(
-            session.exec(
-                select(Reply.text).where(
-                    Reply.learner_id == enrolment.learner_id,
-                    Reply.kind == "answer",
-                    Reply.lesson_id == lesson.id,
+    def _ask_to_continue(self, session: Session, batch: _Batch) -> None:
+        """The "continue?" prompt, then the summary, for the batch's enrolments whose
+        lesson is fully out; those asked both times go on to the practice phase."""
+        if not batch.asks:
+            return
+        asked: dict[tuple[int, str], int] = {
+            (enrolment_id or 0, lesson_id): count
+            for enrolment_id, lesson_id, count in session.exec(
+                select(Delivery.enrolment_id, Delivery.lesson_id, func.count())
+                .where(
+                    col(Delivery.enrolment_id).in_([due.id for due, *_ in batch.asks]),
+                    col(Delivery.kind).in_(("continue", "summary")),
                 )
+                .group_by(col(Delivery.enrolment_id), col(Delivery.lesson_id))
             ).all()
+        }
+        for due, slot, course, lesson in batch.asks:
+            count = asked.get((due.id, lesson.id), 0)
+            has_next = course.following(lesson)[0] is not None
+            if count < CONTINUE_ASKS and (has_next or count == 0):
+                kind = "continue" if count == 0 and has_next else "summary"
+                key = f"{kind}:{due.id}:{lesson.id}:{slot.today.isoformat()}"
+                batch.queue(due, key, kind, course.id, lesson.id)
+                if kind == "summary":
+                    due.next_due_at = next_phase_time(slot.schedule, batch.now)
+            else:
+                batch.phases.append((due, slot))
+
+    def _practice_phase(self, session: Session, batch: _Batch) -> None:
+        """Once a week after a lesson, bring back one of its practices not covered yet,
+        the one that fits best what the learner wrote; when all are covered the
+        enrolment carries nothing due. What was covered and written is read for the
+        whole batch in three queries."""
+        found: list[tuple[DueEnrolment, Slot, Lesson]] = []
+        for due, slot in batch.phases:
+            course = batch.course(due.course_id)
+            lesson = batch.lesson(course, due.lesson_id) if course else None
+            if lesson is None:
+                due.next_due_at = None
+            else:
+                found.append((due, slot, lesson))
+        if not found:
+            return
+        learners = sorted({due.learner_id for due, _, _ in found})
+        histories = practice_histories(session, learners)
+        answers: dict[tuple[int, str], list[str]] = {}
+        for learner_id, lesson_id, text in session.exec(
+            select(Reply.learner_id, Reply.lesson_id, Reply.text)
+            .where(
+                col(Reply.learner_id).in_(learners),
+                Reply.kind == "answer",
+                col(Reply.lesson_id).in_({lesson.id for _, _, lesson in found}),
+            )
+            .order_by(col(Reply.id))
+        ).all():
+            answers.setdefault((learner_id, lesson_id), []).append(text)
+        for due, slot, lesson in found:
+            remaining = not_brought_up(lesson, histories.get(due.learner_id, []))
+            written = answers.get((due.learner_id, lesson.id), [])
+            practice = choose(remaining, " ".join(written)) if remaining else None
+            if practice is None:
+                due.next_due_at = None
+                continue
+            batch.queue(
+                due,
+                f"phase:{due.id}:{lesson.id}:{normalise(practice)}",
+                "practice",
+                due.course_id,
+                lesson.id,
+                question=phase_prompt(lesson.name, practice, written),
+                body=practice,
+            )
+            due.next_due_at = next_phase_time(slot.schedule, batch.now)
+
+    @staticmethod
+    def _write_back(session: Session, enrolments: list[DueEnrolment], now: datetime) -> None:
+        """Every moved enrolment in one ``UPDATE … FROM`` the batch (``bot.bulk``). The
+        rows are locked since the batch read them (SKIP LOCKED on PostgreSQL, the
+        IMMEDIATE transaction on SQLite), so nothing written meanwhile is overwritten."""
+        if not enrolments:
+            return
+        table = Enrolment.__table__  # type: ignore[attr-defined]
+        names = ("id", *_WRITTEN)
+        records = list(map(operator.attrgetter(*names), enrolments))
+        columns, parameters = rows_select(table, names, records, session.get_bind().dialect)
+        batch = columns.subquery("moved")
+        session.execute(
+            sa.update(table)
+            .where(table.c.id == batch.c.id)
+            .values({**{name: batch.c[name] for name in _WRITTEN}, "updated_at": now}),
+            parameters,
         )
-        practice = choose(remaining, " ".join(answers))
-        if practice is None:
-            return None, None
-        queued = queue_delivery(
-            session,
-            key=f"phase:{enrolment.id}:{lesson.id}:{normalise(practice)}",
-            learner_id=enrolment.learner_id,
-            enrolment_id=enrolment.id,
-            kind="practice",
-            origin="schedule",
-            course_id=enrolment.course_id,
-            lesson_id=lesson.id,
-            day=enrolment.day,
-            question=phase_prompt(lesson.name, practice, answers),
-            body=practice,
-            due_at=now,
-        )
-        total.practices += queued is not None
-        return None, next_phase_time(schedule, now)
 
     # ------------------------------------------------------------------ nudges
 
