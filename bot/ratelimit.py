@@ -30,11 +30,12 @@ higher waits for nothing, one whose limit is lower collects 429s. Each cell star
 its configured rate and keeps the rate it learned in its row (shared by replicas, kept
 across restarts). While sends keep waiting for a cell and no 429 comes, its rate rises
 additively with the time spent busy: quickly (a fifth of the configured rate per
-second) until a 429 has shown where the limit is, then slowly (a hundredth of that
-limit per second) so the probing above it costs a 429 only now and then. A 429 cuts
+second) until a 429 has shown where the limit is, then slowly (0.3 % of that limit per
+second) so the probing above it costs a 429 only now and then. A 429 cuts
 the rate of the cells that were busy to ``CUT`` of what it was, once per burst of 429s,
-and blocks them for Retry-After. A limit may carry a ceiling the rate never passes.
-Only a 429 cuts: a 5xx or a timeout says nothing about the pace.
+and blocks them for Retry-After (a 429 at the configured rate, before anything was
+learned, halves it: the guess was wrong). A limit may carry a ceiling the rate never
+passes. Only a 429 cuts: a 5xx or a timeout says nothing about the pace.
 
 Nothing here is kept per conversation in the process beyond a send's own wait: the
 short-lived notes of which cells to leave alone are dropped once their moment passed,
@@ -66,9 +67,10 @@ LEARNED_KEPT = 7 * 86400.0  # a cell that learned a pace keeps it this long unus
 PRUNE_BATCH = 500  # cells deleted per transaction by the retention pass
 
 RAISE = 0.2  # before any 429: rate gained per busy second, as a share of the configured rate
-PROBE = 0.01  # after one: rate gained per busy second, as a share of the rate that met it
+PROBE = 0.003  # after one: rate gained per busy second, as a share of the rate that met it
 FORGET_PEAK = 1.1  # past this multiple of that rate, the limit has moved: raise quickly again
 CUT = 0.8  # a 429 multiplies the rate by this
+CUT_GUESS = 0.5  # ... or by this when it came at the configured rate, never raised nor cut
 FLOOR = 0.05  # the rate never falls below this share of the configured rate
 BUSY_GAP = 1.0  # busy sends further apart than this do not add up to a busy stretch
 CUT_GAP = 1.0  # 429s within this of a cut are the same burst: one cut
@@ -136,8 +138,12 @@ class Cell:
         if now - self.cut_at < CUT_GAP:
             return False
         rate = limit.at(self.rate).per_second
+        # At the configured rate (or within a second's rise of it), before any 429, a
+        # 429 says the guess is wrong, by how much nobody knows: halve it, as TCP
+        # does, rather than pay for several cuts. After a ramp-up the limit is near.
+        guess = not self.peak and rate <= limit.per_second * (1 + RAISE)
         self.peak = rate
-        self.rate = limit.bounded(rate * CUT)
+        self.rate = limit.bounded(rate * (CUT_GUESS if guess else CUT))
         self.cut_at = now
         return True
 
@@ -198,8 +204,8 @@ def _lock_cells(session: Session, keys: list[str]) -> dict[str, Cell]:
     if len(cells) < len(keys):
         insert = pg_insert if postgres else sqlite_insert
         missing = [{"key": k, "tat": 0.0, "blocked_until": 0.0} for k in keys if k not in cells]
-        session.execute(
-            insert(table).values(missing).on_conflict_do_nothing(index_elements=["key"])
+        session.execute(  # one statement whatever the count, so one compiled form
+            insert(table).on_conflict_do_nothing(index_elements=["key"]), missing
         )
         cells = read()
     return cells

@@ -208,3 +208,28 @@ def test_a_429_from_slack_is_waited_out_and_cuts_the_pace(
     # No cell was busy, so the cell Slack's 429 named (the conversation) takes the cut.
     assert cells[f"slack:{DEFAULT_TEAM_ID}:UP0001"] == pytest.approx(1.0)
     assert pace == 20.0  # the workspace was not to blame
+
+
+def test_the_adapter_remembers_a_bounded_number_of_dm_channels(
+    paced: Settings, slack: SlackEmulator
+) -> None:
+    """A process that wrote to every learner ever keeps only the most recent DM
+    channels; a learner it forgot costs one more lookup, not a lost message."""
+    add_learners(slack, 5)
+    fast = replace(paced, slack_channel_rate=100.0, slack_workspace_rate=100.0)
+
+    async def main() -> int:
+        sender = Sender(fast)
+        sender.adapter._dm_channels.limit = 3
+        try:
+            for n in range(5):
+                await sender.send(lesson(n))
+            await sender.send(replace(lesson(0), delivery_key="pace:again"))
+            return len(sender.adapter._dm_channels)
+        finally:
+            await sender.close()
+
+    assert asyncio.run(main()) == 3
+    opened = [c.params["users"] for c in slack.calls_to("conversations.open")]
+    assert opened == [f"UP{n:04d}" for n in range(5)] + ["UP0000"]  # forgotten, asked again
+    assert len(slack.messages(slack.dm_channel_id("UP0000"))) == 2
