@@ -127,7 +127,7 @@ class Cell:
         self.busy_at = max(self.busy_at, now)
         if not 0 < gap <= BUSY_GAP:
             return
-        rate = self.rate or limit.per_second
+        rate = limit.at(self.rate).per_second
         if self.peak and rate > self.peak * FORGET_PEAK:
             self.peak = 0.0  # the limit rose: find it again quickly
         step = PROBE * self.peak if self.peak else RAISE * limit.per_second
