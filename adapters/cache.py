@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -62,3 +62,19 @@ class TTLCache(Generic[K, V]):
 
     def clear(self) -> None:
         self._entries.clear()
+
+
+class Bounded(OrderedDict[Any, Any]):
+    """A dict that forgets its least recently stored entries beyond ``limit``: for what
+    an adapter keeps per learner or per delivery (DM channels, send notes), so a
+    process that wrote to every learner ever holds only the most recent ones."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)

@@ -77,9 +77,12 @@ class Settings:
     discord_gateway_url: str | None = None
     discord_members_intent: bool = False  # needed to see members join (auto-enrol)
     port: int = 3000
-    # Sending pace (messages per second), enforced by the core's rate limiter.
+    # Sending pace (messages per second), enforced by the core's rate limiter: where
+    # the learned pace starts, and the optional ceilings it never passes.
     slack_channel_rate: float = 1.0
     slack_workspace_rate: float = 10.0
+    slack_channel_rate_max: float | None = None
+    slack_workspace_rate_max: float | None = None
     discord_rate: float = 50.0
     # Fernet key(s) that encrypt stored OAuth tokens, newest first (see bot/crypto.py).
     secret_key: str | None = field(default=None, repr=False)
@@ -322,6 +325,9 @@ def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Set
     def rate(name: str, default: float) -> float:
         return check(name, lambda v: _positive(v, default, name), default)
 
+    def ceiling(name: str) -> float | None:
+        return check(name, lambda v: _positive(v, 0.0, name) if v else None, None)
+
     content = get("MENTORBOT_CONTENT_DIR")
     settings = Settings(
         database_url=check("MENTORBOT_DATABASE_URL", _database_url, DEFAULT_DATABASE_URL),
@@ -402,6 +408,8 @@ def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Set
         port=check("PORT", _port, 3000),
         slack_channel_rate=rate("MENTORBOT_SLACK_CHANNEL_RATE", 1.0),
         slack_workspace_rate=rate("MENTORBOT_SLACK_WORKSPACE_RATE", 10.0),
+        slack_channel_rate_max=ceiling("MENTORBOT_SLACK_CHANNEL_RATE_MAX"),
+        slack_workspace_rate_max=ceiling("MENTORBOT_SLACK_WORKSPACE_RATE_MAX"),
         discord_rate=rate("MENTORBOT_DISCORD_RATE", 50.0),
         secret_key=get("MENTORBOT_SECRET_KEY"),
     )

@@ -399,8 +399,7 @@ class Dispatcher:
         except RateLimited as exc:
             metrics.RATE_LIMITED.labels(adapter.platform).inc()
             self.stats.rate_limited += 1
-            scoped = [limit for limit in limits if limit.key == exc.scope]
-            await self.limiter.block(scoped or limits, exc.retry_after)
+            await self.limiter.block(limits, exc.retry_after, scope=exc.scope)
             when = self._now() + timedelta(seconds=exc.retry_after)
             why = str(exc)
             await self._db(

@@ -236,10 +236,17 @@ class RateBucket(SQLModel, table=True):
     shared by every process on the database. ``tat`` is the GCRA "theoretical arrival
     time" of the next send, and ``blocked_until`` the end of a 429's Retry-After, both
     in seconds since the epoch, so replicas pace together and a 429 seen by one stops
-    all of them."""
+    all of them. ``rate`` is the pace the cell has learned (0: not learned, the
+    configured rate), ``peak`` the rate at which the last 429 came (0: none known),
+    ``busy_at`` the last time a send had to wait for this cell and ``cut_at`` the last
+    time a 429 cut its rate: shared too, so replicas learn one pace together."""
 
     __tablename__ = "rate_bucket"
 
     key: str = Field(primary_key=True, max_length=200)
     tat: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
     blocked_until: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
+    rate: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
+    peak: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
+    busy_at: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
+    cut_at: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})

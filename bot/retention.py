@@ -12,6 +12,11 @@ Rows still pending or being sent, and every row a reply or a newer row points at
 left alone, so a prune can race with a fan-out, ``forget-me`` or another replica.
 Work goes in small batches, each its own short transaction, so a prune killed halfway
 simply finishes on its next run.
+
+The same pass deletes rate-limit cells (``rate_bucket``) nobody has drawn from since
+their window passed, so the table holds the conversations in use, not every one the bot
+ever wrote to; a cell that learned a pace keeps it for a week unused (see
+``bot.ratelimit.prune``).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from sqlmodel import Session, col, select
 from bot.context import QUESTION_KINDS
 from bot.db import Store
 from bot.models import Delivery, Reply
+from bot.ratelimit import prune as prune_cells
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +43,11 @@ BATCH = 500
 class PruneResult:
     removed: int = 0
     compacted: int = 0
+    cells: int = 0  # idle rate-limit cells deleted
 
     def __str__(self) -> str:
-        return f"removed {self.removed:,} delivery rows, compacted {self.compacted:,}"
+        text = f"removed {self.removed:,} delivery rows, compacted {self.compacted:,}"
+        return text + (f", forgot {self.cells:,} idle rate-limit cells" if self.cells else "")
 
 
 def _removable(cutoff: datetime) -> sa.Select[tuple[int]]:
@@ -128,6 +136,11 @@ def prune(
             if len(ids) < batch:
                 break
             after = ids[-1]
-    if result.removed or result.compacted:
+    while True:
+        deleted = store.run(lambda s: prune_cells(s, batch=batch))
+        result.cells += deleted
+        if deleted < batch:
+            break
+    if result.removed or result.compacted or result.cells:
         log.info("retention: %s (older than %d days)", result, days)
     return result

@@ -36,6 +36,8 @@ def problems(**env: str) -> list[str]:
         ("MENTORBOT_SLACK_CHANNEL_RATE", "0", "must be a number more than 0"),
         ("MENTORBOT_SLACK_WORKSPACE_RATE", "fast", "must be a number"),
         ("MENTORBOT_DISCORD_RATE", "inf", "must be a number more than 0"),
+        ("MENTORBOT_SLACK_WORKSPACE_RATE_MAX", "0", "must be a number more than 0"),
+        ("MENTORBOT_SLACK_CHANNEL_RATE_MAX", "lots", "must be a number"),
         ("MENTORBOT_SNIPPETS_PER_DAY", "two", "must be a whole number"),
         ("MENTORBOT_RETENTION_DAYS", "0", "must be at least 1"),
         ("MENTORBOT_RETENTION_DAYS", "-5", "must be at least 1"),
@@ -117,9 +119,11 @@ def test_good_settings_are_accepted_as_written() -> None:
             "SLACK_APP_TOKEN": "xapp-1-abc",
             "DISCORD_GUILD_ID": "123456789012345678",
             "DISCORD_GATEWAY_URL": "ws://127.0.0.1:9000",
+            "MENTORBOT_SLACK_WORKSPACE_RATE_MAX": "50",
         },
         dotenv=False,
     )
+    assert (settings.slack_workspace_rate_max, settings.slack_channel_rate_max) == (50.0, None)
     assert (settings.timezone, settings.delivery_time, settings.delivery_days) == (
         "Europe/Berlin",
         "8:30",

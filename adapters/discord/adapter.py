@@ -20,7 +20,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from adapters.cache import TTLCache
+from adapters.cache import Bounded, TTLCache
 from adapters.discord.components import ActionButton, build_view, reply_modal, submitted_text
 from adapters.discord.errors import UNKNOWN_CHANNEL, translate
 from adapters.discord.render import (
@@ -311,7 +311,9 @@ class DiscordAdapter:
         self._client: _MentorClient | None = None
         self._tree: _MentorTree | None = None
         self._ready = asyncio.Event()
-        self._dm_channels: dict[str, int] = {}
+        # User id -> DM channel id; bounded, so every learner ever written to does
+        # not stay in the process (a forgotten one costs one lookup).
+        self._dm_channels: Bounded = Bounded()
         self._saved_urls: tuple[str, Any] | None = None
         self._inflight = 0
         self.handled = 0  # platform events fully processed: for health checks and tests
@@ -842,9 +844,12 @@ class DiscordAdapter:
         """Discord's per-bot global budget (50 requests/s by default), counted in
         requests: a first DM to someone also opens the DM channel, so it draws twice.
         A burst of a tenth of a second's budget absorbs wake-up jitter without
-        front-loading a whole second, which Discord's window answers with 429s."""
+        front-loading a whole second, which Discord's window answers with 429s.
+        Discord publishes this limit and discord.py waits out most 429s itself, so
+        the configured rate is also the ceiling: the pace never probes above it, and
+        only comes down for the 429s that reach the core."""
         rate = self.settings.discord_rate
-        limit = Limit("discord:global", rate, burst=max(1, int(rate / 10)))
+        limit = Limit("discord:global", rate, burst=max(1, int(rate / 10)), ceiling=rate)
         known = message.channel or self._dm_channels.get(message.user)
         return [limit] if known else [limit, limit]
 

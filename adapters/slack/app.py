@@ -29,7 +29,6 @@ import json
 import logging
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
@@ -52,7 +51,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.cache import TTLCache
+from adapters.cache import Bounded, TTLCache
 from adapters.slack.errors import (
     FILE_SCOPE_ERRORS,
     TOKEN_ERRORS,
@@ -210,20 +209,6 @@ BOLT_LOG = logging.getLogger("slack_bolt.mentorbot")
 BOLT_LOG.addFilter(_NoUnusedTokenNotice())
 
 
-class _Bounded(OrderedDict[str, Any]):
-    """A dict that forgets its oldest entries beyond ``limit`` (per-delivery send notes)."""
-
-    def __init__(self, limit: int = 10_000) -> None:
-        super().__init__()
-        self.limit = limit
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        super().__setitem__(key, value)
-        self.move_to_end(key)
-        while len(self) > self.limit:
-            self.popitem(last=False)
-
-
 class _CheckedSocketMode(AsyncSocketModeHandler):
     """Socket Mode with the shape check HTTP requests get (``payload_problem``): a
     payload Bolt would crash on is acknowledged, so Slack does not send it again, and
@@ -287,13 +272,15 @@ class SlackAdapter:
         self._lock_users: dict[tuple[str, str], int] = {}
         self._profiles: TTLCache[str, Profile] = TTLCache(PROFILES_KEPT, PROFILE_CACHE_SECONDS)
         self._installers: dict[str, tuple[str | None, float]] = {}
-        self._dm_channels: dict[tuple[str, str], str] = {}
+        # Bounded: a DM channel is one lookup away, and every learner ever written to
+        # must not stay in the process.
+        self._dm_channels: Bounded = Bounded()
         self._clients: dict[str, tuple[AsyncWebClient, float]] = {}
         self._event_ids = RecentKeys()
         # Per delivery key: parts already posted, and keys whose last post may have landed.
-        self._posted: _Bounded = _Bounded()
-        self._unsure: _Bounded = _Bounded()
-        self._uploaded: _Bounded = _Bounded()  # delivery key -> attachment indices uploaded
+        self._posted: Bounded = Bounded()
+        self._unsure: Bounded = Bounded()
+        self._uploaded: Bounded = Bounded()  # delivery key -> attachment indices uploaded
 
     # ------------------------------------------------------------------ wiring
 
@@ -1083,14 +1070,25 @@ class SlackAdapter:
     def rate_limits(self, message: OutgoingMessage) -> list[Limit]:
         """Slack allows about one message a second per conversation, and more per
         workspace. A DM is keyed by the learner, so the key is the same before and after
-        the DM's channel id is known."""
+        the DM's channel id is known. The configured rates are where the learned pace
+        starts (Slack publishes no exact number), the optional maxima its ceiling."""
         team = message.workspace
         target = message.user
         if message.channel and not message.channel.startswith("D"):
             target = message.channel
         return [
-            Limit(f"slack:{team}:{target}", self.settings.slack_channel_rate, 1),
-            Limit(f"slack:{team}", self.settings.slack_workspace_rate, WORKSPACE_BURST),
+            Limit(
+                f"slack:{team}:{target}",
+                self.settings.slack_channel_rate,
+                1,
+                self.settings.slack_channel_rate_max,
+            ),
+            Limit(
+                f"slack:{team}",
+                self.settings.slack_workspace_rate,
+                WORKSPACE_BURST,
+                self.settings.slack_workspace_rate_max,
+            ),
         ]
 
     def _metadata(self, message: OutgoingMessage, part: int, parts: int) -> dict[str, Any]:

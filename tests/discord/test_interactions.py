@@ -185,8 +185,9 @@ def test_the_bootstrap_serves_the_adapter(sqlite_url: str, clock: Clock) -> None
             [adapter] = choose_adapters(app, None)
             assert isinstance(adapter, DiscordAdapter)
             lesson = OutgoingMessage(platform="discord", workspace="1", user="2", text="hi")
-            # A first DM also opens the DM channel: two requests from the global budget.
-            budget = Limit("discord:global", 50.0, burst=5)
+            # A first DM also opens the DM channel: two requests from the global budget,
+            # whose documented 50/s is where the pace starts and its ceiling.
+            budget = Limit("discord:global", 50.0, burst=5, ceiling=50.0)
             assert adapter.rate_limits(lesson) == [budget, budget]
             known = OutgoingMessage(
                 platform="discord", workspace="1", user="2", text="hi", channel="99"

@@ -417,7 +417,7 @@ class SlackEmulator:
         self._home_views: dict[tuple[str, str], dict[str, Any]] = {}
         self._files: dict[str, UploadedFile] = {}
         self._faults: dict[str, list[_Fault]] = {}
-        self._rate_limits: dict[str, tuple[float, float]] = {}
+        self._rate_limits: dict[str, tuple[float, float, str]] = {}
         self._delays: dict[str, float] = {}
         self._buckets: dict[tuple[str, str | None, str], _TokenBucket] = {}
         self._ts_counter = itertools.count(1)
@@ -706,12 +706,17 @@ class SlackEmulator:
                 _Fault(status, error, retry_after if status == 429 else None, times, where)
             )
 
-    def rate_limit(self, method: str, per_second: float, burst: float | None = None) -> None:
-        """Token-bucket limit ``method`` per (team, channel); excess calls get 429 + Retry-After."""
+    def rate_limit(
+        self, method: str, per_second: float, burst: float | None = None, per: str = "channel"
+    ) -> None:
+        """Token-bucket limit ``method`` per (team, channel), or with ``per="team"`` per
+        workspace (a limit the client cannot see); excess calls get 429 + Retry-After."""
         if per_second <= 0:
             raise ValueError("per_second must be positive")
+        if per not in ("channel", "team"):
+            raise ValueError("per is 'channel' or 'team'")
         with self._cond:
-            self._rate_limits[method] = (per_second, burst or max(1.0, per_second))
+            self._rate_limits[method] = (per_second, burst or max(1.0, per_second), per)
             self._buckets = {k: v for k, v in self._buckets.items() if k[0] != method}
 
     def delay_responses(self, method: str, seconds: float) -> None:
@@ -1083,11 +1088,12 @@ class SlackEmulator:
         limit = self._rate_limits.get(method)
         if limit is None:
             return None
+        per_second, burst, per = limit
         channel = str(params.get("channel") or params.get("channel_id") or "")
-        key = (method, auth.team_id if auth else None, channel)
+        key = (method, auth.team_id if auth else None, channel if per == "channel" else "")
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[key] = _TokenBucket(*limit)
+            bucket = self._buckets[key] = _TokenBucket(per_second, burst)
         wait = bucket.take()
         # Slack only ever sends whole seconds, and slack_sdk int()-parses the header.
         return None if wait == 0 else max(1, math.ceil(wait))

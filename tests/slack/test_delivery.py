@@ -318,6 +318,9 @@ def test_rate_limits_per_conversation_and_per_workspace(slack_settings: Settings
         Limit(f"slack:{DEFAULT_TEAM_ID}:{DEFAULT_USER_ID}", 1.0, 1),
         Limit(f"slack:{DEFAULT_TEAM_ID}", 10.0, 5),
     ]
+    # The configured rates are where the learned pace starts; the maxima cap it.
+    capped = SlackAdapter(replace(defaults, slack_workspace_rate_max=40.0), store=None)  # type: ignore[arg-type]
+    assert [limit.ceiling for limit in capped.rate_limits(dm)] == [None, 40.0]
     with_dm = replace(dm, channel="D123")
     assert adapter.rate_limits(with_dm) == adapter.rate_limits(dm)  # same key before and after
     assert adapter.rate_limits(channel)[0].key == "slack:T1:C42"
