@@ -36,6 +36,9 @@ from bot.ratelimit import prune as prune_cells
 log = logging.getLogger(__name__)
 
 FINISHED = ("sent", "failed", "cancelled")
+# Rows the planner counts to keep a promise ("continue?" is asked once and reminded once
+# by the summary): removing them would let it ask again. They are two per lesson at most.
+COUNTED_KINDS = ("continue", "summary")
 BATCH = 500
 
 
@@ -58,6 +61,7 @@ def _removable(cutoff: datetime) -> sa.Select[tuple[int]]:
         .where(
             col(Delivery.status).in_(FINISHED),
             col(Delivery.due_at) < cutoff,
+            col(Delivery.kind).not_in(COUNTED_KINDS),
             sa.or_(
                 col(Delivery.kind).not_in(QUESTION_KINDS),
                 Delivery.status != "sent",

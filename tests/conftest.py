@@ -102,7 +102,12 @@ def clock() -> Clock:
 
 @pytest.fixture
 def settings(store_url: str) -> Settings:
-    return Settings(database_url=store_url, content_dir=bundled_content_dir())
+    # MENTORBOT_TEST_RETENTION_DAYS=1 runs the suites with retention pruning at one day,
+    # to show exactly-once delivery, privacy and exports hold while rows are removed.
+    retention = int(os.environ.get("MENTORBOT_TEST_RETENTION_DAYS", "90"))
+    return Settings(
+        database_url=store_url, content_dir=bundled_content_dir(), retention_days=retention
+    )
 
 
 @pytest.fixture

@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlmodel import Session, col, func, select
 
 from bot.db import Store
@@ -22,6 +24,15 @@ from tests.conftest import Clock
 from tests.harness import Chat
 
 WEEKS = 6
+
+
+@pytest.fixture
+def app(settings: Any, clock: Clock) -> Iterator[App]:
+    """An app whose engine never prunes on its own in these tests (a retention of ten
+    years), so each test's explicit prune is the one that does the work."""
+    application = build(replace(settings, retention_days=3650), clock=clock)
+    yield application
+    application.store.dispose()
 
 
 def grow_history(app: App, clock: Clock) -> Chat:
