@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from bot.service import MentorService
 
 DIGEST_DAYS = {"daily": 1, "weekly": 7}
+SHOWN = "digest_replies_shown"  # session.info: digest delivery id -> reply ids it showed
 
 
 def readable_by_leads() -> Any:
@@ -135,15 +136,17 @@ def render_digest(
         index = (created_at.astimezone(zone).date() - first_day).days
         if 0 <= index < span and delivery_id in asked_ids:
             per_day[index] += 1
-    streak_of = streaks(session, enrolled)
+    # Four weeks of questions settle nearly every streak; the rest are read in full.
+    streak_of = streaks(session, enrolled, recent=until - timedelta(days=28))
     ranked = sorted(
-        ((streak_of.get(learner_id, 0), user_id) for learner_id, user_id in user_of.items()),
+        ((streak_of[learner_id], user_id) for learner_id, user_id in user_of.items()),
         reverse=True,
     )
     shared_ids = [reply_id for reply_id, _, _, shared in replies if shared]
     shown = session.exec(
         select(Reply).where(col(Reply.id).in_(shared_ids[:5])).order_by(col(Reply.id))
     ).all()
+    session.info.setdefault(SHOWN, {})[delivery.id] = [reply.id for reply in shown]
     if got:
         participation = (
             f"Participation: {len(answered_by):,} of {plural(len(got), 'learner')} who got a "
@@ -193,27 +196,34 @@ def render_digest(
 def digest_reads(
     svc: MentorService, session: Session, delivery: Delivery
 ) -> Callable[[Session, datetime], None]:
-    """What to record once a digest is posted: its time, and who read which reply."""
+    """What to record once a digest is posted: its time, and who read which reply.
+
+    The replies recorded are the ones the render showed (it leaves their ids in the
+    session it rendered in), so the two cannot disagree, and posting costs a lookup by
+    id instead of another pass over a year of replies while the write lock is held."""
     digest_id = delivery.digest_id
+    shown = session.info.get(SHOWN, {}).get(delivery.id)
 
     def after_sent(session: Session, now: datetime) -> None:
         digest = session.get(Digest, digest_id)
         if digest is None:
             return
-        since = digest_since(digest, delivery.due_at)
-        shared = session.exec(
-            select(Reply)
-            .join(Learner, col(Learner.id) == Reply.learner_id)
-            .where(
-                Learner.workspace_id == digest.workspace_id,
-                Reply.kind == "answer",
-                readable_by_leads(),
-                col(Reply.created_at) >= since,
-                col(Reply.created_at) < delivery.due_at,
+        if shown is not None:  # those still stored: an author may have been erased since
+            query = select(Reply).where(col(Reply.id).in_(shown))
+        else:
+            query = (
+                select(Reply)
+                .join(Learner, col(Learner.id) == Reply.learner_id)
+                .where(
+                    Learner.workspace_id == digest.workspace_id,
+                    Reply.kind == "answer",
+                    readable_by_leads(),
+                    col(Reply.created_at) >= digest_since(digest, delivery.due_at),
+                    col(Reply.created_at) < delivery.due_at,
+                )
+                .limit(5)
             )
-            .order_by(col(Reply.id))
-            .limit(5)
-        ).all()
+        shared = session.exec(query.order_by(col(Reply.id))).all()
         reader = session.get(Learner, digest.created_by) if digest.created_by else None
         record_reads(session, list(shared), reader, f"digest in <#{digest.channel}>", "digest", now)
         digest.last_sent_at = delivery.due_at
