@@ -385,7 +385,12 @@ class BulkWriter:
                 )
         self.pg.commit()
         self.pg.autocommit = True
-        self.pg.execute("VACUUM ANALYZE")  # what autovacuum does after a load
+        with self.pg.cursor() as cursor:
+            cursor.execute(
+                "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = current_schema()"
+            )
+            tables = ", ".join(name for (name,) in cursor.fetchall())
+        self.pg.execute(f"VACUUM ANALYZE {tables}")  # what autovacuum does after a load
         self.raw.close()
         self.engine.dispose()
 
@@ -810,21 +815,22 @@ def measure_phase(
     if phase == "full" and kind == "postgresql":
         # What autovacuum does after a change this big, before anything is measured on
         # the pruned database: dead rows marked free, statistics renewed.
-        seconds = vacuum(app, full=False)
+        seconds = vacuum(app, seeded.url, full=False)
         print(f"[{kind}/{phase}] VACUUM ANALYZE (as autovacuum would) in {seconds:.0f}s")
     if phase == "retained":
         # Freed space is reused, never returned: what retention saves on disk shows only
         # after a rewrite (VACUUM; VACUUM FULL on PostgreSQL), which an operator may run.
-        seconds = vacuum(app, full=True)
+        seconds = vacuum(app, seeded.url, full=True)
         disk, _ = database_mib(app)
         figures["db_rewritten_mib"] = f"{disk:.0f}"
         print(f"[{kind}/{phase}] after a rewrite ({seconds:.0f}s): {disk:,.0f} MiB on disk")
     return figures
 
 
-def vacuum(app: App, full: bool) -> float:
-    """Seconds to VACUUM (rewrite the file, or on PostgreSQL without ``full`` only mark
-    dead rows free and ANALYZE)."""
+def vacuum(app: App, url: str, full: bool) -> float:
+    """Seconds to VACUUM: rewrite the file, or on PostgreSQL without ``full`` only mark
+    dead rows free and ANALYZE. Its own connection: the bot's carry a statement timeout
+    a rewrite of gigabytes outlasts."""
     t0 = time.perf_counter()
     if app.store.engine.dialect.name == "sqlite":
         app.store.engine.dispose()  # VACUUM wants no other connection in a transaction
@@ -832,10 +838,21 @@ def vacuum(app: App, full: bool) -> float:
             own.execute("VACUUM")
         own.close()
     else:
-        with app.store.engine.connect() as conn:
-            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            conn.exec_driver_sql("VACUUM (FULL, ANALYZE)" if full else "VACUUM ANALYZE")
+        engine = sa.create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SET statement_timeout = 0")
+            tables = ", ".join(own_tables(conn))  # never other schemas in the database
+            conn.exec_driver_sql(f"VACUUM {'(FULL, ANALYZE)' if full else 'ANALYZE'} {tables}")
+        engine.dispose()
     return time.perf_counter() - t0
+
+
+def own_tables(conn: Any) -> list[str]:
+    """The tables of this benchmark's schema (the first on the search path)."""
+    found = conn.exec_driver_sql(
+        "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = current_schema()"
+    )
+    return [name for (name,) in found]
 
 
 def fresh_ceiling(kind: str, sends: int) -> float:
