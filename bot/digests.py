@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, case, or_
 from sqlmodel import Session, col, select
 
 from bot import commands as grammar
@@ -19,7 +19,7 @@ from bot.messages import Attachment, OutgoingMessage, Section
 from bot.models import Delivery, Digest, Enrolment, Learner, Reply, ReplyRead, Workspace
 from bot.outbox import queue_delivery
 from bot.schedule import Schedule
-from bot.stats import counts
+from bot.stats import streaks
 from bot.text import learner_text, preview
 from bot.wording import mention, plural
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from bot.service import MentorService
 
 DIGEST_DAYS = {"daily": 1, "weekly": 7}
+SHOWN = "digest_replies_shown"  # session.info: digest delivery id -> reply ids it showed
 
 
 def readable_by_leads() -> Any:
@@ -87,16 +88,20 @@ def render_digest(
     until = delivery.due_at
     since = digest_since(digest, until)
     zone = digest_schedule(svc, workspace, digest.frequency).zone
-    learners = session.exec(
-        select(Learner).where(
-            Learner.workspace_id == workspace.id,
-            col(Learner.id).in_(select(Enrolment.learner_id)),
-        )
-    ).all()
-    ids = [learner.id for learner in learners]
+    # Everyone in the workspace with an enrolment, as a subquery: with 10,000 learners a
+    # list of ids would be 10,000 bound parameters in every query below.
+    enrolled = select(Learner.id).where(
+        Learner.workspace_id == workspace.id,
+        col(Learner.id).in_(select(Enrolment.learner_id)),
+    )
+    user_of = dict(
+        session.exec(select(Learner.id, Learner.user_id).where(col(Learner.id).in_(enrolled))).all()
+    )
     asked = session.exec(
-        select(Delivery).where(
-            col(Delivery.learner_id).in_(ids),
+        select(Delivery.id, Delivery.learner_id).where(
+            # "+ 0": a whole workspace is most of the table, so read it in one pass, not
+            # learner by learner through the index (SQLite has no statistics to know).
+            (Delivery.learner_id + 0).in_(enrolled),
             Delivery.kind == "lesson",
             col(Delivery.question).is_not(None),
             Delivery.status == "sent",
@@ -104,60 +109,73 @@ def render_digest(
             col(Delivery.sent_at) < until,
         )
     ).all()
-    asked_ids = {d.id for d in asked}
+    asked_ids = {delivery_id for delivery_id, _ in asked}
     replies = session.exec(
-        select(Reply).where(
-            col(Reply.learner_id).in_(ids),
+        select(
+            Reply.id,
+            Reply.delivery_id,
+            Reply.created_at,
+            case((readable_by_leads(), True), else_=False),
+        )
+        .where(
+            (Reply.learner_id + 0).in_(enrolled),
             Reply.kind == "answer",
             col(Reply.created_at) >= since,
             col(Reply.created_at) < until,
         )
+        .order_by(col(Reply.id))  # the shared ones shown are the ones recorded as read
     ).all()
-    answered_ids = {r.delivery_id for r in replies}
-    got = {d.learner_id for d in asked}
-    answered_by = {d.learner_id for d in asked if d.id in answered_ids}
-    lesson_days_done = sum(1 for d in asked if d.id in answered_ids)
+    answered_ids = {delivery_id for _, delivery_id, _, _ in replies}
+    got = {learner_id for _, learner_id in asked}
+    answered_by = {learner_id for delivery_id, learner_id in asked if delivery_id in answered_ids}
+    lesson_days_done = sum(1 for delivery_id, _ in asked if delivery_id in answered_ids)
     span = max(1, (until.astimezone(zone).date() - since.astimezone(zone).date()).days)
     first_day = until.astimezone(zone).date() - timedelta(days=span)
     per_day = [0] * span
-    for reply in replies:
-        index = (reply.created_at.astimezone(zone).date() - first_day).days
-        if 0 <= index < span and reply.delivery_id in asked_ids:
+    for _, delivery_id, created_at, _ in replies:
+        index = (created_at.astimezone(zone).date() - first_day).days
+        if 0 <= index < span and delivery_id in asked_ids:
             per_day[index] += 1
-    streaks = sorted(
-        ((counts(session, learner.id or 0).streak, learner.user_id) for learner in learners),
+    # Four weeks of questions settle nearly every streak; the rest are read in full.
+    streak_of = streaks(session, enrolled, recent=until - timedelta(days=28))
+    ranked = sorted(
+        ((streak_of[learner_id], user_id) for learner_id, user_id in user_of.items()),
         reverse=True,
     )
-    shared = [r for r in replies if r.visibility == "leads" or r.shared_at is not None]
-    by_id = {learner.id: learner for learner in learners}
+    shared_ids = [reply_id for reply_id, _, _, shared in replies if shared]
+    shown = session.exec(
+        select(Reply).where(col(Reply.id).in_(shared_ids[:5])).order_by(col(Reply.id))
+    ).all()
+    session.info.setdefault(SHOWN, {})[delivery.id] = [reply.id for reply in shown]
     if got:
         participation = (
-            f"Participation: {len(answered_by)} of {plural(len(got), 'learner')} who got a "
+            f"Participation: {len(answered_by):,} of {plural(len(got), 'learner')} who got a "
             "question answered at least one."
         )
     else:
         participation = "Participation: no questions went out in this period."
     lines = [
         participation,
-        f"Completion: {lesson_days_done} of {plural(len(asked), 'lesson question')} answered.",
+        f"Completion: {lesson_days_done:,} of {plural(len(asked), 'lesson question')} answered.",
         "Longest current streaks: "
-        + (", ".join(f"{mention(u)} {n}" for n, u in streaks[:3] if n) or "none yet")
+        + (", ".join(f"{mention(u)} {n}" for n, u in ranked[:3] if n) or "none yet")
         + ".",
     ]
     sections = [Section(None, "\n".join(lines))]
-    for reply in shared[:5]:
-        author = by_id.get(reply.learner_id)
-        who = mention(author.user_id) if author else "someone"
+    for reply in shown:
+        author = user_of.get(reply.learner_id)
+        who = mention(author) if author else "someone"
         sections.append(
             Section(
                 f"{who} on “{preview(reply.question, 80)}”",
                 learner_text(preview(reply.text, 400)),
             )
         )
-    if len(shared) > 5:
+    if len(shared_ids) > 5:
         sections.append(
             Section(
-                None, f"…and {len(shared) - 5} more shared replies: `{grammar.PREFIX} replies`."
+                None,
+                f"…and {len(shared_ids) - 5} more shared replies: `{grammar.PREFIX} replies`.",
             )
         )
     title = (
@@ -178,26 +196,34 @@ def render_digest(
 def digest_reads(
     svc: MentorService, session: Session, delivery: Delivery
 ) -> Callable[[Session, datetime], None]:
-    """What to record once a digest is posted: its time, and who read which reply."""
+    """What to record once a digest is posted: its time, and who read which reply.
+
+    The replies recorded are the ones the render showed (it leaves their ids in the
+    session it rendered in), so the two cannot disagree, and posting costs a lookup by
+    id instead of another pass over a year of replies while the write lock is held."""
     digest_id = delivery.digest_id
+    shown = session.info.get(SHOWN, {}).get(delivery.id)
 
     def after_sent(session: Session, now: datetime) -> None:
         digest = session.get(Digest, digest_id)
         if digest is None:
             return
-        since = digest_since(digest, delivery.due_at)
-        shared = session.exec(
-            select(Reply)
-            .join(Learner, col(Learner.id) == Reply.learner_id)
-            .where(
-                Learner.workspace_id == digest.workspace_id,
-                Reply.kind == "answer",
-                readable_by_leads(),
-                col(Reply.created_at) >= since,
-                col(Reply.created_at) < delivery.due_at,
+        if shown is not None:  # those still stored: an author may have been erased since
+            query = select(Reply).where(col(Reply.id).in_(shown))
+        else:
+            query = (
+                select(Reply)
+                .join(Learner, col(Learner.id) == Reply.learner_id)
+                .where(
+                    Learner.workspace_id == digest.workspace_id,
+                    Reply.kind == "answer",
+                    readable_by_leads(),
+                    col(Reply.created_at) >= digest_since(digest, delivery.due_at),
+                    col(Reply.created_at) < delivery.due_at,
+                )
+                .limit(5)
             )
-            .limit(5)
-        ).all()
+        shared = session.exec(query.order_by(col(Reply.id))).all()
         reader = session.get(Learner, digest.created_by) if digest.created_by else None
         record_reads(session, list(shared), reader, f"digest in <#{digest.channel}>", "digest", now)
         digest.last_sent_at = delivery.due_at

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_
+from sqlalchemy import and_, or_
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from bot.context import QUESTION_KINDS
 from bot.models import Delivery, Learner, Reply
@@ -32,20 +32,21 @@ def sent_as(message_id: str) -> Any:
     )
 
 
+def _asked(learner_id: int) -> Any:
+    """What makes a delivery one of the learner's numbered questions."""
+    return and_(
+        Delivery.learner_id == learner_id,
+        col(Delivery.kind).in_(QUESTION_KINDS),
+        col(Delivery.question).is_not(None),
+        col(Delivery.status).in_(("sent", "sending")),
+    )
+
+
 def questions(session: Session, learner_id: int) -> list[Delivery]:
     """Every question sent to the learner, in the order they were queued: index + 1 is
     its number (row ids never change, so neither do the numbers)."""
     return list(
-        session.exec(
-            select(Delivery)
-            .where(
-                Delivery.learner_id == learner_id,
-                col(Delivery.kind).in_(QUESTION_KINDS),
-                col(Delivery.question).is_not(None),
-                col(Delivery.status).in_(("sent", "sending")),
-            )
-            .order_by(col(Delivery.id))
-        ).all()
+        session.exec(select(Delivery).where(_asked(learner_id)).order_by(col(Delivery.id))).all()
     )
 
 
@@ -80,10 +81,21 @@ def numbered_questions(session: Session, learner_id: int) -> list[Numbered]:
 
 
 def number_of(session: Session, learner_id: int, delivery_id: int) -> int | None:
-    for item in numbered_questions(session, learner_id):
-        if item.delivery.id == delivery_id:
-            return item.number
-    return None
+    """The number ``questions`` gives the delivery, counted in the database: after a
+    year a learner has hundreds of questions, and every lesson that mentions an open
+    one asks this while it is sent."""
+    if (
+        session.exec(
+            select(Delivery.id).where(Delivery.id == delivery_id, _asked(learner_id))
+        ).first()
+        is None
+    ):
+        return None
+    return session.exec(
+        select(func.count())
+        .select_from(Delivery)
+        .where(_asked(learner_id), col(Delivery.id) <= delivery_id)
+    ).one()
 
 
 def replies(session: Session, learner_id: int) -> list[Reply]:

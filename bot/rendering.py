@@ -95,6 +95,7 @@ def _still_open(session: Session, learner: Learner, delivery: Delivery) -> str |
             col(Delivery.skipped_at).is_(None),
         )
         .order_by(col(Delivery.sent_at).desc(), col(Delivery.id).desc())
+        .limit(1)  # without it every earlier question is loaded to keep the first
     ).first()
     if previous is None or previous.sent_at is None:
         return None

@@ -12,11 +12,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, or_, update
-from sqlmodel import col, select
+from sqlmodel import Session, col, func, select
 
 from bot import commands as grammar
 from bot.commands import Command
-from bot.context import ACTIVE, AWAITING_CONTINUE, PAUSED, STOPPED, WAITING_CONTENT, Context
+from bot.context import (
+    ACTIVE,
+    AWAITING_CONTINUE,
+    CURRENT_STATES,
+    PAUSED,
+    STOPPED,
+    WAITING_CONTENT,
+    Context,
+)
 from bot.digests import digest_schedule, readable_by_leads, record_reads
 from bot.handlers import handles
 from bot.messages import Outcome, Section
@@ -31,12 +39,15 @@ from bot.schedule import (
     parse_zone,
     split_holidays,
 )
-from bot.stats import Counts, counts
+from bot.stats import Counts, counts_for
 from bot.text import learner_text, preview
 from bot.wording import mention, plural
 
 if TYPE_CHECKING:
     from bot.service import MentorService
+
+# Learners `team` lists by name; Slack shows at most 50 blocks in one message.
+TEAM_SHOWN = 40
 
 
 def _people(ctx: Context, command: Command, verb: str) -> tuple[list[str], list[str]]:
@@ -186,24 +197,41 @@ def status_of(
 
 @handles("team")
 def team(svc: MentorService, ctx: Context, _command: Command, outcome: Outcome) -> None:
+    """The first ``TEAM_SHOWN`` learners by name, each with the same numbers as their own
+    `progress`; past that, one line counts the rest. A message with thousands of
+    sections would be unreadable and over every platform's size limit (Slack takes 50
+    blocks), and the numbers come from a few grouped queries, not some per learner."""
+    enrolled = (
+        Learner.workspace_id == ctx.workspace.id,
+        col(Learner.id).in_(select(Enrolment.learner_id)),
+    )
+    name = func.lower(func.coalesce(Learner.display_name, Learner.user_id))
     learners = ctx.session.exec(
-        select(Learner)
-        .where(
-            Learner.workspace_id == ctx.workspace.id,
-            col(Learner.id).in_(select(Enrolment.learner_id)),
-        )
-        .order_by(col(Learner.id))
+        select(Learner).where(*enrolled).order_by(name, col(Learner.id)).limit(TEAM_SHOWN)
     ).all()
     if not learners:
         outcome.replies.append(
             ctx.answer(f"Nobody here is taking a course yet. Try `{grammar.PREFIX} assign @name`.")
         )
         return
+    total = (
+        len(learners)
+        if len(learners) < TEAM_SHOWN
+        else ctx.session.exec(select(func.count()).select_from(Learner).where(*enrolled)).one()
+    )
+    current = current_enrolments(ctx.session, [learner.id or 0 for learner in learners])
+    # The same counts as the learner's own `progress`: their current enrolment.
+    numbers_of = counts_for(
+        ctx.session,
+        {
+            learner.id or 0: (current[learner.id].id if learner.id in current else None)
+            for learner in learners
+        },
+    )
     sections = []
     for learner in learners:
-        enrolment = svc.current_enrolment(ctx.session, learner)
-        # The same counts as the learner's own `progress`: their current enrolment.
-        numbers = counts(ctx.session, learner.id or 0, enrolment.id if enrolment else None)
+        enrolment = current.get(learner.id or 0)
+        numbers = numbers_of[learner.id or 0]
         where = svc.position(enrolment) if enrolment else "—"
         schedule = svc.schedule_for(learner, ctx.workspace)
         last = (
@@ -218,11 +246,34 @@ def team(svc: MentorService, ctx: Context, _command: Command, outcome: Outcome) 
                 f"last answer {last} · {status_of(svc, learner, enrolment, numbers)}",
             )
         )
-    outcome.replies.append(
-        ctx.answer(
-            f"{plural(len(learners), 'learner')}.", title="Your team", sections=tuple(sections)
+    text = f"{plural(total, 'learner')}."
+    if total > len(learners):
+        text = f"{plural(total, 'learner')}; the first {len(learners)} by name."
+        sections.append(
+            Section(
+                None,
+                f"…and {plural(total - len(learners), 'more learner')}. A digest covers the "
+                f"whole team (`{grammar.PREFIX} digest #channel weekly`), and your operator "
+                "can export every reply (`mentorbot export replies`).",
+            )
         )
-    )
+    outcome.replies.append(ctx.answer(text, title="Your team", sections=tuple(sections)))
+
+
+def current_enrolments(session: Session, learner_ids: list[int]) -> dict[int, Enrolment]:
+    """Each learner's current enrolment (as ``MentorService.current_enrolment``: the
+    newest one not stopped), for many learners in one query."""
+    found: dict[int, Enrolment] = {}
+    for enrolment in session.exec(
+        select(Enrolment)
+        .where(
+            col(Enrolment.learner_id).in_(learner_ids),
+            col(Enrolment.status).in_(CURRENT_STATES),
+        )
+        .order_by(col(Enrolment.id).desc())
+    ).all():
+        found.setdefault(enrolment.learner_id, enrolment)
+    return found
 
 
 @handles("replies")
