@@ -372,7 +372,9 @@ class Planner:
             select(Delivery.learner_id, Delivery.due_at).where(
                 among(col(Delivery.learner_id), learner_ids),
                 Delivery.origin == "schedule",
-                Delivery.status != "cancelled",
+                # Named statuses, not "!= cancelled": SQLite then reads each learner's
+                # rows around now through (learner_id, due_at) instead of all of them.
+                col(Delivery.status).in_(("pending", "sending", "sent", "failed")),
                 col(Delivery.due_at) >= now - timedelta(hours=26),
                 col(Delivery.due_at) < now + timedelta(hours=26),
             )
