@@ -16,9 +16,13 @@ The rules, the same for every platform:
 - a process knows its own dead: rows held by an earlier process on the same host whose
   pid is gone (a restart after a crash) are taken over at once, not when the lease ends.
 
-The engine runs a pass (plan, then send) on the scheduler's tick, and also at the
-earliest instant anything falls due between ticks (a retry after a 429, a reminder, a
-lesson), so the tick is only the safety net.
+Planning and sending are two loops that never wait for each other. The sender keeps
+one queue per workspace in memory, fed from the outbox round-robin across workspaces
+(``claim_fair``): a workspace held back by its rate limit, a 429 or a slow API holds
+only its own queue, so another workspace's ten lessons leave in seconds while a
+10,000-learner morning is under way. Each loop sleeps until the earliest instant it has
+work (a lesson, a reminder, a retry after a 429), and the scheduler's tick is only the
+safety net.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import random
 import socket
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -47,6 +52,9 @@ from bot.outbox import (
     cancel,
     claim,
     claim_expired,
+    claim_fair,
+    fail_workspace_queue,
+    lanes_of,
     lease_owners,
     mark_failed,
     mark_sent,
@@ -66,6 +74,9 @@ log = logging.getLogger(__name__)
 
 
 MIN_WAKE_GAP = 0.25  # seconds between passes the alarm starts, whatever is due
+# While a workspace's queue is full, rows of other workspaces that fall due later
+# (retries) are found by looking again this often.
+FULL_LOOK_AGAIN = 1.0
 
 
 def process_identity() -> str:
@@ -128,6 +139,16 @@ class DispatchStats:
 
 
 @dataclass
+class _Lane:
+    """One workspace's queue in this process: claimed rows in the order they were
+    claimed (each with its rendering and whether it was taken over unsure), and how
+    many of its senders run."""
+
+    waiting: deque[tuple[int, Rendered, bool]] = field(default_factory=deque)
+    senders: int = 0
+
+
+@dataclass
 class Dispatcher:
     store: Store
     service: MentorService
@@ -135,10 +156,12 @@ class Dispatcher:
     owner: str = field(default_factory=process_identity)
     lease: timedelta = timedelta(minutes=2)
     policy: RetryPolicy = field(default_factory=RetryPolicy)
-    concurrency: int = 16
-    batch: int = 200
+    concurrency: int = 16  # sends on the wire at once, per workspace
+    batch: int = 200  # rows claimed at most per claim
+    lane_depth: int = 32  # claimed rows a workspace's queue holds at most, waiting
     limiter: RateLimiter | None = None  # shared budgets in ``store``
     stats: DispatchStats = field(default_factory=DispatchStats)
+    wakeups: int = 0  # times the sending loop woke because a row fell due
     accepting: bool = True
     # Told whenever the outbox gains work for later (a retry), so the engine can wake.
     wake: Callable[[], None] = field(default=lambda: None, repr=False)
@@ -153,6 +176,12 @@ class Dispatcher:
     _stopped: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = field(
         default=None, repr=False
     )
+    # Per workspace (its id): claimed rows waiting to be sent, and how many sends of it
+    # are under way. Filled by the claims, drained by each workspace's own senders.
+    _lanes: dict[int, _Lane] = field(default_factory=dict, repr=False)
+    # Set when the sender should look at the outbox again: work was queued, a queue
+    # has room again, or the dispatcher stops. One per event loop (tests run several).
+    _alarm: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.limiter is None:
@@ -174,12 +203,25 @@ class Dispatcher:
             event.set()
         return event
 
+    def _alarm_event(self) -> asyncio.Event:
+        loop = asyncio.get_running_loop()
+        if self._alarm is None or self._alarm[0] is not loop:
+            self._alarm = (loop, asyncio.Event())
+        return self._alarm[1]
+
+    def poke(self) -> None:
+        """The outbox changed (rows queued, a queue has room, a retry was put back):
+        the sender looks again. Safe to call from the event loop only."""
+        if self._alarm is not None:
+            self._alarm[1].set()
+
     def stop(self) -> None:
         """Claim nothing more, and give up waiting for rate limits: what is not on the
         wire yet is handed back by ``release_all``."""
         self.accepting = False
         if self._stopped is not None:
             self._stopped[1].set()
+        self.poke()
         self.wake()
 
     def in_flight(self) -> set[asyncio.Task[None]]:
@@ -189,7 +231,8 @@ class Dispatcher:
     # ------------------------------------------------------------------ entry points
 
     async def send_ids(self, ids: list[int]) -> None:
-        """Send rows a command just queued (``next``, ``start``) without waiting for a tick."""
+        """Send rows a command just queued (``next``, ``start``) at once, ahead of any
+        fan-out: they skip the workspace's queue and book their rate-limit slot first."""
         if not ids or not self.accepting:
             return
         now = self._now()
@@ -198,62 +241,171 @@ class Dispatcher:
         )
         if claimed:
             async with self._leases_kept():
-                await self._send_batch(claimed, asyncio.Semaphore(self.concurrency))
+                await self._send_batch(claimed, asyncio.Semaphore(self.concurrency), urgent=True)
 
     async def run_once(self) -> int:
-        """Recover abandoned rows, then send everything due now. Returns rows handled.
-
-        Two claimed batches are in flight at once over one concurrency gate, so the
-        platform never waits while the next batch is claimed and rendered.
-        """
+        """Send everything due now, through the same queues as ``serve``, and return
+        once they are empty; rows that fall due meanwhile (a retry after a 429) are left
+        for the next call. Returns rows handled. For one-off passes (tests, ``simulate``,
+        a tick when the loops are not running)."""
+        started = self._now()
         handled = 0
-        gate = asyncio.Semaphore(self.concurrency)
+        alarm = self._alarm_event()
         async with self._leases_kept():
             dead = await self._db(self._dead_owners)
             while self.accepting:
-                expired = await self._db(
-                    lambda s: claim_expired(
-                        s,
-                        owner=self.owner,
-                        now=self._now(),
-                        lease=self.lease,
-                        limit=self.batch,
-                        dead_owners=dead,
-                    )
-                )
-                if not expired:
+                alarm.clear()
+                got, _ = await self._claim_round(due_before=started, dead=dead)
+                dead = []
+                handled += got
+                if got:
+                    continue
+                if not self._lanes:
                     break
-                if dead:
-                    log.info("took over %d deliveries of a process that ended", len(expired))
-                await self._send_batch(expired, gate, recovering=True)
-                handled += len(expired)
-            in_flight: set[asyncio.Task[None]] = set()
-            started = self._now()  # rows put back for later in this run wait for a later run
-            while self.accepting:
-                claimed = await self._db(
-                    lambda s: claim(
-                        s,
-                        owner=self.owner,
-                        now=self._now(),
-                        lease=self.lease,
-                        limit=self.batch,
-                        due_before=started,
-                    )
-                )
-                if claimed:
-                    handled += len(claimed)
-                    in_flight.add(asyncio.create_task(self._send_batch(claimed, gate)))
-                elif not in_flight:
-                    break
-                if not claimed or len(in_flight) >= 2:
-                    done, in_flight = await asyncio.wait(
-                        in_flight, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    for task in done:
-                        task.result()
-            if in_flight:
-                await asyncio.gather(*in_flight)
+                await alarm.wait()  # a queue has room, or one emptied
+            await self._lanes_idle()
         return handled
+
+    async def serve(self, ceiling: float) -> None:
+        """The sending loop: keep every workspace's queue fed, until the dispatcher
+        stops. Sleeps until the earliest row falls due, or it is poked (rows queued, a
+        queue has room), or ``ceiling`` seconds, so work another replica queued for
+        later is found even if that replica is gone."""
+        alarm = self._alarm_event()
+        clock = self.service.clock
+        dead_checked = -ceiling
+        async with self._leases_kept():
+            while self.accepting:
+                alarm.clear()
+                dead: list[str] = []
+                if time.monotonic() - dead_checked >= ceiling:
+                    dead_checked = time.monotonic()
+                    dead = await self._tracked(self._db(self._dead_owners))
+                try:
+                    got, full = await self._tracked(self._claim_round(None, dead))
+                except Exception:
+                    log.exception("could not claim deliveries; trying again shortly")
+                    got, full = 0, True
+                if got:
+                    continue
+                if full:
+                    wait = FULL_LOOK_AGAIN
+                else:
+                    try:
+                        due = await asyncio.to_thread(self.store.run, next_due)
+                    except Exception:
+                        log.exception("could not read when a delivery is next due")
+                        due = None
+                    wait = ceiling if due is None else (due - clock()).total_seconds()
+                    wait = min(ceiling, max(wait, MIN_WAKE_GAP))
+                try:
+                    await asyncio.wait_for(alarm.wait(), wait)
+                except TimeoutError:
+                    if not full and due is not None and clock() >= due:
+                        self.wakeups += 1
+
+    async def _tracked(self, work):  # type: ignore[no-untyped-def]
+        """Run ``work`` as a task shutdown waits for (a claim must land in a queue,
+        where ``release_all`` finds it, before the process lets go of its rows)."""
+        task = asyncio.ensure_future(work)
+        self._sending.add(task)
+        try:
+            return await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._sending.discard(task)
+            else:
+                task.add_done_callback(self._sending.discard)
+
+    async def _claim_round(self, due_before: datetime | None, dead: list[str]) -> tuple[int, bool]:
+        """Claim rows for every workspace whose queue has room, render them, and hand
+        them to their queues. Returns (rows claimed, whether some queue was full and
+        left out)."""
+        if not self.accepting:
+            return 0, False
+        half = max(1, self.lane_depth // 2)
+        for key in list(self._lanes):
+            self._feed(key)  # a queue whose senders let go (an error) starts again
+        full = [key for key, lane in self._lanes.items() if len(lane.waiting) > half]
+
+        def work(session: Session) -> tuple[dict[int, int], dict[int, int]]:
+            now = self._now()
+            expired = claim_expired(
+                session,
+                owner=self.owner,
+                now=now,
+                lease=self.lease,
+                limit=self.batch,
+                dead_owners=dead,
+            )
+            fresh = claim_fair(
+                session,
+                owner=self.owner,
+                now=now,
+                lease=self.lease,
+                limit=self.batch,
+                per_lane=half,
+                skip_lanes=full,
+                due_before=due_before,
+            )
+            return lanes_of(session, expired), fresh
+
+        expired, fresh = await self._db(work)
+        if expired and dead:
+            log.info("took over %d deliveries of a process that ended", len(expired))
+        if expired:
+            self._maybe_out.update(expired)
+        ids = [*expired, *fresh]
+        if not ids:
+            return 0, bool(full)
+        ready = await asyncio.to_thread(self.service.render_many, ids)
+        for delivery_id in ids:
+            recovering = delivery_id in expired
+            key = expired[delivery_id] if recovering else fresh[delivery_id]
+            lane = self._lanes.setdefault(key, _Lane())
+            lane.waiting.append((delivery_id, ready[delivery_id], recovering))
+        for key in {*expired.values(), *fresh.values()}:
+            self._feed(key)
+        return len(ids), bool(full)
+
+    def _feed(self, key: int) -> None:
+        """Start senders for workspace ``key`` up to its concurrency."""
+        lane = self._lanes.get(key)
+        while lane is not None and lane.waiting and lane.senders < self.concurrency:
+            lane.senders += 1
+            task = asyncio.create_task(self._drain_lane(key, lane))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _drain_lane(self, key: int, lane: _Lane) -> None:
+        """One sender of a workspace: send its queued rows in order until none is left."""
+        half = max(1, self.lane_depth // 2)
+        try:
+            while lane.waiting and self.accepting:
+                delivery_id, rendered, recovering = lane.waiting.popleft()
+                if len(lane.waiting) == half:
+                    self.poke()  # room again: the claimer may fill it
+                try:
+                    if await self._send_one(delivery_id, rendered, recovering):
+                        self._maybe_out.discard(delivery_id)  # its outcome is recorded
+                except Exception:
+                    # Left "sending" under this process's lease: a later pass checks
+                    # with the platform and sends it if it did not arrive.
+                    log.exception("sending delivery %s failed unexpectedly", delivery_id)
+        finally:
+            lane.senders -= 1
+            if not lane.senders and (not lane.waiting or not self.accepting):
+                if self._lanes.get(key) is lane and not lane.waiting:
+                    del self._lanes[key]
+                self.poke()
+
+    async def _lanes_idle(self) -> None:
+        """Wait until every queue is empty and its sends recorded (or the dispatcher
+        stopped and its senders let go)."""
+        alarm = self._alarm_event()
+        while any(lane.senders for lane in self._lanes.values()):
+            alarm.clear()
+            await alarm.wait()
 
     def _dead_owners(self, session: Session) -> list[str]:
         """Earlier processes on this host that left rows ``sending`` and are gone."""
@@ -269,6 +421,7 @@ class Dispatcher:
         have reached the platform go back in the state that makes the next sender
         check first; the others go back ``pending``. Returns how many."""
         self.stop()
+        self._lanes.clear()  # what they held goes back below
         unsure = sorted(self._maybe_out)
         released, checked = await self._db(
             lambda s: release_owned(s, owner=self.owner, now=self._now(), unsure=unsure)
@@ -304,17 +457,16 @@ class Dispatcher:
                 await task
 
     async def _send_batch(
-        self, ids: list[int], gate: asyncio.Semaphore, recovering: bool = False
+        self, ids: list[int], gate: asyncio.Semaphore, urgent: bool = False
     ) -> None:
-        if recovering:
-            self._maybe_out.update(ids)
+        """Send rows outside the workspace queues: what a learner just asked for."""
         ready = await asyncio.to_thread(self.service.render_many, ids)
 
         async def one(delivery_id: int) -> None:
             async with gate:
                 if not self.accepting:
                     return  # stopping: the row is handed back by release_all
-                if await self._send_one(delivery_id, ready[delivery_id], recovering):
+                if await self._send_one(delivery_id, ready[delivery_id], False, urgent):
                     self._maybe_out.discard(delivery_id)  # its outcome is recorded
 
         tasks = [asyncio.create_task(one(i)) for i in ids]
@@ -324,14 +476,14 @@ class Dispatcher:
         finally:
             self._sending.difference_update(tasks)
 
-    async def _paced(self, limits: list[Limit]) -> bool:
+    async def _paced(self, limits: list[Limit], urgent: bool = False) -> bool:
         """Wait for the rate limits; False if the dispatcher stopped meanwhile (nothing
         was sent, so the row can go back as it is)."""
         assert self.limiter is not None
         if not limits:
             return self.accepting
         stopped = self._stop_event()
-        acquire = asyncio.ensure_future(self.limiter.acquire(limits))
+        acquire = asyncio.ensure_future(self.limiter.acquire(limits, urgent=urgent))
         stopping = asyncio.ensure_future(stopped.wait())
         try:
             await asyncio.wait({acquire, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -346,7 +498,9 @@ class Dispatcher:
         acquire.result()
         return self.accepting
 
-    async def _send_one(self, delivery_id: int, rendered: Rendered, recovering: bool) -> bool:
+    async def _send_one(
+        self, delivery_id: int, rendered: Rendered, recovering: bool, urgent: bool = False
+    ) -> bool:
         message = rendered.message
         if isinstance(message, OutgoingMessage):
             context = bound(
@@ -359,9 +513,11 @@ class Dispatcher:
         else:
             context = bound(delivery=delivery_id, kind=rendered.kind)
         with context:
-            return await self._send_rendered(delivery_id, rendered, recovering)
+            return await self._send_rendered(delivery_id, rendered, recovering, urgent)
 
-    async def _send_rendered(self, delivery_id: int, rendered: Rendered, recovering: bool) -> bool:
+    async def _send_rendered(
+        self, delivery_id: int, rendered: Rendered, recovering: bool, urgent: bool
+    ) -> bool:
         """Send one row and record the outcome; False if it was left as it was (the
         dispatcher stopped before the message left)."""
         if isinstance(rendered.message, str):
@@ -389,7 +545,7 @@ class Dispatcher:
                 await self._mark_sent(delivery_id, found, rendered)
                 return True
         limits: list[Limit] = list(getattr(adapter, "rate_limits", lambda _m: [])(message))
-        if not await self._paced(limits):
+        if not await self._paced(limits, urgent):
             return False  # stopping before it left: handed back by release_all
         assert self.limiter is not None
         self._maybe_out.add(delivery_id)  # on the wire from here until recorded
@@ -405,7 +561,7 @@ class Dispatcher:
             await self._db(
                 lambda s: release(s, delivery_id, retry_at=when, reason=why, count_attempt=False)
             )
-            self.wake()
+            self.poke()
             return True
         except PermanentSendError as exc:
             metrics.DELIVERIES.labels(rendered.kind, "failed").inc()
@@ -521,7 +677,7 @@ class Dispatcher:
             return "retry"
 
         outcome = await self._db(work)
-        self.wake()
+        self.poke()
         if outcome == "failed":
             self.stats.failed += 1
             log.error("delivery %s failed for good: %s", delivery_id, reason)
@@ -533,6 +689,9 @@ class Dispatcher:
         self, delivery_id: int, message: OutgoingMessage, exc: PermanentSendError
     ) -> None:
         self.stats.failed += 1
+        if exc.workspace_gone:
+            await self._workspace_gone(delivery_id, exc)
+            return
         log.warning("delivery %s cannot be sent: %s", delivery_id, exc)
 
         def work(session: Session) -> bool:
@@ -552,53 +711,83 @@ class Dispatcher:
             except Exception:
                 log.warning("could not tell %s that their DMs are closed", message.user)
 
+    async def _workspace_gone(self, delivery_id: int, exc: PermanentSendError) -> None:
+        """The workspace's installation is gone: this row and the rest of its queue fail
+        now with the platform's reason; other workspaces are not touched."""
+        reason = str(exc)
+        workspace, failed = await self._db(
+            lambda s: fail_workspace_queue(
+                s, delivery_id, owner=self.owner, now=self._now(), reason=reason
+            )
+        )
+        if workspace is not None:
+            lane = self._lanes.get(workspace)
+            if lane is not None:
+                lane.waiting.clear()  # failed above with the rest
+        log.error(
+            "delivery %s and %d more of its workspace failed: %s", delivery_id, failed - 1, reason
+        )
+
 
 @dataclass
 class Engine:
-    """The delivery engine: a pass plans what is due, then sends it.
+    """The delivery engine: a planning loop and a sending loop, side by side.
 
-    Passes run on the scheduler's tick (``tick``, the safety net) and, while ``follow``
-    runs, at the earliest instant anything falls due between ticks: a retry after a
-    429 or a 5xx, a lesson, a reminder, a practice follow-up, a digest. After each pass,
-    and whenever work is queued in this process, it reads that instant from the
-    database (a handful of MIN() lookups on indexed columns) and sleeps until then. One
-    pass runs at a time.
+    While ``follow`` runs, planning runs on its own clock however long sending takes:
+    it plans whatever is due (lessons, reminders, follow-ups, digests), hands each
+    committed batch to the sender at once, then sleeps until the next instant
+    something falls due (a handful of MIN() lookups on indexed columns) or it is woken
+    (a command changed a schedule). The sender (``Dispatcher.serve``) drains the
+    per-workspace queues. The scheduler's ``tick`` only wakes both: it is the safety
+    net. Without ``follow`` (tests, ``simulate``), a tick is one pass: plan, and send
+    what is due, through the same claims, queues and sends.
     """
 
     planner: Planner
     dispatcher: Dispatcher
-    ticks: int = 0  # passes the scheduler's clock started
-    wakeups: int = 0  # passes started because something fell due between ticks
-    _passes: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
+    ticks: int = 0  # ticks of the scheduler's clock
+    plan_wakeups: int = 0  # planning passes started because something fell due
+    _passes: set[asyncio.Task[object]] = field(default_factory=set, repr=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     _lock: asyncio.Lock | None = field(default=None, repr=False)
     _alarm: asyncio.Event | None = field(default=None, repr=False)
+    _following: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         self.dispatcher.wake = self.wake
 
+    @property
+    def wakeups(self) -> int:
+        """Times either loop woke because something fell due between ticks."""
+        return self.plan_wakeups + self.dispatcher.wakeups
+
     def _loop_state(self) -> tuple[asyncio.Lock, asyncio.Event]:
-        """The pass lock and the alarm, made for the running loop (tests run several)."""
+        """The pass lock and the planner's alarm, made for the running loop (tests run
+        several)."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._lock is None or self._alarm is None:
             self._loop, self._lock, self._alarm = loop, asyncio.Lock(), asyncio.Event()
         return self._lock, self._alarm
 
     def wake(self) -> None:
-        """Work was queued or moved: look again at when the next pass is due."""
+        """Something changed (a command queued work or moved a schedule): both loops
+        look again at what is due."""
         if self._alarm is not None:
             self._alarm.set()
+        self.dispatcher.poke()
 
     async def tick(self) -> None:
-        """One pass on the scheduler's clock."""
+        """The scheduler's clock: wake the loops, or run one pass when they don't run."""
         if not self.dispatcher.accepting:
             return  # shutting down: no new work
         self.ticks += 1
+        if self._following:
+            self.wake()
+            return
         await self._pass()
-        self.wake()  # the pass may have queued work for later
 
     async def drain(self) -> None:
-        """Wait for the pass in progress and every send on the wire to finish."""
+        """Wait for the planning in progress and every send on the wire to finish."""
         me = asyncio.current_task()
         while True:
             busy = {t for t in self._passes if not t.done()} | self.dispatcher.in_flight()
@@ -606,19 +795,6 @@ class Engine:
             if not busy:
                 return
             await asyncio.wait(busy)
-
-    async def _pass(self) -> None:
-        lock, _ = self._loop_state()
-        task = asyncio.current_task()
-        if task is not None:
-            self._passes.add(task)  # type: ignore[arg-type]
-        try:
-            async with lock:
-                if self.dispatcher.accepting:
-                    await self._plan_and_send()
-        finally:
-            if task is not None:
-                self._passes.discard(task)  # type: ignore[arg-type]
 
     def next_due(self) -> datetime | None:
         """The earliest instant the next pass would find something to do."""
@@ -630,65 +806,68 @@ class Engine:
         return self.dispatcher.store.run(read)
 
     async def follow(self, ceiling: float) -> None:
-        """Run a pass whenever something falls due, until the dispatcher stops. Sleeps
-        at most ``ceiling`` seconds between looks, so work another replica queued for
-        later is found even if that replica is gone."""
+        """Run the planning loop and the sending loop until the dispatcher stops. Each
+        sleeps at most ``ceiling`` seconds between looks, so work another replica
+        queued for later is found even if that replica is gone."""
+        self._following = True
+        try:
+            await asyncio.gather(self._plan_loop(ceiling), self.dispatcher.serve(ceiling))
+        finally:
+            self._following = False
+
+    async def _plan_loop(self, ceiling: float) -> None:
         _, alarm = self._loop_state()
         clock = self.planner.service.clock
-        last = -MIN_WAKE_GAP
         while self.dispatcher.accepting:
             alarm.clear()
+            started = time.monotonic()
             try:
-                due = await asyncio.to_thread(self.next_due)
+                await self._plan()
+            except Exception:
+                log.exception("planning failed; the next pass will try again")
+            try:
+                due = await asyncio.to_thread(self.planner.store.run, self.planner.next_due)
             except Exception:
                 log.exception("could not read when work is next due; the tick will go on")
                 due = None
             wait = ceiling if due is None else min(ceiling, (due - clock()).total_seconds())
             # Something due that a pass could not take (another replica holds it) must
             # not turn this into a busy loop.
-            wait = max(wait, MIN_WAKE_GAP - (time.monotonic() - last))
-            if wait > 0:
-                try:
-                    await asyncio.wait_for(alarm.wait(), wait)
-                    continue  # woken: something changed, look again
-                except TimeoutError:
-                    pass
-                if due is None or clock() < due:
-                    continue
-            if not self.dispatcher.accepting:
-                break
-            self.wakeups += 1
+            wait = max(wait, MIN_WAKE_GAP - (time.monotonic() - started))
             try:
-                await self._pass()
-            except Exception:
-                log.exception("delivery pass failed; the next one will try again")
-            last = time.monotonic()
+                await asyncio.wait_for(alarm.wait(), wait)
+                continue  # woken: look again
+            except TimeoutError:
+                pass
+            if due is not None and clock() >= due:
+                self.plan_wakeups += 1
 
-    async def _plan_and_send(self) -> None:
-        service = self.planner.service
-        if service.settings.content_watch and await asyncio.to_thread(
-            service.catalog_holder.changed
-        ):
-            await asyncio.to_thread(service.reload_content)
-        # Plan in the background and send each planned batch as soon as it is
-        # committed: a morning's first lessons leave after the first batch is planned,
-        # not after the whole morning is.
+    async def _plan(self) -> None:
+        """One planning pass in a worker thread; each committed batch wakes the sender.
+        Tracked, so shutdown waits for it rather than closing the store under it."""
+        lock, _ = self._loop_state()
         loop = asyncio.get_running_loop()
-        batch_ready = asyncio.Event()
+        service = self.planner.service
 
         def batch_done() -> None:
-            loop.call_soon_threadsafe(batch_ready.set)
+            loop.call_soon_threadsafe(self.dispatcher.poke)
 
-        planning = asyncio.ensure_future(asyncio.to_thread(self.planner.plan, None, batch_done))
-        try:
-            while not planning.done() and self.dispatcher.accepting:
-                batch_ready.clear()
-                await self.dispatcher.run_once()
-                waiting = asyncio.ensure_future(batch_ready.wait())
-                await asyncio.wait({planning, waiting}, return_when=asyncio.FIRST_COMPLETED)
-                waiting.cancel()
-        finally:
-            result = await planning
+        async with lock:
+            if not self.dispatcher.accepting:
+                return
+            if service.settings.content_watch and await asyncio.to_thread(
+                service.catalog_holder.changed
+            ):
+                await asyncio.to_thread(service.reload_content)
+            planning = asyncio.ensure_future(asyncio.to_thread(self.planner.plan, None, batch_done))
+            self._passes.add(planning)
+            try:
+                result = await asyncio.shield(planning)
+            finally:
+                if planning.done():
+                    self._passes.discard(planning)
+                else:
+                    planning.add_done_callback(self._passes.discard)
         if result.queued:
             log.info(
                 "planned lessons=%d prompts=%d reminders=%d practices=%d",
@@ -697,4 +876,24 @@ class Engine:
                 result.reminders,
                 result.practices,
             )
-        await self.dispatcher.run_once()
+
+    async def _pass(self) -> None:
+        """One pass without the loops: plan, sending each planned batch as soon as it
+        is committed (a morning's first lessons leave after the first batch is
+        planned, not after the whole morning is), then send what is due."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._passes.add(task)  # type: ignore[arg-type]
+        try:
+            planning = asyncio.ensure_future(self._plan())
+            try:
+                while not planning.done() and self.dispatcher.accepting:
+                    await self.dispatcher.run_once()
+                    await asyncio.wait({planning}, timeout=MIN_WAKE_GAP)
+            finally:
+                await planning
+            if self.dispatcher.accepting:
+                await self.dispatcher.run_once()
+        finally:
+            if task is not None:
+                self._passes.discard(task)  # type: ignore[arg-type]

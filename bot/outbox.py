@@ -25,7 +25,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, SQLModel, col, func, select
 
 from bot.bulk import rows_select
-from bot.models import Delivery, utcnow
+from bot.models import Delivery, Learner, utcnow
 
 T = TypeVar("T", bound=SQLModel)
 
@@ -144,6 +144,126 @@ def claim(
             "attempts": table.c.attempts + 1,
         },
     )
+
+
+# What a learner is waiting for goes first within a workspace: their own ``next``,
+# ``start`` or snooze, then follow-ups (a reminder, a practice check-in, a review),
+# then the scheduled fan-out (lessons, digests). Reminders are few and never wait
+# behind a morning's lessons.
+FOLLOW_UP_KINDS = ("reminder", "practice", "review", "notice")
+
+
+def priority() -> sa.ColumnElement[int]:
+    """0 for what a learner asked for, 1 for follow-ups, 2 for the scheduled fan-out."""
+    return sa.case(
+        (col(Delivery.origin) == "learner", 0),
+        (col(Delivery.kind).in_(FOLLOW_UP_KINDS), 1),
+        else_=2,
+    )
+
+
+def claim_fair(
+    session: Session,
+    *,
+    owner: str,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    per_lane: int,
+    skip_lanes: Sequence[int] = (),
+    due_before: datetime | None = None,
+) -> dict[int, int]:
+    """Take due rows round-robin across workspaces: each workspace's first row (by
+    priority, then due time), then each one's second, and so on, at most ``per_lane``
+    per workspace and ``limit`` in all; workspaces in ``skip_lanes`` (whose queue in
+    this process is full) are left alone. Returns {delivery id: workspace id}.
+
+    So a workspace with 10 due learners gets them out in the first claim while
+    another has 10,000 queued, and a reminder that falls due in the middle of a big
+    workspace's morning is next in that workspace's queue. The order is computed
+    without locks (a window function); the rows are then locked and taken as
+    ``claim`` takes them, skipping any another replica took meanwhile.
+    """
+    rank = priority()
+    lane = col(Learner.workspace_id)
+    order = sa.func.row_number().over(
+        partition_by=lane, order_by=(rank, col(Delivery.due_at), col(Delivery.id))
+    )
+    due = (
+        sa.select(
+            col(Delivery.id).label("id"),
+            lane.label("lane"),
+            rank.label("rank"),
+            col(Delivery.due_at).label("due_at"),
+            order.label("turn"),
+        )
+        .join(Learner, col(Learner.id) == col(Delivery.learner_id))
+        .where(Delivery.status == PENDING, col(Delivery.due_at) <= (due_before or now))
+    )
+    if skip_lanes:
+        due = due.where(lane.not_in(list(skip_lanes)))
+    ranked = due.subquery("due")
+    chosen = session.execute(
+        sa.select(ranked.c.id, ranked.c.lane)
+        .where(ranked.c.turn <= per_lane)
+        .order_by(ranked.c.turn, ranked.c.rank, ranked.c.due_at, ranked.c.id)
+        .limit(limit)
+    ).all()
+    if not chosen:
+        return {}
+    lanes = {int(row[0]): int(row[1]) for row in chosen}
+    table = Delivery.__table__  # type: ignore[attr-defined]
+    taken = _take(
+        session,
+        select(Delivery.id).where(col(Delivery.id).in_(list(lanes)), Delivery.status == PENDING),
+        still=table.c.status == PENDING,
+        values={
+            "status": SENDING,
+            "lease_owner": owner,
+            "lease_until": now + lease,
+            "attempts": table.c.attempts + 1,
+        },
+    )
+    return {delivery_id: lanes[delivery_id] for delivery_id in taken}
+
+
+def fail_workspace_queue(
+    session: Session, delivery_id: int, *, owner: str, now: datetime, reason: str
+) -> tuple[int | None, int]:
+    """The installation of ``delivery_id``'s workspace is gone: fail, with ``reason``,
+    every row of that workspace that is due and waiting (``pending``, or held by
+    ``owner`` and not yet sent). Returns (the workspace id, rows failed)."""
+    workspace_id = session.execute(
+        sa.select(col(Learner.workspace_id))
+        .join(Delivery, col(Delivery.learner_id) == col(Learner.id))
+        .where(col(Delivery.id) == delivery_id)
+    ).scalar_one_or_none()
+    if workspace_id is None:
+        return None, 0
+    table = Delivery.__table__  # type: ignore[attr-defined]
+    learners = sa.select(col(Learner.id)).where(col(Learner.workspace_id) == workspace_id)
+    waiting = sa.or_(
+        table.c.status == PENDING,
+        sa.and_(table.c.status == SENDING, table.c.lease_owner == owner),
+    )
+    result = session.execute(
+        sa.update(table)
+        .where(table.c.learner_id.in_(learners), table.c.due_at <= now, waiting)
+        .values(status=FAILED, error=reason[:2000], lease_owner=None, lease_until=None)
+    )
+    return int(workspace_id), int(result.rowcount or 0)
+
+
+def lanes_of(session: Session, ids: Sequence[int]) -> dict[int, int]:
+    """The workspace of each delivery in ``ids``: the queue it is sent from."""
+    if not ids:
+        return {}
+    rows = session.execute(
+        sa.select(col(Delivery.id), col(Learner.workspace_id))
+        .join(Learner, col(Learner.id) == col(Delivery.learner_id))
+        .where(col(Delivery.id).in_(list(ids)))
+    ).all()
+    return {int(delivery_id): int(lane) for delivery_id, lane in rows}
 
 
 def mark_sent(

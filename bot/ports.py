@@ -64,6 +64,10 @@ class TemporarySendError(SendError):
 class PermanentSendError(SendError):
     """The platform will never accept this (user gone, DMs blocked): do not retry."""
 
-    def __init__(self, reason: str, code: str | None = None) -> None:
+    def __init__(self, reason: str, code: str | None = None, workspace_gone: bool = False) -> None:
         super().__init__(reason)
         self.code = code
+        # The installation itself is gone (the app was uninstalled, its token revoked):
+        # every message to that workspace would fail the same way, so its whole queue
+        # fails now with this reason instead of one platform call per row.
+        self.workspace_gone = workspace_gone

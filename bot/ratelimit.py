@@ -396,8 +396,11 @@ class RateLimiter:
         """How many per-cell notes the process holds (for tests and the memory bench)."""
         return len(self._ask_at) + len(self._blocked_at)
 
-    async def acquire(self, limits: list[Limit]) -> None:
-        """Wait until a send is allowed under every limit, then count it against each."""
+    async def acquire(self, limits: list[Limit], urgent: bool = False) -> None:
+        """Wait until a send is allowed under every limit, then count it against each.
+        An ``urgent`` send (what a learner just asked for) is booked ahead of the sends
+        waiting with it, so it takes the next free slot rather than queueing behind a
+        fan-out."""
         if not limits:
             return
         keys = sorted({limit.key for limit in limits})
@@ -407,7 +410,10 @@ class RateLimiter:
             wait = max(self._ask_at.get(key, 0.0) - now for key in keys)
             if wait <= 0:
                 booked: asyncio.Future[Booking] = loop.create_future()
-                self._queue.append((limits, booked))
+                if urgent:
+                    self._queue.insert(0, (limits, booked))
+                else:
+                    self._queue.append((limits, booked))
                 if self._booker is None or self._booker.done():
                     self._booker = asyncio.create_task(self._book_queued())
                 booking = await booked

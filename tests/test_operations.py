@@ -249,7 +249,8 @@ def test_shutdown_mid_fan_out_finishes_or_gives_back_every_row(app: App, clock: 
     pending = [r for r in rows if r.status == "pending"]
     assert len(sent) == len(platform.sent) and 5 <= len(sent) < 40
     assert len(sent) + len(pending) == 40  # nothing left "sending"
-    assert all(r.lease_owner is None for r in pending) and released == len(pending)
+    # Rows still in the workspace's queue went back; rows never claimed stayed as they were.
+    assert all(r.lease_owner is None for r in pending) and 0 < released <= len(pending)
     # Another replica (a fresh dispatcher) picks them up at once.
     app.dispatcher.accepting = True
     asyncio.run(app.dispatcher.run_once())

@@ -1034,7 +1034,10 @@ class SlackAdapter:
         bot = await self.installations.async_find_bot(enterprise_id=None, team_id=team)
         if bot is None or not bot.bot_token:
             raise PermanentSendError(
-                f"mentorbot is not installed in Slack workspace {team}", code="not_installed"
+                f"mentorbot is not installed in Slack workspace {team}; add the app to the "
+                "workspace again to resume",
+                code="not_installed",
+                workspace_gone=True,
             )
         client = AsyncWebClient(
             token=bot.bot_token,

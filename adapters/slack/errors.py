@@ -56,6 +56,9 @@ PERMANENT_ERRORS = frozenset(
 )
 # Errors that mean the workspace's token is no longer good: forget the cached one.
 TOKEN_ERRORS = frozenset({"invalid_auth", "not_authed", "token_revoked", "token_expired"})
+# Answers that say the installation is gone, not this one message: the workspace's
+# queue fails at once (see ``PermanentSendError.workspace_gone``).
+INSTALLATION_GONE = TOKEN_ERRORS | {"not_installed", "team_access_not_granted"}
 
 
 def _error_code(exc: SlackApiError) -> str | None:
@@ -105,6 +108,13 @@ def to_send_error(exc: BaseException, scope: str | None = None) -> SendError:
         if status >= 500:
             return TemporarySendError(
                 f"slack answered HTTP {status} ({code or 'no error code'})", maybe_delivered=True
+            )
+        if code in INSTALLATION_GONE:
+            return PermanentSendError(
+                f"mentorbot's access to this Slack workspace is gone (slack: {code}); "
+                "add the app to the workspace again to resume",
+                code=code,
+                workspace_gone=True,
             )
         if code in PERMANENT_ERRORS:
             return PermanentSendError(f"slack: {code}", code=code)
