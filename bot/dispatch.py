@@ -77,6 +77,7 @@ MIN_WAKE_GAP = 0.25  # seconds between passes the alarm starts, whatever is due
 # While a workspace's queue is full, rows of other workspaces that fall due later
 # (retries) are found by looking again this often.
 FULL_LOOK_AGAIN = 1.0
+LANE_SECONDS = 2.0  # a workspace's queue holds about this many seconds of its sends
 
 
 def process_identity() -> str:
@@ -146,6 +147,18 @@ class _Lane:
 
     waiting: deque[tuple[int, Rendered, bool]] = field(default_factory=deque)
     senders: int = 0
+    finished: deque[float] = field(default_factory=lambda: deque(maxlen=1000))  # monotonic
+    asked: bool = False  # the claimer was told this queue has room
+
+    def depth(self, least: int, most: int) -> int:
+        """How many rows this queue should hold: LANE_SECONDS of its recent pace."""
+        since = time.monotonic() - LANE_SECONDS
+        recent = 0
+        for at in reversed(self.finished):
+            if at < since or recent >= most:
+                break
+            recent += 1
+        return max(least, recent)
 
 
 @dataclass
@@ -158,7 +171,11 @@ class Dispatcher:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     concurrency: int = 16  # sends on the wire at once, per workspace
     batch: int = 200  # rows claimed at most per claim
-    lane_depth: int = 32  # claimed rows a workspace's queue holds at most, waiting
+    # Claimed rows a workspace's queue holds, waiting: about LANE_SECONDS of its recent
+    # pace, at least this many and at most ``batch``. Short, so a reminder that falls
+    # due mid fan-out is next in line within seconds; long enough that a fast
+    # workspace costs one claim per many sends.
+    lane_depth: int = 32
     limiter: RateLimiter | None = None  # shared budgets in ``store``
     stats: DispatchStats = field(default_factory=DispatchStats)
     wakeups: int = 0  # times the sending loop woke because a row fell due
@@ -323,10 +340,11 @@ class Dispatcher:
         left out)."""
         if not self.accepting:
             return 0, False
-        half = max(1, self.lane_depth // 2)
         for key in list(self._lanes):
             self._feed(key)  # a queue whose senders let go (an error) starts again
-        full = [key for key, lane in self._lanes.items() if len(lane.waiting) > half]
+        depths = {key: lane.depth(self.lane_depth, self.batch) for key, lane in self._lanes.items()}
+        room = {key: depths[key] - len(lane.waiting) for key, lane in self._lanes.items()}
+        full = [key for key, lane in self._lanes.items() if len(lane.waiting) > depths[key] // 2]
 
         def work(session: Session) -> tuple[dict[int, int], dict[int, int]]:
             now = self._now()
@@ -344,7 +362,8 @@ class Dispatcher:
                 now=now,
                 lease=self.lease,
                 limit=self.batch,
-                per_lane=half,
+                room=room,
+                default_room=self.lane_depth,
                 skip_lanes=full,
                 due_before=due_before,
             )
@@ -364,6 +383,7 @@ class Dispatcher:
             key = expired[delivery_id] if recovering else fresh[delivery_id]
             lane = self._lanes.setdefault(key, _Lane())
             lane.waiting.append((delivery_id, ready[delivery_id], recovering))
+            lane.asked = False
         for key in {*expired.values(), *fresh.values()}:
             self._feed(key)
         return len(ids), bool(full)
@@ -379,11 +399,13 @@ class Dispatcher:
 
     async def _drain_lane(self, key: int, lane: _Lane) -> None:
         """One sender of a workspace: send its queued rows in order until none is left."""
-        half = max(1, self.lane_depth // 2)
         try:
             while lane.waiting and self.accepting:
                 delivery_id, rendered, recovering = lane.waiting.popleft()
-                if len(lane.waiting) == half:
+                if not lane.asked and (
+                    len(lane.waiting) <= lane.depth(self.lane_depth, self.batch) // 2
+                ):
+                    lane.asked = True
                     self.poke()  # room again: the claimer may fill it
                 try:
                     if await self._send_one(delivery_id, rendered, recovering):
@@ -392,6 +414,7 @@ class Dispatcher:
                     # Left "sending" under this process's lease: a later pass checks
                     # with the platform and sends it if it did not arrive.
                     log.exception("sending delivery %s failed unexpectedly", delivery_id)
+                lane.finished.append(time.monotonic())
         finally:
             lane.senders -= 1
             if not lane.senders and (not lane.waiting or not self.accepting):

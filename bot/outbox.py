@@ -169,14 +169,16 @@ def claim_fair(
     now: datetime,
     lease: timedelta,
     limit: int,
-    per_lane: int,
+    room: dict[int, int],
+    default_room: int,
     skip_lanes: Sequence[int] = (),
     due_before: datetime | None = None,
 ) -> dict[int, int]:
     """Take due rows round-robin across workspaces: each workspace's first row (by
-    priority, then due time), then each one's second, and so on, at most ``per_lane``
-    per workspace and ``limit`` in all; workspaces in ``skip_lanes`` (whose queue in
-    this process is full) are left alone. Returns {delivery id: workspace id}.
+    priority, then due time), then each one's second, and so on, at most ``room[ws]``
+    (``default_room`` for a workspace not in it) per workspace and ``limit`` in all;
+    workspaces in ``skip_lanes`` (whose queue in this process is full) are left
+    alone. Returns {delivery id: workspace id}.
 
     So a workspace with 10 due learners gets them out in the first claim while
     another has 10,000 queued, and a reminder that falls due in the middle of a big
@@ -203,15 +205,20 @@ def claim_fair(
     if skip_lanes:
         due = due.where(lane.not_in(list(skip_lanes)))
     ranked = due.subquery("due")
+    deepest = max([default_room, *room.values()])
     chosen = session.execute(
-        sa.select(ranked.c.id, ranked.c.lane)
-        .where(ranked.c.turn <= per_lane)
+        sa.select(ranked.c.id, ranked.c.lane, ranked.c.turn)
+        .where(ranked.c.turn <= deepest)
         .order_by(ranked.c.turn, ranked.c.rank, ranked.c.due_at, ranked.c.id)
         .limit(limit)
     ).all()
-    if not chosen:
+    lanes = {
+        int(delivery_id): int(lane)
+        for delivery_id, lane, turn in chosen
+        if turn <= room.get(int(lane), default_room)
+    }
+    if not lanes:
         return {}
-    lanes = {int(row[0]): int(row[1]) for row in chosen}
     table = Delivery.__table__  # type: ignore[attr-defined]
     taken = _take(
         session,
