@@ -65,7 +65,10 @@ async def run(slack: SlackEmulator, tmp: Path, hidden: float, start: float, seco
     store = Store(settings.database_url)
     store.upgrade()
     limiter = RateLimiter(store)
-    adapter = SlackAdapter(settings, store)
+    # Every learner is new, so each first message also opens a DM. The emulator does not
+    # limit conversations.open and this measures the posts' pace, so the adapter is told
+    # the workspace allows openings at any pace (they start at Slack's Tier 3 floor).
+    adapter = SlackAdapter(settings, store, limiter, api_rates={"conversations.open": 1e6})
     queue: asyncio.Queue[OutgoingMessage] = asyncio.Queue()
     for n in range(learners):
         queue.put_nowait(

@@ -74,7 +74,14 @@ class Running:
 
     async def __aenter__(self) -> Running:
         self.app: App = build(self.settings)
-        self.adapter = SlackAdapter(self.settings, self.app.store)
+        # The emulator limits neither users.info nor conversations.open, and neither
+        # the acks nor the posts' pace is about them: the workspace allows any pace.
+        self.adapter = SlackAdapter(
+            self.settings,
+            self.app.store,
+            self.app.dispatcher.limiter,
+            api_rates={"users.info": 1e6, "conversations.open": 1e6},
+        )
         self.app.dispatcher.adapters["slack"] = self.adapter
         self.serving = asyncio.create_task(self.adapter.start(self.app.hub))
         application = web.Application()

@@ -80,12 +80,18 @@ BLAME_RECENT = 2.0  # a 429 is blamed on the cells busy within this many seconds
 @dataclass(frozen=True)
 class Limit:
     """A platform limit: ``per_second`` is where its pace starts, ``ceiling`` (if any)
-    the rate the learned pace never passes."""
+    the rate the learned pace never passes.
+
+    ``exact`` marks a limit the platform names when it is met, such as a Slack Web API
+    method's own rate tier (a 429 from ``conversations.open`` is about that method's
+    budget and nothing else): a 429 scoped to it is blamed on it alone, however busy
+    the other cells of the send were, and a 429 scoped elsewhere is never blamed on it."""
 
     key: str
     per_second: float
     burst: int = 1
     ceiling: float | None = None
+    exact: bool = False
 
     @property
     def interval(self) -> float:
@@ -104,7 +110,7 @@ class Limit:
     def at(self, rate: float) -> Limit:
         """This limit paced at a learned ``rate`` (0: not learned, the configured one)."""
         paced = self.bounded(rate) if rate > 0 else self.bounded(self.per_second)
-        return Limit(self.key, paced, self.burst, self.ceiling)
+        return Limit(self.key, paced, self.burst, self.ceiling, self.exact)
 
 
 @dataclass
@@ -304,15 +310,21 @@ def block(
     ``chat.postMessage`` has one per conversation and one per workspace), so the blame
     goes to the cells that were busy (sends had to wait for them) just before; if none
     was, to ``scope``, else to all of them. A 429 for a learner's first message in a
-    while is the workspace's doing, not their conversation's."""
+    while is the workspace's doing, not their conversation's. A 429 whose ``scope`` is
+    an exact limit (see ``Limit``) is that limit's alone, and exact limits take no
+    blame for another's."""
     configured = {limit.key: limit for limit in limits}
     keys = sorted(configured)
     cells = _lock_cells(session, keys)
     now = _now(session) if now is None else now
     until = now + max(0.0, seconds)
-    blamed = [key for key in keys if cells[key].busy_at >= now - BLAME_RECENT]
-    if not blamed:
-        blamed = [scope] if scope in configured else keys
+    if scope in configured and configured[scope].exact:
+        blamed = [scope]
+    else:
+        suspects = [key for key in keys if not configured[key].exact] or keys
+        blamed = [key for key in suspects if cells[key].busy_at >= now - BLAME_RECENT]
+        if not blamed:
+            blamed = [scope] if scope in configured else suspects
     rates: dict[str, float] = {}
     for key in blamed:
         cell, limit = cells[key], configured[key]

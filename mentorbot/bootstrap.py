@@ -83,7 +83,8 @@ def choose_adapters(app: App, names: list[str] | None) -> list[Adapter]:
         elif name == "slack":
             from adapters.slack import SlackAdapter
 
-            adapters.append(SlackAdapter(settings, app.store))
+            # The dispatcher's limiter: the adapter's own Web API calls share its budgets.
+            adapters.append(SlackAdapter(settings, app.store, limiter=app.dispatcher.limiter))
         elif name == "discord":
             from adapters.discord import DiscordAdapter
 

@@ -245,6 +245,35 @@ def test_a_429_is_blamed_on_the_busy_cell(stores: tuple[Store, Store]) -> None:
     assert rates == {quiet.key: 0.5}  # at the configured rate: the guess was wrong, halved
 
 
+def test_a_429_that_names_its_limit_is_blamed_on_that_limit_alone(
+    stores: tuple[Store, Store],
+) -> None:
+    """A first message that also opens the learner's DM draws from the DM-opening
+    method's own budget: a 429 from that method cuts that budget only, however busy
+    the workspace was, and the workspace's own 429s never cut it."""
+    first, _ = stores
+    opening = Limit("slack:T1:api:conversations.open", 50 / 60, burst=3, exact=True)
+    learner = Limit("slack:T1:U8", 1.0)
+    fan_out(first, [opening], T0, 2.0)  # new learners wait for their DMs to open
+    now, _ = fan_out(first, [WORKSPACE], T0, 2.0)  # and the others for the workspace
+    rates = first.run(
+        lambda s: block(s, [learner, WORKSPACE, opening], 1.0, now=now, scope=opening.key)
+    )
+    assert set(rates) == {opening.key}
+    risen = rate_of(first, WORKSPACE)
+    assert risen > 10.0  # the workspace keeps the pace it rose to
+    # A 429 about the post itself goes to the busy workspace, never to the method's
+    # budget, busy as it is too.
+    fan_out(first, [opening], now + 5.0, 2.0)
+    now, _ = fan_out(first, [WORKSPACE], now + 5.0, 2.0)
+    before = rate_of(first, opening)
+    rates = first.run(
+        lambda s: block(s, [learner, WORKSPACE, opening], 1.0, now=now, scope=learner.key)
+    )
+    assert set(rates) == {WORKSPACE.key}
+    assert rate_of(first, opening) == before
+
+
 def test_retention_forgets_idle_cells_in_batches_and_keeps_a_learned_pace(
     stores: tuple[Store, Store],
 ) -> None:

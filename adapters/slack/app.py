@@ -19,6 +19,11 @@ Block Kit. What only Slack knows is filled in here: who a mentioned ``<@U…>`` 
 core can refuse bots; asked only for a lead's command that takes people, see
 ``bot.mentions``), who counts as a lead (admins, owners, the installer), and how a file
 reaches a conversation (files cannot be ephemeral, so they go to the DM).
+
+Every Web API call waits on the budgets the dispatcher's sends draw from (in the
+database, shared by replicas): a delivery's post and the calls it needs (opening the DM,
+uploads) are booked together (``rate_limits``), and the calls events need (users.info,
+views.publish) wait on their method's budget (``_api``).
 """
 
 from __future__ import annotations
@@ -29,11 +34,12 @@ import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from types import MappingProxyType
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -46,6 +52,7 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.request.async_internals import build_async_context
 from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.errors import SlackApiError
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
@@ -95,8 +102,8 @@ from bot.messages import (
     SendResult,
     UserRef,
 )
-from bot.ports import EventSink, PermanentSendError, Respond, SendError
-from bot.ratelimit import Limit
+from bot.ports import EventSink, PermanentSendError, RateLimited, Respond, SendError
+from bot.ratelimit import Limit, RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +117,32 @@ BOT_SCOPES = ("chat:write", "commands", "files:write", "im:history", "im:write",
 METADATA_EVENT = "mentorbot_delivery"
 HISTORY_PAGES = 5  # how far back find_delivered looks: 5 x 200 messages of one DM
 WORKSPACE_BURST = 5
+# Slack's rate-limit tiers of the Web API methods mentorbot calls besides
+# chat.postMessage (whose limits, per conversation and per workspace, come from the
+# settings: see ``rate_limits``), as (calls a second, burst). Slack applies a tier per
+# method, per workspace, per app, and names a floor, not a number: Tier 3 is "50+ per
+# minute" (sporadic bursts welcome), Tier 4 "100+ per minute" (generous bursts). Each
+# method's page names its tier: conversations.open and conversations.history Tier 3;
+# users.info, views.publish, files.getUploadURLExternal, files.completeUploadExternal
+# Tier 4 (https://api.slack.com/apis/rate-limits, https://api.slack.com/methods/NAME).
+# The floor is where the learned pace starts, with no ceiling since more may be
+# allowed, and a small burst. One exception: apps distributed outside the Slack
+# Marketplace and created or newly installed since 2025-05-29 get conversations.history
+# at 1 call a minute (Slack's changelog of that day); its 429s bring the pace down,
+# though not below bot.ratelimit.FLOOR of the floor (2.5 a minute).
+TIER_3 = 50 / 60
+TIER_4 = 100 / 60
+API_TIERS: Mapping[str, tuple[float, int]] = MappingProxyType(
+    {
+        "conversations.open": (TIER_3, 3),
+        "conversations.history": (TIER_3, 3),
+        "users.info": (TIER_4, 5),
+        "views.publish": (TIER_4, 5),
+        "files.getUploadURLExternal": (TIER_4, 5),
+        "files.completeUploadExternal": (TIER_4, 5),
+    }
+)
+UPLOAD_METHODS = ("files.getUploadURLExternal", "files.completeUploadExternal")
 API_TIMEOUT_SECONDS = 15
 DRAIN_SECONDS = 10.0  # how long stop() lets in-flight events finish
 EVENT_ID_MEMORY_SECONDS = 15 * 60  # Slack retries an event 3 times within about 5 minutes
@@ -126,6 +159,7 @@ START_ACTION = Action("start", "Start", "start", "primary")
 # When Slack's request arrived, for the events built after the ack (users.info may come
 # first), so the core measures its answer time from the learner's action.
 _RECEIVED: ContextVar[datetime | None] = ContextVar("slack_received", default=None)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -231,9 +265,25 @@ class SlackAdapter:
 
     platform = PLATFORM
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        limiter: RateLimiter | None = None,
+        api_rates: Mapping[str, float] | None = None,
+    ) -> None:
+        """``limiter`` holds the budgets the adapter's own Web API calls wait on: the
+        dispatcher's, so they share its in-process notes (else one on ``store``: the
+        budgets themselves are in the database either way). ``api_rates`` changes where
+        the pace of some of ``API_TIERS`` starts (per second), for a workspace known to
+        allow more; the learned pace is kept in the database all the same."""
         self.settings = settings
         self.store = store
+        self.limiter = limiter if limiter is not None else RateLimiter(store)
+        self.api_tiers = {
+            method: (float((api_rates or {}).get(method, rate)), burst)
+            for method, (rate, burst) in API_TIERS.items()
+        }
         self.multi_workspace = bool(settings.slack_client_id)
         if self.multi_workspace and not settings.slack_client_secret:
             raise ValueError("SLACK_CLIENT_ID is set but SLACK_CLIENT_SECRET is not")
@@ -762,7 +812,7 @@ class SlackAdapter:
         if known is not None:
             return known
         try:
-            response = await client.users_info(user=user)
+            response = await self._api(team, ("users.info",), lambda: client.users_info(user=user))
         except Exception as exc:
             if error_code(exc) == "user_not_found":
                 # Not a member of this workspace: remembered, so a stranger's id costs
@@ -874,7 +924,9 @@ class SlackAdapter:
         await self._handle(self._event(team, user, EventKind.COMMAND, "progress", profile), capture)
         enrolled = any(m.kind == "progress" for m in shown)
         view = home_view(shown, () if enrolled else (START_ACTION,))
-        await client.views_publish(user_id=user, view=view)
+        await self._api(
+            team, ("views.publish",), lambda: client.views_publish(user_id=user, view=view)
+        )
 
     # ------------------------------------------------------------------ answers
 
@@ -943,7 +995,7 @@ class SlackAdapter:
         problem: str | None = None
         for attachment in message.attachments:
             try:
-                shared.append(await self._upload(client, dm, attachment, thread))
+                shared.append(await self._upload(client, team, dm, attachment, thread))
             except Exception as exc:
                 code = error_code(exc)
                 reason = _missing_files_scope(attachment) if code in FILE_SCOPE_ERRORS else None
@@ -962,13 +1014,16 @@ class SlackAdapter:
     async def _upload(
         self,
         client: AsyncWebClient,
+        team: str,
         channel: str,
         attachment: Attachment,
         thread_ts: str | None = None,
+        *,
+        booked: bool = False,
     ) -> dict[str, Any]:
         """One file into one conversation through Slack's upload flow
         (files.getUploadURLExternal, the upload, files.completeUploadExternal); returns
-        the file object Slack answered with."""
+        the file object Slack answered with. ``booked``: as for ``_api``."""
         upload: dict[str, Any] = {
             "filename": attachment.filename,
             "content": attachment.content,
@@ -976,8 +1031,13 @@ class SlackAdapter:
         }
         if attachment.mime.startswith("image/") and attachment.title:
             upload["alt_txt"] = attachment.title  # read out by screen readers
-        response = await client.files_upload_v2(
-            file_uploads=[upload], channel=channel, thread_ts=thread_ts
+        response = await self._api(
+            team,
+            UPLOAD_METHODS,
+            lambda: client.files_upload_v2(
+                file_uploads=[upload], channel=channel, thread_ts=thread_ts
+            ),
+            booked=booked,
         )
         files = response.get("files") or [{}]
         return dict(files[0]) if isinstance(files[0], dict) else {}
@@ -1053,28 +1113,117 @@ class SlackAdapter:
         if error_code(exc) in TOKEN_ERRORS:
             self._clients.pop(team, None)
 
-    async def _dm_channel(self, client: AsyncWebClient, message: OutgoingMessage) -> str:
+    async def _dm_channel(
+        self, client: AsyncWebClient, message: OutgoingMessage, *, booked: bool = False
+    ) -> str:
         """Where a delivery goes: its channel (a digest's, or the DM already known), else
-        the learner's DM."""
+        the learner's DM. ``booked``: as for ``_api``."""
         if message.channel:
             return message.channel
-        return await self._open_dm(client, message.workspace, message.user)
+        return await self._open_dm(client, message.workspace, message.user, booked=booked)
 
-    async def _open_dm(self, client: AsyncWebClient, team: str, user: str) -> str:
-        """The DM channel id with ``user`` (files need a channel id, not a user id)."""
+    async def _open_dm(
+        self, client: AsyncWebClient, team: str, user: str, *, booked: bool = False
+    ) -> str:
+        """The DM channel id with ``user`` (files need a channel id, not a user id).
+        ``booked``: as for ``_api``."""
         key = (team, user)
         known = self._dm_channels.get(key)
         if known is None:
-            opened = await client.conversations_open(users=user)
+            opened = await self._api(
+                team,
+                ("conversations.open",),
+                lambda: client.conversations_open(users=user),
+                booked=booked,
+            )
             known = str(opened["channel"]["id"])
             self._dm_channels[key] = known
         return known
 
+    def api_limit(self, team: str, method: str) -> Limit:
+        """The budget of Web API ``method`` in ``team`` (see ``API_TIERS``), shared by
+        every call of it, in a send or not, and by every replica. Slack's 429 for it
+        concerns that method alone, so the limit is exact."""
+        rate, burst = self.api_tiers[method]
+        return Limit(f"slack:{team}:api:{method}", rate, burst, exact=True)
+
+    def _api_scope(self, team: str, exc: BaseException) -> str | None:
+        """The budget a failed Web API call drew from, read from the URL the call went
+        to (one SDK call may make several: an upload gets a URL, then completes); None
+        for a method without one of its own (chat.postMessage) or a failure that is not
+        an API answer."""
+        if not isinstance(exc, SlackApiError):
+            return None
+        url = str(getattr(exc.response, "api_url", "") or "")
+        method = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        return self.api_limit(team, method).key if method in self.api_tiers else None
+
+    async def _api(
+        self,
+        team: str,
+        methods: tuple[str, ...],
+        call: Callable[[], Awaitable[T]],
+        *,
+        booked: bool = False,
+    ) -> T:
+        """Make ``call``, which calls Web API ``methods`` of ``team``, within their
+        budgets: wait for a slot under each, and after a 429 hold back every replica's
+        calls of the method that met it, for Retry-After, and cut its pace. A call a
+        delivery makes was booked with the delivery's own slot (``booked``: see
+        ``rate_limits``): it neither waits again nor blocks, the dispatcher does that
+        with the 429 ``send`` reports. The exception itself is the caller's."""
+        if booked:
+            return await call()
+        limits = [self.api_limit(team, method) for method in methods]
+        await self.limiter.acquire(limits)
+        try:
+            return await call()
+        except SlackApiError as exc:
+            error = to_send_error(exc)
+            if isinstance(error, RateLimited):
+                met = self._api_scope(team, exc)
+                blamed = [limit for limit in limits if limit.key == met] or limits
+                await self.limiter.block(blamed, error.retry_after, scope=blamed[0].key)
+            raise
+
+    def _opens_dm(self, message: OutgoingMessage) -> bool:
+        """Will ``send`` call conversations.open for this message (no channel known)?"""
+        return not message.channel and (message.workspace, message.user) not in self._dm_channels
+
+    def _checks_first(self, message: OutgoingMessage) -> bool:
+        """Will ``send`` look at the DM's history first (the last attempt may have
+        posted)? Only a DM's history is readable."""
+        key = message.delivery_key
+        in_channel = bool(message.channel) and not str(message.channel).startswith("D")
+        return bool(key) and key in self._unsure and not in_channel
+
+    def _uploads_left(self, message: OutgoingMessage) -> int:
+        """Files of this message not uploaded by an earlier attempt."""
+        done = self._uploaded.get(message.delivery_key, ()) if message.delivery_key else ()
+        return sum(1 for index in range(len(message.attachments)) if index not in done)
+
     def rate_limits(self, message: OutgoingMessage) -> list[Limit]:
-        """Slack allows about one message a second per conversation, and more per
+        """Every budget a send of ``message`` draws from, booked together, so no slot
+        is spent waiting for another: the post's (below), then one draw per other Web
+        API call ``send`` will make (opening the learner's DM when its channel is not
+        known, the history check after an unsure attempt, a file's upload calls).
+
+        Slack allows about one message a second per conversation, and more per
         workspace. A DM is keyed by the learner, so the key is the same before and after
         the DM's channel id is known. The configured rates are where the learned pace
         starts (Slack publishes no exact number), the optional maxima its ceiling."""
+        team = message.workspace
+        limits = self._post_limits(message)
+        if self._opens_dm(message):
+            limits.append(self.api_limit(team, "conversations.open"))
+        if self._checks_first(message):
+            limits.append(self.api_limit(team, "conversations.history"))
+        for _ in range(self._uploads_left(message)):
+            limits.extend(self.api_limit(team, method) for method in UPLOAD_METHODS)
+        return limits
+
+    def _post_limits(self, message: OutgoingMessage) -> list[Limit]:
+        """The conversation's budget and the workspace's, for chat.postMessage."""
         team = message.workspace
         target = message.user
         if message.channel and not message.channel.startswith("D"):
@@ -1116,20 +1265,27 @@ class SlackAdapter:
         if not parts and not message.attachments:
             raise PermanentSendError("the message is empty", code="empty_message")
         key = message.delivery_key
-        conversation, workspace = (limit.key for limit in self.rate_limits(message))
+        conversation, workspace = (limit.key for limit in self._post_limits(message))
         in_channel = bool(message.channel) and not str(message.channel).startswith("D")
+        checks_first = self._checks_first(message)
+        team = message.workspace
 
         def failure(exc: BaseException, scope: str) -> SendError:
+            """A failure in the core's words; a 429 is scoped to the budget of the method
+            that met it (opening the DM, an upload), else to ``scope``."""
             self._forget_token_on(message.workspace, exc)
-            error = to_send_error(exc, scope)
+            error = to_send_error(exc, self._api_scope(team, exc) or scope)
             return explain_channel_refusal(error) if in_channel else error
 
+        # Every call below was booked by the dispatcher with this message's slot (see
+        # rate_limits); so was the DM's opening unless the DM was known then, and it is
+        # forgotten only when 10,000 learners were written to in between.
         try:
             client = await self._client_for(message.workspace)
-            channel = await self._dm_channel(client, message)
+            channel = await self._dm_channel(client, message, booked=True)
             posted: dict[int, str] = dict(self._posted.get(key, {})) if key else {}
-            if key and key in self._unsure and not in_channel:
-                found, _ = await self._history(client, channel, key)
+            if key and checks_first:
+                found, _ = await self._history(client, team, channel, key, booked=True)
                 posted.update(found)
         except Exception as exc:
             raise failure(exc, workspace) from exc
@@ -1158,7 +1314,7 @@ class SlackAdapter:
             if index in uploaded:
                 continue
             try:
-                await self._upload(client, channel, attachment)
+                await self._upload(client, team, channel, attachment, booked=True)
             except Exception as exc:
                 if error_code(exc) in FILE_SCOPE_ERRORS:
                     await self._say_file_missing(client, channel, attachment)
@@ -1195,7 +1351,7 @@ class SlackAdapter:
             return None  # only a DM's history is readable (im:history); channels are not
         client = await self._client_for(message.workspace)
         channel = await self._dm_channel(client, message)
-        found, total = await self._history(client, channel, key)
+        found, total = await self._history(client, message.workspace, channel, key)
         self._unsure.pop(key, None)  # just looked: the resend need not look again
         if not found:
             return None
@@ -1205,16 +1361,28 @@ class SlackAdapter:
         return None
 
     async def _history(
-        self, client: AsyncWebClient, channel: str, key: str
+        self,
+        client: AsyncWebClient,
+        team: str,
+        channel: str,
+        key: str,
+        *,
+        booked: bool = False,
     ) -> tuple[dict[int, str], int | None]:
         """Parts of delivery ``key`` found in the DM (part index -> ts), and how many
-        parts it has."""
+        parts it has. ``booked``: the first page's call was booked (see ``_api``); any
+        further page waits for its own slot."""
         found: dict[int, str] = {}
         total: int | None = None
         cursor: str | None = None
-        for _ in range(HISTORY_PAGES):
-            page = await client.conversations_history(
-                channel=channel, include_all_metadata=True, limit=200, cursor=cursor
+        for number in range(HISTORY_PAGES):
+            page = await self._api(
+                team,
+                ("conversations.history",),
+                lambda cursor=cursor: client.conversations_history(
+                    channel=channel, include_all_metadata=True, limit=200, cursor=cursor
+                ),
+                booked=booked and number == 0,
             )
             for item in page.get("messages") or []:
                 meta = item.get("metadata") or {}

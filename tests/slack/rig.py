@@ -57,15 +57,25 @@ class GatedHub:
 
 
 class SlackRig:
-    def __init__(self, settings: Settings, slack: SlackEmulator, clock: Callable[[], Any]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        slack: SlackEmulator,
+        clock: Callable[[], Any],
+        **options: Any,
+    ) -> None:
+        """``options`` go to the adapter (``api_rates``)."""
         self.settings = settings
         self.slack = slack
         self.clock = clock
+        self.options = options
         self.secret = settings.slack_signing_secret or DEFAULT_SIGNING_SECRET
 
     async def __aenter__(self) -> SlackRig:
         self.app: App = build(self.settings, clock=self.clock)
-        self.adapter = SlackAdapter(self.settings, self.app.store)
+        self.adapter = SlackAdapter(
+            self.settings, self.app.store, limiter=self.app.dispatcher.limiter, **self.options
+        )
         self.app.dispatcher.adapters["slack"] = self.adapter
         self.hub = GatedHub(self.app.hub)
         self._serving = asyncio.create_task(self.adapter.start(self.hub))

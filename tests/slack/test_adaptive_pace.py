@@ -51,12 +51,16 @@ def lesson(n: int) -> OutgoingMessage:
 class Sender:
     """One replica's sending path: its own store connection, limiter and adapter. A
     429 blocks and cuts through the limiter and the message goes again after
-    Retry-After, as the dispatcher does."""
+    Retry-After, as the dispatcher does. Every learner is new, so each first message
+    also opens a DM: the emulator does not limit that here, and the adapter is told the
+    workspace allows it, so the post's pace is what these tests see."""
 
     def __init__(self, settings: Settings) -> None:
         self.store = Store(settings.database_url)
         self.limiter = RateLimiter(self.store)
-        self.adapter = SlackAdapter(settings, self.store)
+        self.adapter = SlackAdapter(
+            settings, self.store, self.limiter, api_rates={"conversations.open": 1000.0}
+        )
         self.refused = 0
 
     async def send(self, message: OutgoingMessage) -> None:

@@ -273,14 +273,15 @@ def test_a_learner_slack_cannot_reach_fails_the_row_at_once(
     run(slack_settings, slack, clock, scenario)
 
 
-def test_a_429_outside_posting_concerns_the_whole_workspace(
+def test_a_429_opening_the_dm_concerns_that_method_alone(
     slack_settings: Settings, slack: SlackEmulator, clock: Clock
 ) -> None:
     async def scenario(rig: SlackRig) -> None:
         slack.fail_next("conversations.open", status=429, retry_after=3)
         with pytest.raises(RateLimited) as limited:
             await rig.adapter.send(big_message(sections=1))
-        assert (limited.value.retry_after, limited.value.scope) == (3.0, f"slack:{DEFAULT_TEAM_ID}")
+        opening = f"slack:{DEFAULT_TEAM_ID}:api:conversations.open"
+        assert (limited.value.retry_after, limited.value.scope) == (3.0, opening)
 
     run(slack_settings, slack, clock, scenario)
 
@@ -314,13 +315,18 @@ def test_rate_limits_per_conversation_and_per_workspace(slack_settings: Settings
     dm = big_message(sections=1)
     channel = OutgoingMessage(platform="slack", workspace="T1", user="U1", text="x", channel="C42")
 
-    assert adapter.rate_limits(dm) == [
+    with_dm = replace(dm, channel="D123")
+    assert adapter.rate_limits(with_dm) == [
         Limit(f"slack:{DEFAULT_TEAM_ID}:{DEFAULT_USER_ID}", 1.0, 1),
         Limit(f"slack:{DEFAULT_TEAM_ID}", 10.0, 5),
     ]
     # The configured rates are where the learned pace starts; the maxima cap it.
     capped = SlackAdapter(replace(defaults, slack_workspace_rate_max=40.0), store=None)  # type: ignore[arg-type]
-    assert [limit.ceiling for limit in capped.rate_limits(dm)] == [None, 40.0]
-    with_dm = replace(dm, channel="D123")
-    assert adapter.rate_limits(with_dm) == adapter.rate_limits(dm)  # same key before and after
+    assert [limit.ceiling for limit in capped.rate_limits(with_dm)] == [None, 40.0]
+    # Same keys before the DM's channel is known, and one more: opening the DM.
+    assert adapter.rate_limits(dm) == [
+        *adapter.rate_limits(with_dm),
+        Limit(f"slack:{DEFAULT_TEAM_ID}:api:conversations.open", 50 / 60, 3, exact=True),
+    ]
     assert adapter.rate_limits(channel)[0].key == "slack:T1:C42"
+    assert len(adapter.rate_limits(channel)) == 2  # a digest's channel needs no opening

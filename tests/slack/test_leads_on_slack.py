@@ -50,9 +50,13 @@ LEAD_COMMANDS = {
 }
 
 
-def run(settings: Settings, slack: SlackEmulator, clock: Clock, scenario: Scenario) -> None:
+def run(
+    settings: Settings, slack: SlackEmulator, clock: Clock, scenario: Scenario, **options: Any
+) -> None:
+    """``options`` go to the adapter (see ``SlackRig``)."""
+
     async def main() -> None:
-        async with SlackRig(settings, slack, clock) as rig:
+        async with SlackRig(settings, slack, clock, **options) as rig:
             await scenario(rig)
 
     asyncio.run(main())
@@ -214,7 +218,9 @@ def test_a_lead_naming_more_than_50_people_is_asked_to_split_the_list(
         await as_lead(rig, f"assign {many(MAX_MENTIONS)}")  # at the cap, each is asked once
         assert len(users_asked(people)) == 1 + MAX_MENTIONS
 
-    run(slack_settings, people, clock, scenario)
+    # The lookups' pace at Slack's tier is tests/slack/test_api_pacing.py's subject.
+    fast = {"users.info": 1000.0, "conversations.open": 1000.0}
+    run(slack_settings, people, clock, scenario, api_rates=fast)
 
 
 def test_a_lead_made_by_a_lead_gets_mentions_looked_up(

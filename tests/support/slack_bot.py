@@ -9,14 +9,17 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
 
+from adapters.slack.app import API_TIERS
 from bot.config import Settings, bundled_content_dir
-from bot.models import Enrolment, Learner, Workspace
+from bot.db import Store
+from bot.models import Enrolment, Learner, RateBucket, Workspace
 from mentorbot.bootstrap import build
 from tests.emulators.slack_api import (
     DEFAULT_BOT_TOKEN,
@@ -88,6 +91,29 @@ def seed_due_learners(url: str, users: list[str], due_at: datetime | None = None
             )
     finally:
         app.store.dispose()
+
+
+def allow_web_api(url: str, rate: float = 1000.0, team: str = DEFAULT_TEAM_ID) -> None:
+    """A workspace known to allow ``rate`` calls a second of each Web API method the
+    adapter paces besides posting (opening DMs, looking people up, ...): the pace each
+    method's budget learned, stored where running bots keep it. For tests about
+    something else (a stop, a crash, the workspace's posting budget) whose learners
+    are new, so each of them still has a DM to open. The cells are stamped as in use
+    now: the retention pass forgets a cell idle for a week, learned pace and all."""
+    store = Store(url)
+    try:
+        store.upgrade()
+        table = RateBucket.__table__  # type: ignore[attr-defined]
+        with store.engine.begin() as conn:
+            conn.execute(
+                sa.insert(table),
+                [
+                    {"key": f"slack:{team}:api:{method}", "tat": time.time(), "rate": rate}
+                    for method in API_TIERS
+                ],
+            )
+    finally:
+        store.dispose()
 
 
 def delivery_key(call: RecordedCall) -> str | None:
