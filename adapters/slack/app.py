@@ -968,7 +968,9 @@ class SlackAdapter:
                     ):
                         continue
                     target = message.channel or channel or user
-                    await self._post_parts(client, target, render_parts(message), thread_ts)
+                    await self._post_parts(
+                        client, target, render_parts(message), thread_ts, team=team, user=user
+                    )
                 except Exception as exc:
                     log.warning("slack: could not answer %s in %s: %s", user, team, exc)
 
@@ -990,7 +992,7 @@ class SlackAdapter:
         asked from another conversation is told, only to them, where to find it."""
         dm = await self._open_dm(client, team, user)
         thread = thread_ts if origin == dm else None
-        await self._post_parts(client, dm, render_parts(message), thread)
+        await self._post_parts(client, dm, render_parts(message), thread, team=team, user=user)
         shared: list[dict[str, Any]] = []
         problem: str | None = None
         for attachment in message.attachments:
@@ -1007,7 +1009,7 @@ class SlackAdapter:
                 break
         if problem is not None:
             notice = OutgoingMessage(PLATFORM, team, user, problem, ephemeral=True)
-            await self._post_parts(client, dm, render_parts(notice), thread)
+            await self._post_parts(client, dm, render_parts(notice), thread, team=team, user=user)
         if response_url and origin != dm:
             await self._post_response_url(response_url, _pointer(team, user, shared, problem))
 
@@ -1069,16 +1071,31 @@ class SlackAdapter:
         channel: str,
         parts: list[Part],
         thread_ts: str | None = None,
+        *,
+        team: str,
+        user: str,
     ) -> None:
+        """Post an answer to someone's action in the conversation ``channel``. It draws
+        from the same budgets as deliveries (the conversation's and the workspace's),
+        booked ahead of any fan-out waiting for them: the person is looking at it."""
+        conversation = OutgoingMessage(PLATFORM, team, user, "", channel=channel)
+        limits = self._post_limits(conversation)
         for part in parts:
-            await client.chat_postMessage(
-                channel=channel,
-                text=part.text,
-                blocks=part.blocks,
-                thread_ts=thread_ts,
-                unfurl_links=False,
-                unfurl_media=False,
-            )
+            await self.limiter.acquire(limits, urgent=True)
+            try:
+                await client.chat_postMessage(
+                    channel=channel,
+                    text=part.text,
+                    blocks=part.blocks,
+                    thread_ts=thread_ts,
+                    unfurl_links=False,
+                    unfurl_media=False,
+                )
+            except SlackApiError as exc:
+                error = to_send_error(exc, limits[0].key)
+                if isinstance(error, RateLimited):
+                    await self.limiter.block(limits, error.retry_after, scope=error.scope)
+                raise
 
     # ------------------------------------------------------------------ deliveries
 
