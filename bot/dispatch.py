@@ -557,7 +557,16 @@ class Dispatcher:
             await self._retry(delivery_id, why, 60.0, maybe_delivered=recovering)
             return True
         if recovering:
-            found = await self._find_delivered(adapter, message)
+            try:
+                found = await self._find_delivered(adapter, message)
+            except RateLimited as exc:
+                why = f"could not check whether it arrived: {exc}"
+                await self._retry(delivery_id, why, exc.retry_after, maybe_delivered=True)
+                return True
+            except TemporarySendError as exc:
+                why = f"could not check whether it arrived: {exc}"
+                await self._retry(delivery_id, why, maybe_delivered=True)
+                return True
             if found is not None:
                 self.stats.recovered += 1
                 log.info(
@@ -613,7 +622,11 @@ class Dispatcher:
         try:
             found: SendResult | None = await finder(message)
             return found
+        except (RateLimited, TemporarySendError):
+            raise  # ask again later, still unsure: sending now could post it twice
         except Exception:
+            # The platform will not say (no permission to read the conversation): send
+            # again, which a platform with idempotency keys dedupes.
             log.warning("could not check whether delivery %s arrived", message.delivery_id)
             return None
 

@@ -1366,9 +1366,15 @@ class SlackAdapter:
         key = message.delivery_key
         if not key or (message.channel and not message.channel.startswith("D")):
             return None  # only a DM's history is readable (im:history); channels are not
-        client = await self._client_for(message.workspace)
-        channel = await self._dm_channel(client, message)
-        found, total = await self._history(client, message.workspace, channel, key)
+        try:
+            client = await self._client_for(message.workspace)
+            channel = await self._dm_channel(client, message)
+            found, total = await self._history(client, message.workspace, channel, key)
+        except Exception as exc:
+            # A 429 or a 5xx says "ask again later", not "it did not arrive".
+            raise to_send_error(
+                exc, self.api_limit(message.workspace, "conversations.history").key
+            ) from exc
         self._unsure.pop(key, None)  # just looked: the resend need not look again
         if not found:
             return None

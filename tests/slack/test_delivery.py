@@ -165,6 +165,35 @@ def test_crash_recovery_finds_the_posted_message_instead_of_posting_again(
     run(slack_settings, slack, clock, scenario)
 
 
+def test_crash_recovery_that_cannot_look_yet_asks_again_instead_of_posting(
+    slack_settings: Settings, slack: SlackEmulator, clock: Clock
+) -> None:
+    async def scenario(rig: SlackRig) -> None:
+        await rig.command("start")
+        await rig.settle()
+        (row,) = rig.deliveries()
+        ts = row.platform_message_ids
+        _crash_mid_send(rig, clock, row.id or 0)
+        before = len(slack.calls_to("chat.postMessage"))
+        slack.fail_next("conversations.history", status=429, retry_after=1)
+
+        await rig.app.dispatcher.run_once()  # the check met a 429: nothing is posted
+
+        (row,) = rig.deliveries()
+        assert row.status == "sending" and row.lease_owner is None  # still unsure
+        assert row.due_at == clock.now + timedelta(seconds=1)
+        assert len(slack.calls_to("chat.postMessage")) == before
+
+        clock.advance(seconds=2)
+        await rig.app.dispatcher.run_once()
+
+        (row,) = rig.deliveries()
+        assert (row.status, row.platform_message_ids) == ("sent", ts)
+        assert len(slack.calls_to("chat.postMessage")) == before
+
+    run(slack_settings, slack, clock, scenario)
+
+
 def test_crash_recovery_posts_a_message_that_never_arrived(
     slack_settings: Settings, slack: SlackEmulator, clock: Clock
 ) -> None:
