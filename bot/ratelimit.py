@@ -31,11 +31,13 @@ its configured rate and keeps the rate it learned in its row (shared by replicas
 across restarts). While sends keep waiting for a cell and no 429 comes, its rate rises
 additively with the time spent busy: quickly (a fifth of the configured rate per
 second) until a 429 has shown where the limit is, then slowly (0.3 % of that limit per
-second) so the probing above it costs a 429 only now and then. A 429 cuts
-the rate of the cells that were busy to ``CUT`` of what it was, once per burst of 429s,
-and blocks them for Retry-After (a 429 at the configured rate, before anything was
-learned, halves it: the guess was wrong). A limit may carry a ceiling the rate never
-passes. Only a 429 cuts: a 5xx or a timeout says nothing about the pace.
+second, and a tenth of that within 5 % of it) so the probing above it costs a 429 only
+now and then. A 429 cuts the rate of the cells that were busy to ``CUT`` of what it
+was, once per burst of 429s, and blocks them for Retry-After (a 429 at the configured
+rate, before anything was learned, halves it: the guess was wrong; a 429 at the rate
+the last one met, after a quiet stretch, confirms the limit and cuts only 5 %). A
+limit may carry a ceiling the rate never passes. Only a 429 cuts: a 5xx or a timeout
+says nothing about the pace.
 
 Nothing here is kept per conversation in the process beyond a send's own wait: the
 short-lived notes of which cells to leave alone are dropped once their moment passed,
@@ -70,6 +72,16 @@ RAISE = 0.2  # before any 429: rate gained per busy second, as a share of the co
 PROBE = 0.003  # after one: rate gained per busy second, as a share of the rate that met it
 FORGET_PEAK = 1.1  # past this multiple of that rate, the limit has moved: raise quickly again
 CUT = 0.8  # a 429 multiplies the rate by this
+# A 429 that comes at the rate the last one met (within CONFIRM of it), after a quiet
+# stretch of CONFIRM_AFTER seconds, confirms where the limit is: the rate is cut only
+# to CUT_NEAR of itself, and within SETTLE of that limit the probing slows to
+# PROBE_NEAR, so a workspace at its limit meets a 429 every few minutes, not every few
+# dozen seconds, and spends most of the time near the limit rather than below it.
+CONFIRM = 0.1
+CONFIRM_AFTER = 20.0
+CUT_NEAR = 0.95
+SETTLE = 0.95
+PROBE_NEAR = 0.0003
 CUT_GUESS = 0.5  # ... or by this when it came at the configured rate, never raised nor cut
 FLOOR = 0.05  # the rate never falls below this share of the configured rate
 BUSY_GAP = 1.0  # busy sends further apart than this do not add up to a busy stretch
@@ -136,7 +148,12 @@ class Cell:
         rate = limit.at(self.rate).per_second
         if self.peak and rate > self.peak * FORGET_PEAK:
             self.peak = 0.0  # the limit rose: find it again quickly
-        step = PROBE * self.peak if self.peak else RAISE * limit.per_second
+        if not self.peak:
+            step = RAISE * limit.per_second
+        elif rate >= SETTLE * self.peak:
+            step = PROBE_NEAR * self.peak
+        else:
+            step = PROBE * self.peak
         self.rate = limit.bounded(rate + step * gap)
 
     def cut(self, limit: Limit, now: float) -> bool:
@@ -148,8 +165,14 @@ class Cell:
         # 429 says the guess is wrong, by how much nobody knows: halve it, as TCP
         # does, rather than pay for several cuts. After a ramp-up the limit is near.
         guess = not self.peak and rate <= limit.per_second * (1 + RAISE)
+        confirmed = (
+            self.peak > 0
+            and abs(rate - self.peak) <= CONFIRM * self.peak
+            and now - self.cut_at >= CONFIRM_AFTER
+        )
         self.peak = rate
-        self.rate = limit.bounded(rate * (CUT_GUESS if guess else CUT))
+        factor = CUT_GUESS if guess else CUT_NEAR if confirmed else CUT
+        self.rate = limit.bounded(rate * factor)
         self.cut_at = now
         return True
 

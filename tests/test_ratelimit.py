@@ -313,3 +313,27 @@ def test_the_retention_pass_deletes_idle_cells_in_small_batches(
     assert result.cells == 5
     assert "forgot 5 idle rate-limit cells" in str(result)
     assert first.run(lambda s: s.execute(sa.text("SELECT COUNT(*) FROM rate_bucket")).scalar()) == 0
+
+
+def test_a_429_at_the_limit_found_before_confirms_it_and_cuts_gently() -> None:
+    from bot.ratelimit import CUT, CUT_NEAR, PROBE, PROBE_NEAR, Cell
+
+    limit = Limit("slack:T1", 10.0, burst=5)
+    cell = Cell(rate=13.0)
+    assert cell.cut(limit, now=100.0)  # the first 429 after a ramp-up: found the limit
+    assert cell.rate == pytest.approx(13.0 * CUT) and cell.peak == 13.0
+    # Soon after, another 429 at about that rate: still over it (the limit moved down).
+    cell.rate = 12.5
+    assert cell.cut(limit, now=105.0)
+    assert cell.rate == pytest.approx(12.5 * CUT)
+    # Long after, a 429 at about the rate the last one met: the limit is confirmed.
+    cell.rate = 12.4
+    assert cell.cut(limit, now=200.0)
+    assert cell.rate == pytest.approx(12.4 * CUT_NEAR)
+    # Near the limit the probing is slow; further below it, quicker.
+    near = Cell(rate=11.5, peak=11.9, busy_at=300.0, cut_at=0.0)
+    near.raise_for(limit, now=301.0)
+    assert near.rate == pytest.approx(11.5 + PROBE_NEAR * 11.9)
+    below = Cell(rate=9.0, peak=11.9, busy_at=300.0, cut_at=0.0)
+    below.raise_for(limit, now=301.0)
+    assert below.rate == pytest.approx(9.0 + PROBE * 11.9)
