@@ -228,7 +228,8 @@ def test_the_due_query_is_served_by_the_partial_index(app: App) -> None:
             assert "SEARCH enrolment USING INDEX ix_enrolment_due (next_due_at<?)" in plan
         else:
             definition = conn.exec_driver_sql(
-                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_enrolment_due'"
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_enrolment_due' "
+                "AND schemaname = current_schema()"
             ).scalar_one()
             # A table this small is cheaper to scan; forbidding that shows the index
             # can serve the predicate (if it could not, the plan would scan anyway).

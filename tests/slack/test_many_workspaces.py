@@ -16,7 +16,6 @@ import time
 from collections import Counter
 
 import aiohttp
-import pytest
 from sqlmodel import col, select
 
 from bot.db import Store
@@ -74,17 +73,10 @@ def test_one_workspace_fan_out_does_not_delay_another(slack: SlackEmulator, stor
     _check(slack, plan)
 
 
-def test_two_replicas_keep_workspaces_fair(slack: SlackEmulator, shared_pg_url: str) -> None:
-    plan = prepare(shared_pg_url, slack, a_learners=A_LEARNERS, reminder_after=REMINDER_AFTER)
+def test_two_replicas_keep_workspaces_fair(slack: SlackEmulator, postgres_url: str) -> None:
+    plan = prepare(postgres_url, slack, a_learners=A_LEARNERS, reminder_after=REMINDER_AFTER)
     run_replicas(slack, plan, count=2, timeout=120)
     _check(slack, plan)
-
-
-@pytest.fixture
-def shared_pg_url(store_url: str) -> str:
-    if not store_url.startswith("postgresql"):
-        pytest.skip("two replicas share a PostgreSQL database")
-    return store_url
 
 
 # ---------------------------------------------------------------------- faults
