@@ -48,9 +48,14 @@ PLATFORM = "discord"
 # Discord drops an interaction that is not acknowledged within 3 s of its creation; the
 # clock here starts when the event reaches us, so keep a good margin.
 ACK_AFTER = 2.0
-# When this many interactions are already waiting for the core, a new one is deferred
+# When this many interactions are already waiting for a slow core, a new one is deferred
 # at once: it would queue behind them, and its acknowledgement should not.
 DEFER_WHEN_BUSY = 4
+# The core counts as slow when it took longer than this to answer lately, or when an
+# interaction has been waiting this long, or before it has answered anything. A quick
+# core's answer is the acknowledgement: deferring first would cost a second request
+# (the "thinking…" placeholder, then its edit) and show the answer later.
+SLOW_ANSWER = 0.25
 # A pasted text longer than Discord's message limit arrives as a ``message.txt`` file;
 # read text files up to this size as part of the reply.
 TEXT_ATTACHMENT_LIMIT = 256 * 1024
@@ -303,6 +308,10 @@ class DiscordAdapter:
         self.ack_after = ack_after
         self.defer_when_busy = defer_when_busy
         self._waiting_interactions = 0
+        # When each interaction now waiting for the core began (oldest first), and how
+        # long the core took to answer lately (None: not known yet).
+        self._waiting_since: dict[object, float] = {}
+        self._answer_seconds: float | None = None
         self.guild_ready_timeout = guild_ready_timeout
         self.max_ratelimit_timeout = max_ratelimit_timeout
         self._courses_provider = courses
@@ -562,11 +571,14 @@ class DiscordAdapter:
         self, interaction: discord.Interaction, event: IncomingEvent
     ) -> None:
         replier = _InteractionReplier(self, interaction, self.ack_after)
-        busy = self._waiting_interactions >= self.defer_when_busy
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        busy = self._waiting_interactions >= self.defer_when_busy and self._core_is_slow(began)
         self._waiting_interactions += 1
+        self._waiting_since[replier] = began
         try:
             if busy:
-                # Others are already waiting for the core, so this one will wait too:
+                # Others are already waiting for a slow core, so this one will wait too:
                 # acknowledge before queueing behind them.
                 await replier.defer()
             else:
@@ -575,6 +587,7 @@ class DiscordAdapter:
                 # After the timer starts: a lookup must not hold up the acknowledgement.
                 event = await self._with_mentions(event)
             await self._deliver(event, replier.respond)
+            self._answered_in(loop.time() - began)
         except TooManyMentions as refusal:
             await replier.respond([self._answer(event, str(refusal))])
         except Exception:
@@ -583,8 +596,22 @@ class DiscordAdapter:
                 await replier.respond([self._apology(event)])
         finally:
             self._waiting_interactions -= 1
+            del self._waiting_since[replier]
             with contextlib.suppress(discord.HTTPException):
                 await replier.finish()
+
+    def _core_is_slow(self, now: float) -> bool:
+        """Whether a new interaction should expect to wait: the core answered slowly
+        lately (or has not answered yet), or one now waiting has waited too long."""
+        if self._answer_seconds is None or self._answer_seconds > SLOW_ANSWER:
+            return True
+        oldest = next(iter(self._waiting_since.values()), now)
+        return now - oldest > SLOW_ANSWER
+
+    def _answered_in(self, seconds: float) -> None:
+        """Remember how long the core took, weighing the latest answers most."""
+        known = self._answer_seconds
+        self._answer_seconds = seconds if known is None else 0.7 * known + 0.3 * seconds
 
     async def _with_mentions(self, event: IncomingEvent) -> IncomingEvent:
         """``event`` with a ``UserRef`` for every user its command text mentions.
