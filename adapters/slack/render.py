@@ -12,6 +12,7 @@ several messages rather than being cut or rejected.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -136,6 +137,19 @@ def _bot_mrkdwn(text: str) -> str:
 def to_mrkdwn(text: str) -> str:
     """The core writes light markdown (``**bold**``); Slack speaks mrkdwn (``*bold*``).
     Learner-written text in it is escaped as plain text."""
+    if len(text) > _REMEMBERED_TEXT:
+        return _with_learner_text_inert(text, _bot_mrkdwn)
+    return _remembered_mrkdwn(text)
+
+
+# Many answers are the same text for everyone (help, a command's refusal), and each is
+# converted twice (its blocks and its notification text): short texts are converted
+# once. Bounded in count and size, so the cache holds at most about a megabyte.
+_REMEMBERED_TEXT = 4000
+
+
+@functools.lru_cache(maxsize=128)
+def _remembered_mrkdwn(text: str) -> str:
     return _with_learner_text_inert(text, _bot_mrkdwn)
 
 
