@@ -65,6 +65,15 @@ _LEARNER = select(Learner).where(
     col(Learner.workspace_id) == bindparam("workspace_id"),
     col(Learner.user_id) == bindparam("user_id"),
 )
+_PERSON = (
+    select(Workspace, Learner)
+    .join(Learner, col(Learner.workspace_id) == Workspace.id)
+    .where(
+        col(Workspace.platform) == bindparam("platform"),
+        col(Workspace.external_id) == bindparam("external_id"),
+        col(Learner.user_id) == bindparam("user_id"),
+    )
+)
 _CURRENT_ENROLMENT = (
     select(Enrolment)
     .where(
@@ -174,18 +183,17 @@ class MentorService:
         sends the event down the writing path (someone new, or a changed profile)."""
         if not event.workspace or reading is None:
             return None
-        workspace = session.exec(
-            _WORKSPACE, params={"platform": event.platform, "external_id": event.workspace}
+        found = session.exec(
+            _PERSON,
+            params={
+                "platform": event.platform,
+                "external_id": event.workspace,
+                "user_id": event.user,
+            },
         ).first()
-        learner = (
-            session.exec(
-                _LEARNER, params={"workspace_id": workspace.id, "user_id": event.user}
-            ).first()
-            if workspace is not None
-            else None
-        )
-        if workspace is None or learner is None:
+        if found is None:
             return None
+        workspace, learner = found
         if (event.user_name and learner.display_name != event.user_name) or (
             event.timezone and not learner.timezone
         ):
