@@ -18,11 +18,16 @@ reachable), the real app with the real Slack and Discord adapters on loopback:
    being shown (the interaction callback, or the edit of a deferred one). Target: p99 at
    most 100 ms.
 
-The emulators run in this process on threads of their own, as in the other benchmarks:
-they share the CPU and the GIL with the app, so the figures are pessimistic. Nothing is
-judged here: figures are printed, and the last line is the RESULT line.
+The Slack emulator runs in a process of its own, as Slack does not run on the app's
+machine (``--slack-emulator thread`` puts it on a thread of this process instead, as
+bench/slack_ack.py does: it then takes a tenth to a fifth of each answer's CPU from the
+app). The Discord emulator runs on a thread of this process, as in
+bench/discord_interactions.py, so those figures are pessimistic. Each round's CPU time
+of this process is printed per answer. Nothing is judged here: figures are printed,
+and the last line is the RESULT line.
 
-Run: ``.venv/bin/python bench/commands.py [--database sqlite|postgres|both]``
+Run: ``.venv/bin/python bench/commands.py [--database sqlite|postgres|both]
+[--slack-emulator process|thread]``
 """
 
 from __future__ import annotations
@@ -36,8 +41,10 @@ import platform
 import statistics
 import sys
 import time
+import uuid
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -108,6 +115,78 @@ def fire(url: str, requests: list[tuple[str, dict[str, str]]]) -> list[tuple[flo
     return asyncio.run(main())
 
 
+class SlackHere:
+    """The Slack emulator on a thread of this process; what the rounds ask of it."""
+
+    def __init__(self, users: list[str]) -> None:
+        self.slack = SlackEmulator()
+        self.users = users
+
+    def __enter__(self) -> SlackHere:
+        self.slack.start()
+        for user in self.users:
+            self.slack.add_user(user, name=f"learner {user}", tz=ZONE)
+        self.base_url = self.slack.base_url
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.slack.stop()
+
+    def new_response_url(self) -> str:
+        return self.slack.new_response_url()
+
+    async def answers_since(self, before: int) -> list[tuple[str, float]]:
+        """(response_url, when it was posted to) of every answer after the first
+        ``before``."""
+        calls = self.slack.calls_to("response_url")[before:]
+        return [(str(call.params.get("response_url")), call.time) for call in calls]
+
+
+def _serve_slack(conn: Connection, users: list[str]) -> None:
+    """The emulator's process: serve Slack, answer the bench's questions on ``conn``."""
+    with SlackEmulator() as slack:
+        for user in users:
+            slack.add_user(user, name=f"learner {user}", tz=ZONE)
+        conn.send((slack.url, slack.base_url))
+        while (request := conn.recv()) is not None:
+            calls = slack.calls_to("response_url")[request:]
+            conn.send([(str(call.params.get("response_url")), call.time) for call in calls])
+
+
+class SlackElsewhere:
+    """The Slack emulator in a process of its own, so its work (answering users.info,
+    taking the answers) is not counted as the app's; asked over a pipe."""
+
+    def __init__(self, users: list[str]) -> None:
+        self.users = users
+
+    def __enter__(self) -> SlackElsewhere:
+        spawn = multiprocessing.get_context("spawn")
+        self.conn, theirs = spawn.Pipe()
+        self.process = spawn.Process(target=_serve_slack, args=(theirs, self.users), daemon=True)
+        self.process.start()
+        self.url, self.base_url = self.conn.recv()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.send(None)
+        self.process.join(10)
+
+    def new_response_url(self) -> str:
+        return f"{self.url}/response_url/{uuid.uuid4().hex}"
+
+    async def answers_since(self, before: int) -> list[tuple[str, float]]:
+        def ask() -> list[tuple[str, float]]:
+            self.conn.send(before)
+            answers: list[tuple[str, float]] = self.conn.recv()
+            return answers
+
+        return await asyncio.to_thread(ask)
+
+
+Slack = SlackHere | SlackElsewhere
+
+
 def seed_enrolled(url: str, users: list[str], now: datetime) -> None:
     """The Slack workspace and ``users`` enrolled in the default course, with the name and
     time zone users.info gives them (so their read-only commands stay read-only)."""
@@ -172,28 +251,28 @@ def signed(user: str, text: str, response_url: str) -> tuple[str, dict[str, str]
     return body, headers
 
 
-async def answered(slack: SlackEmulator, wanted: set[str], before: int) -> dict[str, float]:
+async def answered(slack: Slack, wanted: set[str], before: int) -> dict[str, float]:
     """Wait until every response_url in ``wanted`` was posted to (``before``: how many
-    response_url posts there were before); when each was first. Looks rarely and
-    cheaply while the round runs: this process is the app's, and its CPU is measured."""
+    response_url posts there were before); when each was first. Looks every 50 ms:
+    this process is the app's, and its CPU is measured."""
     deadline = time.monotonic() + ANSWER_TIMEOUT
+    found: dict[str, float] = {}
+    seen = before
     while True:
-        calls = slack.calls_to("response_url")
-        if len(calls) - before >= len(wanted):
-            found: dict[str, float] = {}
-            for call in calls[before:]:
-                url = call.params.get("response_url")
-                if url in wanted:
-                    found.setdefault(url, call.time)  # the first answer; more may follow
-            if len(found) >= len(wanted):
-                return found
+        answers = await slack.answers_since(seen)
+        seen += len(answers)
+        for url, at in answers:
+            if url in wanted:
+                found.setdefault(url, at)  # the first answer; more may follow
+        if len(found) >= len(wanted):
+            return found
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{len(wanted)} answers did not all arrive")
+            raise TimeoutError(f"{len(wanted) - len(found)} answers never arrived")
         await asyncio.sleep(0.05)
 
 
 async def slack_round(
-    slack: SlackEmulator,
+    slack: Slack,
     running: Running,
     client: ProcessPoolExecutor,
     users: list[str],
@@ -202,7 +281,7 @@ async def slack_round(
     """One round of ``/mentor <text>`` from every user at once: (answer ms, ack ms)."""
     urls = [slack.new_response_url() for _ in users]
     requests = [signed(user, text, url) for user, url in zip(users, urls, strict=True)]
-    before = len(slack.calls_to("response_url"))
+    before = len(await slack.answers_since(0))
     loop = asyncio.get_running_loop()
     results = await loop.run_in_executor(client, fire, running.url, requests)
     times = await answered(slack, set(urls), before)
@@ -219,18 +298,17 @@ def describe(label: str, samples: list[float], target: float | None = None) -> s
     )
 
 
-async def slack_bench(kind: str, figures: dict[str, str]) -> None:
+async def slack_bench(kind: str, figures: dict[str, str], emulator: str = "process") -> None:
     now = datetime.now(UTC)
     readers = [enrolled_user(n) for n in range(PEOPLE)]
     starters = [new_user(n) for n in range(PEOPLE)]
     spawn = multiprocessing.get_context("spawn")
+    everyone = [*readers, *starters, "UWARMUP"]
     with (
         database(kind) as url,
-        SlackEmulator() as slack,
+        SlackElsewhere(everyone) if emulator == "process" else SlackHere(everyone) as slack,
         ProcessPoolExecutor(max_workers=1, mp_context=spawn) as client,
     ):
-        for user in [*readers, *starters, "UWARMUP"]:
-            slack.add_user(user, name=f"learner {user}", tz=ZONE)
         seed_enrolled(url, readers, now)
         settings = Settings(
             database_url=url,
@@ -245,7 +323,10 @@ async def slack_bench(kind: str, figures: dict[str, str]) -> None:
             await slack_round(slack, running, client, ["UWARMUP"], "help")
             reads: list[float] = []
             acks: list[float] = []
-            print(f"Slack, {kind}: {PEOPLE} enrolled people at once, answer time per round")
+            print(
+                f"Slack, {kind} (emulator in a {emulator} of its own): "
+                f"{PEOPLE} enrolled people at once, answer time per round"
+            )
             for number, text in enumerate(READ_ROUNDS, start=1):
                 began, cpu = time.perf_counter(), time.process_time()
                 answers, round_acks = await slack_round(slack, running, client, readers, text)
@@ -292,6 +373,7 @@ async def discord_bench(kind: str, figures: dict[str, str]) -> None:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--slack-emulator", choices=["process", "thread"], default="process")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     print(
@@ -304,7 +386,7 @@ async def main() -> None:
         kinds.remove("postgres")
     figures: dict[str, str] = {}
     for kind in kinds:
-        await slack_bench(kind, figures)
+        await slack_bench(kind, figures, args.slack_emulator)
         await discord_bench(kind, figures)
     figures["load"] = f"{os.getloadavg()[0]:.2f}"
     print(f"RESULT name=commands {' '.join(f'{k}={v}' for k, v in figures.items())}")
