@@ -217,6 +217,7 @@ class _InteractionReplier:
                 self.deferred = True
 
     async def respond(self, messages: list[OutgoingMessage]) -> None:
+        self.adapter._answered(self)
         async with self.lock:
             in_guild = self.interaction.guild_id is not None
             for message in messages:
@@ -308,8 +309,8 @@ class DiscordAdapter:
         self.ack_after = ack_after
         self.defer_when_busy = defer_when_busy
         self._waiting_interactions = 0
-        # When each interaction now waiting for the core began (oldest first), and how
-        # long the core took to answer lately (None: not known yet).
+        # When each interaction still waiting for the core's answer began (oldest
+        # first), and how long the core took to answer lately (None: not known yet).
         self._waiting_since: dict[object, float] = {}
         self._answer_seconds: float | None = None
         self.guild_ready_timeout = guild_ready_timeout
@@ -587,7 +588,6 @@ class DiscordAdapter:
                 # After the timer starts: a lookup must not hold up the acknowledgement.
                 event = await self._with_mentions(event)
             await self._deliver(event, replier.respond)
-            self._answered_in(loop.time() - began)
         except TooManyMentions as refusal:
             await replier.respond([self._answer(event, str(refusal))])
         except Exception:
@@ -596,7 +596,7 @@ class DiscordAdapter:
                 await replier.respond([self._apology(event)])
         finally:
             self._waiting_interactions -= 1
-            del self._waiting_since[replier]
+            self._waiting_since.pop(replier, None)  # the core had nothing to say
             with contextlib.suppress(discord.HTTPException):
                 await replier.finish()
 
@@ -608,8 +608,14 @@ class DiscordAdapter:
         oldest = next(iter(self._waiting_since.values()), now)
         return now - oldest > SLOW_ANSWER
 
-    def _answered_in(self, seconds: float) -> None:
-        """Remember how long the core took, weighing the latest answers most."""
+    def _answered(self, replier: _InteractionReplier) -> None:
+        """The core's first answer to an interaction: remember how long it took to come,
+        weighing the latest answers most. What the core does after answering (sending
+        a lesson at the platform's pace) is not waiting for it."""
+        began = self._waiting_since.pop(replier, None)
+        if began is None:
+            return
+        seconds = asyncio.get_running_loop().time() - began
         known = self._answer_seconds
         self._answer_seconds = seconds if known is None else 0.7 * known + 0.3 * seconds
 
