@@ -275,10 +275,12 @@ class Store:
     @contextmanager
     def session(self, *, read_only: bool = False, autocommit: bool = False) -> Iterator[Session]:
         """One unit of work: committed on success, rolled back on error. A read-only
-        one is always rolled back and, on SQLite, takes no write lock. ``autocommit``
+        one is always rolled back and, on SQLite, takes no write lock; it never flushes
+        on its own either, so a change made to a loaded object by mistake is dropped,
+        not written (with ``autocommit``, a write would stay). ``autocommit``
         (read-only only) opens no transaction on PostgreSQL, see ``read``."""
         bind = (self._reading_alone if autocommit else self._reading) if read_only else self.engine
-        with Session(bind, expire_on_commit=False) as session:
+        with Session(bind, expire_on_commit=False, autoflush=not read_only) as session:
             try:
                 yield session
                 if read_only:

@@ -171,7 +171,8 @@ def _counts_chunk(session: Session, scopes: Mapping[int, int | None]) -> dict[in
     totals_query, last_query = _counts_queries(bool(everything), bool(scoped))
     # Rows, not objects: run on the session's connection, past the ORM's handling of
     # each statement (a tenth of a progress answer), after the flush it would do.
-    session.flush()
+    if session.autoflush:
+        session.flush()
     connection = session.connection()
     totals = connection.execute(totals_query, params).all()
     last = {learner: at for learner, at in connection.execute(last_query, params)}
