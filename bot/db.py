@@ -300,7 +300,9 @@ class Store:
         a transaction at PostgreSQL's READ COMMITTED. Not for work that needs one
         snapshot across statements, nor for a server-side cursor (``yield_per``),
         which lives in a transaction. SQLite reads in a transaction either way."""
-        return self.run(work, read_only=True, autocommit=autocommit)
+        if not autocommit:  # run() as it was called before the option, for its wrappers
+            return self.run(work, read_only=True)
+        return self.run(work, read_only=True, autocommit=True)
 
     def run(
         self,
