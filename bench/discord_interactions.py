@@ -39,7 +39,7 @@ from adapters.discord import DiscordAdapter
 from adapters.discord.adapter import ACK_AFTER, DEFER_WHEN_BUSY
 from bench.common import database
 from bot.config import Settings, bundled_content_dir
-from mentorbot.bootstrap import App, build
+from mentorbot.bootstrap import App, build, settle_heap
 from tests.emulators.discord_api import (
     DiscordEmulator,
     FakeChannel,
@@ -119,6 +119,7 @@ class Bench:
         self.app.dispatcher.adapters["discord"] = self.adapter
         self.task = asyncio.create_task(self.adapter.start(self.app.hub))
         await self.adapter.wait_ready(30)
+        settle_heap()  # as mentorbot.bootstrap.serve does once it runs
 
     async def stop(self) -> None:
         if self.adapter is not None:

@@ -41,7 +41,8 @@ from adapters.slack import SlackAdapter  # noqa: E402
 from bot.config import Settings, bundled_content_dir  # noqa: E402
 from bot.messages import EventKind, IncomingEvent, OutgoingMessage  # noqa: E402
 from bot.models import Delivery  # noqa: E402
-from mentorbot.bootstrap import App, build  # noqa: E402
+from mentorbot.bootstrap import App, build, settle_heap  # noqa: E402
+from mentorbot.web import LISTEN_BACKLOG  # noqa: E402
 from tests.emulators.slack_api import (  # noqa: E402
     DEFAULT_BOT_TOKEN,
     DEFAULT_SIGNING_SECRET,
@@ -88,8 +89,10 @@ class Running:
         application.add_routes(self.adapter.routes())
         self.runner = web.AppRunner(application, access_log=None)
         await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
+        # As mentorbot.web and mentorbot.bootstrap.serve set the server up.
+        await web.TCPSite(self.runner, "127.0.0.1", 0, backlog=LISTEN_BACKLOG).start()
         self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}/slack/events"
+        settle_heap()
         return self
 
     async def __aexit__(self, *exc: object) -> None:

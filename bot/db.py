@@ -260,17 +260,27 @@ class Store:
         self.secret_key = secret_key  # for the migration that encrypts stored tokens
         self._head: str | None = None
         self._turns = _Turns() if self.dialect == "sqlite" else None
+        # The binds of read-only units, made once rather than per unit of work.
+        self._reading = self.engine.execution_options(**{READ_ONLY_OPTION: True})
+        self._reading_alone = (
+            self._reading.execution_options(isolation_level="AUTOCOMMIT")
+            if self.dialect == "postgresql"
+            else self._reading
+        )
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
     @contextmanager
-    def session(self, *, read_only: bool = False) -> Iterator[Session]:
+    def session(self, *, read_only: bool = False, autocommit: bool = False) -> Iterator[Session]:
         """One unit of work: committed on success, rolled back on error. A read-only
-        one is always rolled back and, on SQLite, takes no write lock."""
-        bind = self.engine.execution_options(**{READ_ONLY_OPTION: True}) if read_only else None
-        with Session(bind or self.engine, expire_on_commit=False) as session:
+        one is always rolled back and, on SQLite, takes no write lock; it never flushes
+        on its own either, so a change made to a loaded object by mistake is dropped,
+        not written (with ``autocommit``, a write would stay). ``autocommit``
+        (read-only only) opens no transaction on PostgreSQL, see ``read``."""
+        bind = (self._reading_alone if autocommit else self._reading) if read_only else self.engine
+        with Session(bind, expire_on_commit=False, autoflush=not read_only) as session:
             try:
                 yield session
                 if read_only:
@@ -281,12 +291,26 @@ class Store:
                 session.rollback()
                 raise
 
-    def read(self, work: Callable[[Session], T]) -> T:
-        """Run ``work`` that only reads, without the write lock (see ``run``)."""
-        return self.run(work, read_only=True)
+    def read(self, work: Callable[[Session], T], *, autocommit: bool = False) -> T:
+        """Run ``work`` that only reads, without the write lock (see ``run``).
+
+        With ``autocommit`` PostgreSQL runs each statement on its own, with no
+        transaction around them: the BEGIN and ROLLBACK round trips are saved, and
+        every statement still sees the data committed before it began, as it would in
+        a transaction at PostgreSQL's READ COMMITTED. Not for work that needs one
+        snapshot across statements, nor for a server-side cursor (``yield_per``),
+        which lives in a transaction. SQLite reads in a transaction either way."""
+        if not autocommit:  # run() as it was called before the option, for its wrappers
+            return self.run(work, read_only=True)
+        return self.run(work, read_only=True, autocommit=True)
 
     def run(
-        self, work: Callable[[Session], T], *, read_only: bool = False, background: bool = False
+        self,
+        work: Callable[[Session], T],
+        *,
+        read_only: bool = False,
+        background: bool = False,
+        autocommit: bool = False,
     ) -> T:
         """Run ``work`` in its own transaction, retrying while the database is locked,
         and once more on new connections when it refused a write as read-only.
@@ -298,7 +322,7 @@ class Store:
         while True:
             try:
                 turn = contextlib.nullcontext() if read_only else self._turn(background)
-                with turn, self.session(read_only=read_only) as session:
+                with turn, self.session(read_only=read_only, autocommit=autocommit) as session:
                     return work(session)
             except DBAPIError as exc:
                 if is_read_only_error(exc) and not reopened:

@@ -23,7 +23,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import delete, update
+from sqlalchemy import bindparam, delete, update
 from sqlmodel import Session, col, select
 
 from bot import commands as grammar
@@ -53,6 +53,35 @@ log = logging.getLogger(__name__)
 DIRECT_WORKSPACE = "direct"  # for DMs from users no workspace knows yet
 # Commands that only read: answered without the write lock.
 READ_ONLY_COMMANDS = frozenset({"help", "courses", "progress", "history", "open", "team"})
+
+# Every command looks up its workspace, its person and their enrolment. These statements
+# are built once: building one costs more CPU than SQLite takes to answer it, and under
+# a burst of commands that CPU is what the answers queue for.
+_WORKSPACE = select(Workspace).where(
+    col(Workspace.platform) == bindparam("platform"),
+    col(Workspace.external_id) == bindparam("external_id"),
+)
+_LEARNER = select(Learner).where(
+    col(Learner.workspace_id) == bindparam("workspace_id"),
+    col(Learner.user_id) == bindparam("user_id"),
+)
+_PERSON = (
+    select(Workspace, Learner)
+    .join(Learner, col(Learner.workspace_id) == Workspace.id)
+    .where(
+        col(Workspace.platform) == bindparam("platform"),
+        col(Workspace.external_id) == bindparam("external_id"),
+        col(Learner.user_id) == bindparam("user_id"),
+    )
+)
+_CURRENT_ENROLMENT = (
+    select(Enrolment)
+    .where(
+        col(Enrolment.learner_id) == bindparam("learner_id"),
+        col(Enrolment.status).in_(CURRENT_STATES),
+    )
+    .order_by(col(Enrolment.id).desc())
+)
 
 # Re-exported for the planner and tests, which speak of enrolment states.
 __all__ = [
@@ -126,7 +155,11 @@ class MentorService:
         if self._reads_only(reading):
             # Known people asking for a read-only answer need no write lock, so they are
             # never queued behind a fan-out or another learner's answer.
-            answered = self.store.read(lambda session: self._handle_read(session, event, reading))
+            # Each statement alone: what a command shows is read as of each statement in
+            # any case (READ COMMITTED), so no transaction is opened around them.
+            answered = self.store.read(
+                lambda session: self._handle_read(session, event, reading), autocommit=True
+            )
             if answered is not None:
                 return answered
         return self.store.run(lambda session: self._handle(session, event, reading))
@@ -150,22 +183,17 @@ class MentorService:
         sends the event down the writing path (someone new, or a changed profile)."""
         if not event.workspace or reading is None:
             return None
-        workspace = session.exec(
-            select(Workspace).where(
-                Workspace.platform == event.platform, Workspace.external_id == event.workspace
-            )
+        found = session.exec(
+            _PERSON,
+            params={
+                "platform": event.platform,
+                "external_id": event.workspace,
+                "user_id": event.user,
+            },
         ).first()
-        learner = (
-            session.exec(
-                select(Learner).where(
-                    Learner.workspace_id == workspace.id, Learner.user_id == event.user
-                )
-            ).first()
-            if workspace is not None
-            else None
-        )
-        if workspace is None or learner is None:
+        if found is None:
             return None
+        workspace, learner = found
         if (event.user_name and learner.display_name != event.user_name) or (
             event.timezone and not learner.timezone
         ):
@@ -243,12 +271,13 @@ class MentorService:
     def _workspace(self, session: Session, event: IncomingEvent) -> Workspace:
         if not event.workspace:
             return self._dm_workspace(session, event)
-        workspace = insert_or_get(
-            session,
-            Workspace,
-            {"platform": event.platform, "external_id": event.workspace},
-            {"name": event.workspace_name, "created_at": self.clock()},
-        )
+        key: dict[str, object] = {"platform": event.platform, "external_id": event.workspace}
+        # Looked up first: the workspace nearly always exists, and then the insert that
+        # would find it there is a statement saved.
+        workspace = session.exec(_WORKSPACE, params=key).first()
+        if workspace is None:
+            values = {"name": event.workspace_name, "created_at": self.clock()}
+            workspace = insert_or_get(session, Workspace, key, values)
         if event.workspace_name and workspace.name != event.workspace_name:
             workspace.name = event.workspace_name
         return workspace
@@ -285,19 +314,19 @@ class MentorService:
         return self._workspace(session, replace(event, workspace=DIRECT_WORKSPACE))
 
     def _learner(self, session: Session, workspace: Workspace, event: IncomingEvent) -> Learner:
-        learner = insert_or_get(
-            session,
-            Learner,
-            {"workspace_id": workspace.id, "user_id": event.user},
-            {
+        key: dict[str, object] = {"workspace_id": workspace.id, "user_id": event.user}
+        # Looked up first, as the workspace: most events come from people already known.
+        learner = session.exec(_LEARNER, params=key).first()
+        if learner is None:
+            values: dict[str, object] = {
                 "display_name": event.user_name,
                 "timezone": event.timezone,
                 # Platform admins are leads per event (they may lose the role); only
                 # `leads add` stores the role.
                 "role": "learner",
                 "created_at": self.clock(),
-            },
-        )
+            }
+            learner = insert_or_get(session, Learner, key, values)
         if event.user_name and learner.display_name != event.user_name:
             learner.display_name = event.user_name
         if event.timezone and not learner.timezone:
@@ -414,11 +443,7 @@ class MentorService:
     # ------------------------------------------------------------------ lookups
 
     def current_enrolment(self, session: Session, learner: Learner) -> Enrolment | None:
-        return session.exec(
-            select(Enrolment)
-            .where(Enrolment.learner_id == learner.id, col(Enrolment.status).in_(CURRENT_STATES))
-            .order_by(col(Enrolment.id).desc())
-        ).first()
+        return session.exec(_CURRENT_ENROLMENT, params={"learner_id": learner.id}).first()
 
     def enrolment(self, ctx: Context) -> Enrolment | None:
         return self.current_enrolment(ctx.session, ctx.learner)

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 READY_TIMEOUT_SECONDS = 2.0  # /readyz answers within this, whatever the database does
+# Connections waiting to be accepted. Slack opens one per request, and a busy minute
+# brings hundreds at once; past aiohttp's default of 128 the kernel drops them and the
+# sender only tries again a second later. (The kernel caps it at net.core.somaxconn.)
+LISTEN_BACKLOG = 1024
 
 
 class DatabaseCheck:
@@ -124,6 +128,8 @@ async def start_web(app: App, adapters: list[Adapter]) -> web.AppRunner | None:
         return None
     runner = web.AppRunner(build_web(app, adapters), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host="0.0.0.0", port=app.settings.port).start()
+    await web.TCPSite(
+        runner, host="0.0.0.0", port=app.settings.port, backlog=LISTEN_BACKLOG
+    ).start()
     log.info("listening on port %d", app.settings.port, extra={"port": app.settings.port})
     return runner

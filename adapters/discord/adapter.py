@@ -48,9 +48,14 @@ PLATFORM = "discord"
 # Discord drops an interaction that is not acknowledged within 3 s of its creation; the
 # clock here starts when the event reaches us, so keep a good margin.
 ACK_AFTER = 2.0
-# When this many interactions are already waiting for the core, a new one is deferred
+# When this many interactions are already waiting for a slow core, a new one is deferred
 # at once: it would queue behind them, and its acknowledgement should not.
 DEFER_WHEN_BUSY = 4
+# The core counts as slow when it took longer than this to answer lately, or when an
+# interaction has been waiting this long, or before it has answered anything. A quick
+# core's answer is the acknowledgement: deferring first would cost a second request
+# (the "thinking…" placeholder, then its edit) and show the answer later.
+SLOW_ANSWER = 0.25
 # A pasted text longer than Discord's message limit arrives as a ``message.txt`` file;
 # read text files up to this size as part of the reply.
 TEXT_ATTACHMENT_LIMIT = 256 * 1024
@@ -212,6 +217,7 @@ class _InteractionReplier:
                 self.deferred = True
 
     async def respond(self, messages: list[OutgoingMessage]) -> None:
+        self.adapter._answered(self)
         async with self.lock:
             in_guild = self.interaction.guild_id is not None
             for message in messages:
@@ -303,6 +309,10 @@ class DiscordAdapter:
         self.ack_after = ack_after
         self.defer_when_busy = defer_when_busy
         self._waiting_interactions = 0
+        # When each interaction still waiting for the core's answer began (oldest
+        # first), and how long the core took to answer lately (None: not known yet).
+        self._waiting_since: dict[object, float] = {}
+        self._answer_seconds: float | None = None
         self.guild_ready_timeout = guild_ready_timeout
         self.max_ratelimit_timeout = max_ratelimit_timeout
         self._courses_provider = courses
@@ -562,11 +572,14 @@ class DiscordAdapter:
         self, interaction: discord.Interaction, event: IncomingEvent
     ) -> None:
         replier = _InteractionReplier(self, interaction, self.ack_after)
-        busy = self._waiting_interactions >= self.defer_when_busy
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        busy = self._waiting_interactions >= self.defer_when_busy and self._core_is_slow(began)
         self._waiting_interactions += 1
+        self._waiting_since[replier] = began
         try:
             if busy:
-                # Others are already waiting for the core, so this one will wait too:
+                # Others are already waiting for a slow core, so this one will wait too:
                 # acknowledge before queueing behind them.
                 await replier.defer()
             else:
@@ -583,8 +596,28 @@ class DiscordAdapter:
                 await replier.respond([self._apology(event)])
         finally:
             self._waiting_interactions -= 1
+            self._waiting_since.pop(replier, None)  # the core had nothing to say
             with contextlib.suppress(discord.HTTPException):
                 await replier.finish()
+
+    def _core_is_slow(self, now: float) -> bool:
+        """Whether a new interaction should expect to wait: the core answered slowly
+        lately (or has not answered yet), or one now waiting has waited too long."""
+        if self._answer_seconds is None or self._answer_seconds > SLOW_ANSWER:
+            return True
+        oldest = next(iter(self._waiting_since.values()), now)
+        return now - oldest > SLOW_ANSWER
+
+    def _answered(self, replier: _InteractionReplier) -> None:
+        """The core's first answer to an interaction: remember how long it took to come,
+        weighing the latest answers most. What the core does after answering (sending
+        a lesson at the platform's pace) is not waiting for it."""
+        began = self._waiting_since.pop(replier, None)
+        if began is None:
+            return
+        seconds = asyncio.get_running_loop().time() - began
+        known = self._answer_seconds
+        self._answer_seconds = seconds if known is None else 0.7 * known + 0.3 * seconds
 
     async def _with_mentions(self, event: IncomingEvent) -> IncomingEvent:
         """``event`` with a ``UserRef`` for every user its command text mentions.

@@ -12,6 +12,7 @@ several messages rather than being cut or rejected.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -58,15 +59,19 @@ _BOLD_MARK = "\x00B\x00"  # a placeholder no course text contains
 
 def _escape(text: str) -> str:
     """Escape the three characters Slack treats as control, keeping its own tokens."""
-    out: list[str] = []
-    last = 0
-    for match in _SLACK_TOKEN.finditer(text):
-        out.append(_escape_plain(text[last : match.start()]))
-        out.append(match.group(0))
-        last = match.end()
-    out.append(_escape_plain(text[last:]))
+    if "<" not in text:  # no token to keep (the common case, and the cheap one)
+        escaped = _escape_plain(text)
+    else:
+        out: list[str] = []
+        last = 0
+        for match in _SLACK_TOKEN.finditer(text):
+            out.append(_escape_plain(text[last : match.start()]))
+            out.append(match.group(0))
+            last = match.end()
+        out.append(_escape_plain(text[last:]))
+        escaped = "".join(out)
     # A ">" opening a line is a block quote in both markdown and mrkdwn: keep it.
-    return _QUOTE.sub(r"\1>", "".join(out))
+    return _QUOTE.sub(r"\1>", escaped) if "&gt;" in escaped else escaped
 
 
 def _escape_plain(text: str) -> str:
@@ -74,13 +79,23 @@ def _escape_plain(text: str) -> str:
 
 
 def _convert_prose(text: str) -> str:
-    """Light markdown outside code: headings, bullets, bold, italic, strike, links."""
-    text = _HEADING.sub(lambda m: f"{_BOLD_MARK}{m.group(1)}{_BOLD_MARK}", text)
-    text = _BULLET.sub(lambda m: f"{m.group(1)}• ", text)
-    text = _BOLD.sub(lambda m: f"{_BOLD_MARK}{m.group(1) or m.group(2)}{_BOLD_MARK}", text)
-    text = _ITALIC.sub(r"_\1_", text)
-    text = _STRIKE.sub(r"~\1~", text)
-    text = _LINK.sub(lambda m: f"<{m.group(2)}|{m.group(1)}>", text)
+    """Light markdown outside code: headings, bullets, bold, italic, strike, links.
+
+    Each rule runs only when the text holds the character it needs: the bot's answers
+    are cut into many short pieces between code spans (a help text has dozens), and
+    running every rule on each piece cost more than the rest of the answer's path."""
+    if "#" in text:
+        text = _HEADING.sub(lambda m: f"{_BOLD_MARK}{m.group(1)}{_BOLD_MARK}", text)
+    if "-" in text or "*" in text or "+" in text:
+        text = _BULLET.sub(lambda m: f"{m.group(1)}• ", text)
+    if "**" in text or "__" in text:
+        text = _BOLD.sub(lambda m: f"{_BOLD_MARK}{m.group(1) or m.group(2)}{_BOLD_MARK}", text)
+    if "*" in text:
+        text = _ITALIC.sub(r"_\1_", text)
+    if "~~" in text:
+        text = _STRIKE.sub(r"~\1~", text)
+    if "](" in text:
+        text = _LINK.sub(lambda m: f"<{m.group(2)}|{m.group(1)}>", text)
     return text.replace(_BOLD_MARK, "*")
 
 
@@ -107,6 +122,8 @@ def _with_learner_text_inert(text: str, convert: Callable[[str], str]) -> str:
 
 
 def _bot_mrkdwn(text: str) -> str:
+    if "`" not in text:
+        return _escape(_convert_prose(text))
     out: list[str] = []
     last = 0
     for match in _CODE.finditer(text):
@@ -120,6 +137,19 @@ def _bot_mrkdwn(text: str) -> str:
 def to_mrkdwn(text: str) -> str:
     """The core writes light markdown (``**bold**``); Slack speaks mrkdwn (``*bold*``).
     Learner-written text in it is escaped as plain text."""
+    if len(text) > _REMEMBERED_TEXT:
+        return _with_learner_text_inert(text, _bot_mrkdwn)
+    return _remembered_mrkdwn(text)
+
+
+# Many answers are the same text for everyone (help, a command's refusal), and each is
+# converted twice (its blocks and its notification text): short texts are converted
+# once. Bounded in count and size, so the cache holds at most about a megabyte.
+_REMEMBERED_TEXT = 4000
+
+
+@functools.lru_cache(maxsize=128)
+def _remembered_mrkdwn(text: str) -> str:
     return _with_learner_text_inert(text, _bot_mrkdwn)
 
 

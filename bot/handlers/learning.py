@@ -68,6 +68,7 @@ def start(svc: MentorService, ctx: Context, command: Command, outcome: Outcome) 
                 ctx.answer(f"There is no course called `{wanted}`. Courses: {names}.")
             )
             return
+        current = svc.enrolment(ctx)
     else:
         current = svc.enrolment(ctx)
         course = (
@@ -79,7 +80,6 @@ def start(svc: MentorService, ctx: Context, command: Command, outcome: Outcome) 
             )
             or svc.workspace_course(ctx.workspace)
         )
-    current = svc.enrolment(ctx)
     if current is not None and current.course_id == course.id:
         nxt = svc.next_lesson_day(current)
         when = f" Your next lesson-day comes {svc.when(ctx, nxt)}." if nxt else ""
