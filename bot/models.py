@@ -105,6 +105,18 @@ class Enrolment(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
 
 
+# The outbox rows retention (bot/retention.py) may still remove or compact: every kind
+# but the two it keeps for good ("continue", "summary"), except sent questions (lesson,
+# practice, review) with their text once compacted (no platform ids, error or lease).
+# Word for word the condition of ``ix_delivery_retention`` and of the query that reads
+# it, since both databases use a partial index only for queries that repeat it.
+RETENTION_WORK = (
+    "kind NOT IN ('continue', 'summary') AND (kind NOT IN ('lesson', 'practice', 'review') "
+    "OR status <> 'sent' OR question IS NULL OR platform_message_ids IS NOT NULL "
+    "OR error IS NOT NULL OR lease_owner IS NOT NULL)"
+)
+
+
 class Delivery(SQLModel, table=True):
     """The outbox: one row per message the bot owes a learner. ``key`` is unique, so the
     same lesson-day can never be queued twice."""
@@ -114,6 +126,16 @@ class Delivery(SQLModel, table=True):
         # A learner's deliveries around an instant: the planner's daily cap reads them
         # for a whole batch of learners, however long each one's history has grown.
         sa.Index("ix_delivery_learner_due", "learner_id", "due_at"),
+        # What retention still has to do, oldest first. Rows it has pruned or compacted
+        # leave it, so an hourly pass reads what crossed its cutoff since the last one,
+        # and the index holds about a retention period of rows, not all history.
+        sa.Index(
+            "ix_delivery_retention",
+            "due_at",
+            "id",
+            sqlite_where=sa.text(RETENTION_WORK),
+            postgresql_where=sa.text(RETENTION_WORK),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
