@@ -35,6 +35,18 @@ def _when(nullable: bool = True, index: bool = False) -> sa.Column[datetime]:
     return sa.Column(UTCDateTime(), nullable=nullable, index=index)
 
 
+def _set(table: str, column: str) -> sa.Index:
+    """An index of the rows where ``column`` is set, named as ``index=True`` would.
+
+    For columns empty on nearly every row (a reminder's parent, a digest, a time still
+    to come): the NULL entries served no query, yet sat in row-id order across the
+    whole index, so deleting one learner's rows (``forget-me``) rewrote an index page
+    for nearly each of them. Every query on these columns compares them with a value
+    or takes their least value, which both databases read from the partial index."""
+    where = sa.text(f"{column} IS NOT NULL")
+    return sa.Index(f"ix_{table}_{column}", column, sqlite_where=where, postgresql_where=where)
+
+
 class Workspace(SQLModel, table=True):
     __table_args__ = (sa.UniqueConstraint("platform", "external_id", name="uq_workspace"),)
 
@@ -136,6 +148,9 @@ class Delivery(SQLModel, table=True):
             sqlite_where=sa.text(RETENTION_WORK),
             postgresql_where=sa.text(RETENTION_WORK),
         ),
+        _set("delivery", "parent_id"),
+        _set("delivery", "digest_id"),
+        _set("delivery", "remind_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -143,7 +158,7 @@ class Delivery(SQLModel, table=True):
     learner_id: int = Field(foreign_key="learner.id")
     enrolment_id: int | None = Field(default=None, foreign_key="enrolment.id", index=True)
     # A reminder points at the question it is about.
-    parent_id: int | None = Field(default=None, foreign_key="delivery.id", index=True)
+    parent_id: int | None = Field(default=None, foreign_key="delivery.id")
     kind: str = Field(max_length=20)  # lesson | continue | reminder | practice
     # Who asked for it: "schedule" (counts toward the daily cap) or "learner" (next, snooze).
     origin: str = Field(
@@ -156,7 +171,7 @@ class Delivery(SQLModel, table=True):
     # A notice's text, and a channel to post in instead of the learner's DM (digests).
     body: str | None = Field(default=None, sa_column=sa.Column(sa.Text()))
     channel: str | None = Field(default=None, max_length=64)
-    digest_id: int | None = Field(default=None, foreign_key="digest.id", index=True)
+    digest_id: int | None = Field(default=None, foreign_key="digest.id")
     status: str = Field(default="pending", max_length=10)  # pending|sending|sent|failed|cancelled
     due_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
     attempts: int = 0
@@ -165,7 +180,7 @@ class Delivery(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None, sa_column=_when())
     skipped_at: datetime | None = Field(default=None, sa_column=_when())
     # When an unanswered question earns its reminder; cleared once decided.
-    remind_at: datetime | None = Field(default=None, sa_column=_when(index=True))
+    remind_at: datetime | None = Field(default=None, sa_column=_when())
     platform_channel: str | None = Field(default=None, max_length=64)
     platform_message_ids: str | None = Field(default=None, max_length=1000)  # comma-separated
     error: str | None = Field(default=None, sa_column=sa.Column(sa.Text()))
@@ -189,6 +204,13 @@ class Reply(SQLModel, table=True):
             sqlite_where=sa.text("kind = 'answer'"),
             postgresql_where=sa.text("kind = 'answer'"),
         ),
+        # An edited message is looked up among its author's replies; with the learner
+        # first, deleting a learner's replies touches a few pages, not one per reply.
+        sa.Index("ix_reply_learner_message", "learner_id", "platform_message_id"),
+        _set("reply", "candidate_id"),
+        _set("reply", "follow_up_at"),
+        _set("reply", "review_at"),
+        _set("reply", "review_of_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -197,19 +219,19 @@ class Reply(SQLModel, table=True):
     kind: str = Field(
         default="answer", max_length=10, sa_column_kwargs={"server_default": "answer"}
     )  # answer | note
-    candidate_id: int | None = Field(default=None, foreign_key="delivery.id", index=True)
+    candidate_id: int | None = Field(default=None, foreign_key="delivery.id")
     course_id: str = Field(max_length=100)
     lesson_id: str = Field(max_length=40)
     question: str = Field(sa_column=sa.Column(sa.Text(), nullable=False))
     text: str = Field(sa_column=sa.Column(sa.Text(), nullable=False))
-    platform_message_id: str | None = Field(default=None, max_length=64, index=True)
+    platform_message_id: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
     edited_at: datetime | None = Field(default=None, sa_column=_when())
     # The last time a follow-up message was added to this answer (the addition window).
     added_at: datetime | None = Field(default=None, sa_column=_when())
     moved_at: datetime | None = Field(default=None, sa_column=_when())  # filed elsewhere
     # When the practice follow-up about this answer is due; cleared once queued.
-    follow_up_at: datetime | None = Field(default=None, sa_column=_when(index=True))
+    follow_up_at: datetime | None = Field(default=None, sa_column=_when())
     # "leads" when the workspace made replies visible to leads at the time of writing.
     visibility: str = Field(
         default="private", max_length=10, sa_column_kwargs={"server_default": "private"}
@@ -219,10 +241,10 @@ class Reply(SQLModel, table=True):
     # brought back in its check-in, so the two never disagree.
     practice: str | None = Field(default=None, sa_column=sa.Column(sa.Text()))
     # Spaced review: when the learner next sees this answer again, and how often they have.
-    review_at: datetime | None = Field(default=None, sa_column=_when(index=True))
+    review_at: datetime | None = Field(default=None, sa_column=_when())
     reviews_done: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     # An answer to a spaced review points at the answer it revisits.
-    review_of_id: int | None = Field(default=None, foreign_key="reply.id", index=True)
+    review_of_id: int | None = Field(default=None, foreign_key="reply.id")
 
 
 class ReplyRead(SQLModel, table=True):

@@ -7,6 +7,14 @@ of work an hour at a year of history, for nearly nothing. A partial index on
 what crossed the cutoff since the last one. Its condition is word for word the one
 ``bot.retention`` queries with, as both databases require to use a partial index.
 
+An edited message is looked up among its author's replies: its index now leads with
+the learner, so that deleting one learner's replies touches a few of its pages.
+
+``forget-me`` deletes one learner's rows, spread over the whole outbox. Indexes on
+columns empty on nearly every row (a reminder's parent, a digest, a time still to
+come) kept an entry per row in row-id order, so that delete rewrote a page of each
+for nearly every row; they now leave the empty rows out.
+
 Revision ID: 0013
 Revises: 0012
 Create Date: 2026-12-02
@@ -27,18 +35,40 @@ RETENTION_WORK = (
     "OR status <> 'sent' OR question IS NULL OR platform_message_ids IS NOT NULL "
     "OR error IS NOT NULL OR lease_owner IS NOT NULL)"
 )
+# Indexes that now leave out the rows where their column is NULL.
+SET_ONLY = {
+    "delivery": ("parent_id", "digest_id", "remind_at"),
+    "reply": ("candidate_id", "follow_up_at", "review_at", "review_of_id"),
+}
+
+
+def _where(condition: str) -> dict[str, sa.TextClause]:
+    return {"sqlite_where": sa.text(condition), "postgresql_where": sa.text(condition)}
 
 
 def upgrade() -> None:
     with op.batch_alter_table("delivery") as batch:
-        batch.create_index(
-            "ix_delivery_retention",
-            ["due_at", "id"],
-            sqlite_where=sa.text(RETENTION_WORK),
-            postgresql_where=sa.text(RETENTION_WORK),
-        )
+        batch.create_index("ix_delivery_retention", ["due_at", "id"], **_where(RETENTION_WORK))
+    with op.batch_alter_table("reply") as batch:
+        batch.create_index("ix_reply_learner_message", ["learner_id", "platform_message_id"])
+        batch.drop_index("ix_reply_platform_message_id")
+    for table, columns in SET_ONLY.items():
+        with op.batch_alter_table(table) as batch:
+            for column in columns:
+                batch.drop_index(f"ix_{table}_{column}")
+                batch.create_index(
+                    f"ix_{table}_{column}", [column], **_where(f"{column} IS NOT NULL")
+                )
 
 
 def downgrade() -> None:
+    for table, columns in SET_ONLY.items():
+        with op.batch_alter_table(table) as batch:
+            for column in columns:
+                batch.drop_index(f"ix_{table}_{column}")
+                batch.create_index(f"ix_{table}_{column}", [column])
+    with op.batch_alter_table("reply") as batch:
+        batch.create_index("ix_reply_platform_message_id", ["platform_message_id"])
+        batch.drop_index("ix_reply_learner_message")
     with op.batch_alter_table("delivery") as batch:
         batch.drop_index("ix_delivery_retention")
