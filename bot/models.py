@@ -148,6 +148,10 @@ class Delivery(SQLModel, table=True):
             sqlite_where=sa.text(RETENTION_WORK),
             postgresql_where=sa.text(RETENTION_WORK),
         ),
+        # The lesson questions a workspace was sent in one week (digests, streaks):
+        # found learner by learner, so deleting a learner's rows touches a few pages of
+        # it, not one per row as an index in time order would.
+        sa.Index("ix_delivery_learner_sent", "learner_id", "sent_at"),
         _set("delivery", "parent_id"),
         _set("delivery", "digest_id"),
         _set("delivery", "remind_at"),
@@ -204,6 +208,9 @@ class Reply(SQLModel, table=True):
             sqlite_where=sa.text("kind = 'answer'"),
             postgresql_where=sa.text("kind = 'answer'"),
         ),
+        # A learner's replies by time: digests read one week of a whole workspace's, and
+        # it serves the learner's foreign key as the learner_id index did.
+        sa.Index("ix_reply_learner_created", "learner_id", "created_at"),
         # An edited message is looked up among its author's replies; with the learner
         # first, deleting a learner's replies touches a few pages, not one per reply.
         sa.Index("ix_reply_learner_message", "learner_id", "platform_message_id"),
@@ -214,7 +221,7 @@ class Reply(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    learner_id: int = Field(foreign_key="learner.id", index=True)
+    learner_id: int = Field(foreign_key="learner.id")
     delivery_id: int | None = Field(default=None, foreign_key="delivery.id", index=True)
     kind: str = Field(
         default="answer", max_length=10, sa_column_kwargs={"server_default": "answer"}

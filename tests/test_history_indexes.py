@@ -1,5 +1,5 @@
 """The reads that would otherwise grow with a year of history go through their indexes,
-on SQLite and PostgreSQL: the retention pass, ``forget-me`` and the engine's
+on SQLite and PostgreSQL: the retention pass, a digest, ``forget-me`` and the engine's
 look for what comes next. Several of those indexes are partial, which a database uses
 only when the query's own conditions imply the index's: a query reworded later would
 silently fall back to reading the whole table, and this fails instead.
@@ -18,8 +18,9 @@ from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import SQLModel
+from sqlmodel import Session, SQLModel, col, select
 
+from bot.models import Delivery
 from bot.planner import next_due
 from bot.retention import prune
 from mentorbot.bootstrap import App
@@ -88,6 +89,30 @@ def history(app: App, clock: Clock) -> Chat:
             bo.say("I asked before answering.")
             bo.say("/mentor share")
     return lead
+
+
+def test_a_digest_reads_one_period_through_the_learner_time_indexes(app: App, clock: Clock) -> None:
+    history(app, clock)
+    with Session(app.store.engine) as session:
+        digest = session.exec(
+            select(Delivery.id).where(Delivery.kind == "digest").order_by(col(Delivery.id))
+        ).first()
+    assert digest is not None
+
+    def render() -> object:
+        return app.service.render_delivery(digest)
+
+    found = [
+        ("ix_delivery_learner_sent", plans_of(app, render, "FROM delivery", "sent_at <")),
+        ("ix_reply_learner_created", plans_of(app, render, "FROM reply", "created_at <")),
+        ("ix_delivery_learner_sent", plans_of(app, render, "row_number()", "sent_at >=")),
+    ]
+    for index, plans in found:
+        for text in plans:
+            assert "SCAN delivery" not in text and "SCAN reply" not in text, text
+            assert "Seq Scan" not in text, text
+            # PostgreSQL picks among the usable indexes by cost, arbitrary at this size.
+            assert app.store.engine.dialect.name != "sqlite" or index in text, text
 
 
 def test_a_retention_pass_reads_its_partial_index(app: App, clock: Clock) -> None:

@@ -7,8 +7,10 @@ of work an hour at a year of history, for nearly nothing. A partial index on
 what crossed the cutoff since the last one. Its condition is word for word the one
 ``bot.retention`` queries with, as both databases require to use a partial index.
 
-An edited message is looked up among its author's replies: its index now leads with
-the learner, so that deleting one learner's replies touches a few of its pages.
+Digests read the questions sent and the answers written in one week; without an index
+on those times each render read the whole delivery and reply tables. The indexes lead
+with the learner, so that deleting one learner's rows touches a few of their pages;
+so does the index an edited message is looked up by (always among its author's).
 
 ``forget-me`` deletes one learner's rows, spread over the whole outbox. Indexes on
 columns empty on nearly every row (a reminder's parent, a digest, a time still to
@@ -49,7 +51,10 @@ def _where(condition: str) -> dict[str, sa.TextClause]:
 def upgrade() -> None:
     with op.batch_alter_table("delivery") as batch:
         batch.create_index("ix_delivery_retention", ["due_at", "id"], **_where(RETENTION_WORK))
+        batch.create_index("ix_delivery_learner_sent", ["learner_id", "sent_at"])
     with op.batch_alter_table("reply") as batch:
+        batch.create_index("ix_reply_learner_created", ["learner_id", "created_at"])
+        batch.drop_index("ix_reply_learner_id")
         batch.create_index("ix_reply_learner_message", ["learner_id", "platform_message_id"])
         batch.drop_index("ix_reply_platform_message_id")
     for table, columns in SET_ONLY.items():
@@ -70,5 +75,8 @@ def downgrade() -> None:
     with op.batch_alter_table("reply") as batch:
         batch.create_index("ix_reply_platform_message_id", ["platform_message_id"])
         batch.drop_index("ix_reply_learner_message")
+        batch.create_index("ix_reply_learner_id", ["learner_id"])
+        batch.drop_index("ix_reply_learner_created")
     with op.batch_alter_table("delivery") as batch:
+        batch.drop_index("ix_delivery_learner_sent")
         batch.drop_index("ix_delivery_retention")
