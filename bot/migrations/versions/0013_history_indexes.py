@@ -8,9 +8,11 @@ what crossed the cutoff since the last one. Its condition is word for word the o
 ``bot.retention`` queries with, as both databases require to use a partial index.
 
 Digests read the questions sent and the answers written in one week; without an index
-on those times each render read the whole delivery and reply tables. The indexes lead
-with the learner, so that deleting one learner's rows touches a few of their pages;
-so does the index an edited message is looked up by (always among its author's).
+on those times each render read the whole delivery and reply tables. SQLite gets
+indexes that lead with the learner, which it seeks learner by learner, so that deleting
+one learner's rows touches a few of their pages; PostgreSQL, which never plans a seek
+per learner and whose deletes write no index page, gets them in time order. The index
+an edited message is looked up by (always among its author's) leads with the learner.
 
 ``forget-me`` deletes one learner's rows, spread over the whole outbox. Indexes on
 columns empty on nearly every row (a reminder's parent, a digest, a time still to
@@ -49,12 +51,18 @@ def _where(condition: str) -> dict[str, sa.TextClause]:
 
 
 def upgrade() -> None:
+    sqlite = op.get_bind().dialect.name == "sqlite"
     with op.batch_alter_table("delivery") as batch:
         batch.create_index("ix_delivery_retention", ["due_at", "id"], **_where(RETENTION_WORK))
-        batch.create_index("ix_delivery_learner_sent", ["learner_id", "sent_at"])
+        if sqlite:
+            batch.create_index("ix_delivery_learner_sent", ["learner_id", "sent_at"])
+        else:
+            batch.create_index("ix_delivery_sent_at", ["sent_at"])
     with op.batch_alter_table("reply") as batch:
         batch.create_index("ix_reply_learner_created", ["learner_id", "created_at"])
         batch.drop_index("ix_reply_learner_id")
+        if not sqlite:
+            batch.create_index("ix_reply_created_at", ["created_at"])
         batch.create_index("ix_reply_learner_message", ["learner_id", "platform_message_id"])
         batch.drop_index("ix_reply_platform_message_id")
     for table, columns in SET_ONLY.items():
@@ -67,6 +75,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    sqlite = op.get_bind().dialect.name == "sqlite"
     for table, columns in SET_ONLY.items():
         with op.batch_alter_table(table) as batch:
             for column in columns:
@@ -77,6 +86,8 @@ def downgrade() -> None:
         batch.drop_index("ix_reply_learner_message")
         batch.create_index("ix_reply_learner_id", ["learner_id"])
         batch.drop_index("ix_reply_learner_created")
+        if not sqlite:
+            batch.drop_index("ix_reply_created_at")
     with op.batch_alter_table("delivery") as batch:
-        batch.drop_index("ix_delivery_learner_sent")
+        batch.drop_index("ix_delivery_learner_sent" if sqlite else "ix_delivery_sent_at")
         batch.drop_index("ix_delivery_retention")
