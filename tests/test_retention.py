@@ -277,3 +277,34 @@ def test_the_retention_index_names_the_kinds_retention_keeps() -> None:
     migration = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(migration)
     assert migration.RETENTION_WORK == RETENTION_WORK
+
+
+def test_every_row_a_pass_would_prune_is_in_the_retention_index(app: App, clock: Clock) -> None:
+    """The index condition and the pass's rules are written apart (SQL text and Python):
+    whatever the rules would remove or compact, of every kind and status, must be in
+    the index, or a pass would never see it."""
+    import sqlalchemy as sa
+
+    from bot.models import RETENTION_WORK
+    from bot.retention import _compactable, _removable
+
+    grow_history(app, clock)
+    with Session(app.store.engine) as session:
+        rows = session.exec(select(Delivery).order_by(col(Delivery.id))).all()
+        variants = [
+            {"status": "failed", "error": "boom"},
+            {"status": "cancelled"},
+            {"question": None},
+            {"lease_owner": "gone", "platform_message_ids": None},
+            {"error": "late", "platform_message_ids": None},
+        ]
+        for row, changes in zip(rows, variants * len(rows), strict=False):
+            for name, value in changes.items():
+                setattr(row, name, value)
+            session.add(row)
+        session.commit()
+        cutoff = clock.now
+        outside = sa.text(f"NOT ({RETENTION_WORK})")
+        for rule in (_removable(cutoff), _compactable(cutoff)):
+            assert session.exec(rule).all()  # the rules find work here...
+            assert session.exec(rule.where(outside)).all() == []  # ...all of it indexed
