@@ -7,14 +7,15 @@ answer, a few are notes, some are shared with leads). Rows are bulk-loaded
 (executemany in large chunks on SQLite, COPY on PostgreSQL). Then it measures what
 grows with history: the planning pass with 0 and 1,000 due, ``forget-me`` of one
 learner, ``history``, ``team``, the digest render, ``mentorbot export replies`` (its own
-process, as operators run it), a prune pass, database size and process RSS. It does
-that on the full year ("full"), applies the default 90-day retention, and measures
-again ("retained"). Each phase also pushes lessons through the real dispatcher to an
-adapter that does nothing, with rate limits raised out of the way: the per-process
-send ceiling.
+process, as operators run it), a prune pass and the hourly pass after it, database
+size and process RSS. It does that on the full year ("full"), applies the default
+90-day retention, and measures again ("retained"). Each phase also pushes lessons
+through the real dispatcher to an adapter that does nothing, with rate limits raised
+out of the way: the per-process send ceiling.
 
 Targets: ``forget-me`` at most 50 ms at 5,000,000 delivery rows; ``team`` and the
-digest cost a few queries for the whole workspace, never some per learner.
+digest cost a few queries for the whole workspace, never some per learner; an hourly
+prune pass costs what crossed its cutoff since the last one.
 Run: .venv/bin/python bench/history.py [--learners N] [--sends N] [--skip-postgres]
 """
 
@@ -817,6 +818,18 @@ def measure_phase(
         # the pruned database: dead rows marked free, statistics renewed.
         seconds = vacuum(app, seeded.url, full=False)
         print(f"[{kind}/{phase}] VACUUM ANALYZE (as autovacuum would) in {seconds:.0f}s")
+    # The engine's hourly pass after that: an hour later "full" crosses the cutoff with
+    # the lesson questions of that morning (about one per learner), "retained" two
+    # hours later with nothing. Either should cost what crossed, not all history.
+    later = NOW + timedelta(hours=index + 1)
+    t0 = time.perf_counter()
+    hourly = prune(app.store, later, RETENTION_DAYS)
+    figures["prune_hour_ms"] = f"{(time.perf_counter() - t0) * 1000:.1f}"
+    figures["prune_hour_rows"] = str(hourly.read)
+    print(
+        f"[{kind}/{phase}] hourly pass {index + 1}h later: {hourly} in "
+        f"{figures['prune_hour_ms']} ms ({hourly.read:,} rows of the retention index read)"
+    )
     if phase == "retained":
         # Freed space is reused, never returned: what retention saves on disk shows only
         # after a rewrite (VACUUM; VACUUM FULL on PostgreSQL), which an operator may run.

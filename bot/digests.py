@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, case, or_
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from bot import commands as grammar
 from bot.chart import bar_chart_png
@@ -97,14 +97,15 @@ def render_digest(
     user_of = dict(
         session.exec(select(Learner.id, Learner.user_id).where(col(Learner.id).in_(enrolled))).all()
     )
+    # Both read learner by learner through the (learner, time) indexes: a seek each,
+    # then one period's rows, however long the history behind them.
     asked = session.exec(
         select(Delivery.id, Delivery.learner_id).where(
-            # "+ 0": a whole workspace is most of the table, so read it in one pass, not
-            # learner by learner through the index (SQLite has no statistics to know).
-            (Delivery.learner_id + 0).in_(enrolled),
+            col(Delivery.learner_id).in_(enrolled),
             Delivery.kind == "lesson",
             col(Delivery.question).is_not(None),
-            Delivery.status == "sent",
+            # Wrapped: never read through the status index, every row ever sent.
+            func.coalesce(Delivery.status, "") == "sent",
             col(Delivery.sent_at) >= since,
             col(Delivery.sent_at) < until,
         )
@@ -118,7 +119,7 @@ def render_digest(
             case((readable_by_leads(), True), else_=False),
         )
         .where(
-            (Reply.learner_id + 0).in_(enrolled),
+            col(Reply.learner_id).in_(enrolled),
             Reply.kind == "answer",
             col(Reply.created_at) >= since,
             col(Reply.created_at) < until,

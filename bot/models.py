@@ -35,6 +35,36 @@ def _when(nullable: bool = True, index: bool = False) -> sa.Column[datetime]:
     return sa.Column(UTCDateTime(), nullable=nullable, index=index)
 
 
+def _set(table: str, column: str) -> sa.Index:
+    """An index of the rows where ``column`` is set, named as ``index=True`` would.
+
+    For columns empty on nearly every row (a reminder's parent, a digest, a time still
+    to come): the NULL entries served no query, yet sat in row-id order across the
+    whole index, so deleting one learner's rows (``forget-me``) rewrote an index page
+    for nearly each of them. Every query on these columns compares them with a value
+    or takes their least value, which both databases read from the partial index."""
+    where = sa.text(f"{column} IS NOT NULL")
+    return sa.Index(f"ix_{table}_{column}", column, sqlite_where=where, postgresql_where=where)
+
+
+def _only_on(dialect: str, index: sa.Index) -> sa.Index:
+    """An index only ``dialect`` is built with (``for_dialect`` tells migrations).
+
+    Digests read one week of a whole workspace. SQLite, with no statistics, follows an
+    index that leads with the learner: a seek per learner, then their week; and on
+    SQLite an index in time order would cost ``forget-me`` a page write for nearly
+    every one of the learner's rows. PostgreSQL never plans a seek per learner (it
+    reads such an index whole), and its deletes write no index page, so it gets the
+    index in time order instead, which it reads as one short range."""
+    return index.ddl_if(dialect=dialect)
+
+
+def for_dialect(item: object, dialect: str) -> bool:
+    """Whether a schema item of these models is built on ``dialect``."""
+    only = getattr(item, "_ddl_if", None)
+    return only is None or only.dialect in (None, dialect)
+
+
 class Workspace(SQLModel, table=True):
     __table_args__ = (sa.UniqueConstraint("platform", "external_id", name="uq_workspace"),)
 
@@ -105,6 +135,18 @@ class Enrolment(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
 
 
+# The outbox rows retention (bot/retention.py) may still remove or compact: every kind
+# but the two it keeps for good ("continue", "summary"), except sent questions (lesson,
+# practice, review) with their text once compacted (no platform ids, error or lease).
+# Word for word the condition of ``ix_delivery_retention`` and of the query that reads
+# it, since both databases use a partial index only for queries that repeat it.
+RETENTION_WORK = (
+    "kind NOT IN ('continue', 'summary') AND (kind NOT IN ('lesson', 'practice', 'review') "
+    "OR status <> 'sent' OR question IS NULL OR platform_message_ids IS NOT NULL "
+    "OR error IS NOT NULL OR lease_owner IS NOT NULL)"
+)
+
+
 class Delivery(SQLModel, table=True):
     """The outbox: one row per message the bot owes a learner. ``key`` is unique, so the
     same lesson-day can never be queued twice."""
@@ -114,6 +156,22 @@ class Delivery(SQLModel, table=True):
         # A learner's deliveries around an instant: the planner's daily cap reads them
         # for a whole batch of learners, however long each one's history has grown.
         sa.Index("ix_delivery_learner_due", "learner_id", "due_at"),
+        # What retention still has to do, oldest first. Rows it has pruned or compacted
+        # leave it, so an hourly pass reads what crossed its cutoff since the last one,
+        # and the index holds about a retention period of rows, not all history.
+        sa.Index(
+            "ix_delivery_retention",
+            "due_at",
+            "id",
+            sqlite_where=sa.text(RETENTION_WORK),
+            postgresql_where=sa.text(RETENTION_WORK),
+        ),
+        # The lesson questions a workspace was sent in one week (digests, streaks).
+        _only_on("sqlite", sa.Index("ix_delivery_learner_sent", "learner_id", "sent_at")),
+        _only_on("postgresql", sa.Index("ix_delivery_sent_at", "sent_at")),
+        _set("delivery", "parent_id"),
+        _set("delivery", "digest_id"),
+        _set("delivery", "remind_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -121,7 +179,7 @@ class Delivery(SQLModel, table=True):
     learner_id: int = Field(foreign_key="learner.id")
     enrolment_id: int | None = Field(default=None, foreign_key="enrolment.id", index=True)
     # A reminder points at the question it is about.
-    parent_id: int | None = Field(default=None, foreign_key="delivery.id", index=True)
+    parent_id: int | None = Field(default=None, foreign_key="delivery.id")
     kind: str = Field(max_length=20)  # lesson | continue | reminder | practice
     # Who asked for it: "schedule" (counts toward the daily cap) or "learner" (next, snooze).
     origin: str = Field(
@@ -134,7 +192,7 @@ class Delivery(SQLModel, table=True):
     # A notice's text, and a channel to post in instead of the learner's DM (digests).
     body: str | None = Field(default=None, sa_column=sa.Column(sa.Text()))
     channel: str | None = Field(default=None, max_length=64)
-    digest_id: int | None = Field(default=None, foreign_key="digest.id", index=True)
+    digest_id: int | None = Field(default=None, foreign_key="digest.id")
     status: str = Field(default="pending", max_length=10)  # pending|sending|sent|failed|cancelled
     due_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
     attempts: int = 0
@@ -143,7 +201,7 @@ class Delivery(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None, sa_column=_when())
     skipped_at: datetime | None = Field(default=None, sa_column=_when())
     # When an unanswered question earns its reminder; cleared once decided.
-    remind_at: datetime | None = Field(default=None, sa_column=_when(index=True))
+    remind_at: datetime | None = Field(default=None, sa_column=_when())
     platform_channel: str | None = Field(default=None, max_length=64)
     platform_message_ids: str | None = Field(default=None, max_length=1000)  # comma-separated
     error: str | None = Field(default=None, sa_column=sa.Column(sa.Text()))
@@ -167,27 +225,38 @@ class Reply(SQLModel, table=True):
             sqlite_where=sa.text("kind = 'answer'"),
             postgresql_where=sa.text("kind = 'answer'"),
         ),
+        # A learner's replies by time: SQLite's digests read one week of a workspace's
+        # through it (see ``_only_on``), and it serves the learner's foreign key.
+        sa.Index("ix_reply_learner_created", "learner_id", "created_at"),
+        _only_on("postgresql", sa.Index("ix_reply_created_at", "created_at")),
+        # An edited message is looked up among its author's replies; with the learner
+        # first, deleting a learner's replies touches a few pages, not one per reply.
+        sa.Index("ix_reply_learner_message", "learner_id", "platform_message_id"),
+        _set("reply", "candidate_id"),
+        _set("reply", "follow_up_at"),
+        _set("reply", "review_at"),
+        _set("reply", "review_of_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    learner_id: int = Field(foreign_key="learner.id", index=True)
+    learner_id: int = Field(foreign_key="learner.id")
     delivery_id: int | None = Field(default=None, foreign_key="delivery.id", index=True)
     kind: str = Field(
         default="answer", max_length=10, sa_column_kwargs={"server_default": "answer"}
     )  # answer | note
-    candidate_id: int | None = Field(default=None, foreign_key="delivery.id", index=True)
+    candidate_id: int | None = Field(default=None, foreign_key="delivery.id")
     course_id: str = Field(max_length=100)
     lesson_id: str = Field(max_length=40)
     question: str = Field(sa_column=sa.Column(sa.Text(), nullable=False))
     text: str = Field(sa_column=sa.Column(sa.Text(), nullable=False))
-    platform_message_id: str | None = Field(default=None, max_length=64, index=True)
+    platform_message_id: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
     edited_at: datetime | None = Field(default=None, sa_column=_when())
     # The last time a follow-up message was added to this answer (the addition window).
     added_at: datetime | None = Field(default=None, sa_column=_when())
     moved_at: datetime | None = Field(default=None, sa_column=_when())  # filed elsewhere
     # When the practice follow-up about this answer is due; cleared once queued.
-    follow_up_at: datetime | None = Field(default=None, sa_column=_when(index=True))
+    follow_up_at: datetime | None = Field(default=None, sa_column=_when())
     # "leads" when the workspace made replies visible to leads at the time of writing.
     visibility: str = Field(
         default="private", max_length=10, sa_column_kwargs={"server_default": "private"}
@@ -197,10 +266,10 @@ class Reply(SQLModel, table=True):
     # brought back in its check-in, so the two never disagree.
     practice: str | None = Field(default=None, sa_column=sa.Column(sa.Text()))
     # Spaced review: when the learner next sees this answer again, and how often they have.
-    review_at: datetime | None = Field(default=None, sa_column=_when(index=True))
+    review_at: datetime | None = Field(default=None, sa_column=_when())
     reviews_done: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     # An answer to a spaced review points at the answer it revisits.
-    review_of_id: int | None = Field(default=None, foreign_key="reply.id", index=True)
+    review_of_id: int | None = Field(default=None, foreign_key="reply.id")
 
 
 class ReplyRead(SQLModel, table=True):

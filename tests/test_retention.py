@@ -197,3 +197,114 @@ def test_the_setting_is_checked(clock: Clock) -> None:
         else:
             raise AssertionError(value)
     assert load_settings({}, dotenv=False).retention_days == 90
+
+
+def test_a_pass_reads_what_crossed_the_cutoff_not_all_history(app: App, clock: Clock) -> None:
+    """The first pass does the work; a pass right after it reads nothing, and one a week
+    later reads only that week's rows, though the rows kept for good are still there."""
+    grow_history(app, clock)
+    week_ago = clock.now - timedelta(weeks=1)
+    first = prune(app.store, week_ago, days=1, batch=3)
+    assert first.removed and first.compacted and first.read >= first.removed + first.compacted
+    again = prune(app.store, week_ago, days=1, batch=3)
+    assert (again.read, again.removed, again.compacted) == (0, 0, 0)
+    with Session(app.store.engine) as session:
+        kept = session.exec(
+            select(func.count())
+            .select_from(Delivery)
+            .where(col(Delivery.due_at) < week_ago - timedelta(days=1))
+        ).one()
+    assert kept > 0  # sent questions and "continue?" rows stay, outside the index
+    later = prune(app.store, clock.now, days=1, batch=3)
+    assert later.read > 0 and later.read == later.removed + later.compacted
+    assert prune(app.store, clock.now, days=1, batch=3).read == 0
+
+
+def test_rows_left_for_a_reason_go_once_the_reason_does(app: App, clock: Clock) -> None:
+    """A pass keeps no watermark: a row it had to leave (still pending, or pointed at by
+    a reply) is pruned by the first pass after that changes, however old it is by then."""
+    grow_history(app, clock)
+    with Session(app.store.engine) as session:
+        old = session.exec(
+            select(Delivery)
+            .where(Delivery.kind == "reminder", Delivery.status == "sent")
+            .order_by(col(Delivery.id))
+        ).all()
+        stuck, pointed = old[0], old[1]
+        stuck.status = "pending"
+        note = session.exec(select(Reply).order_by(col(Reply.id))).first()
+        assert note is not None
+        note.candidate_id = pointed.id
+        session.add_all([stuck, note])
+        session.commit()
+        stuck_id, pointed_id, note_id = stuck.id, pointed.id, note.id
+    prune(app.store, clock.now, days=1)
+    assert prune(app.store, clock.now, days=1).read == 2  # only the two left behind
+
+    def ids() -> set[int | None]:
+        with Session(app.store.engine) as session:
+            return set(session.exec(select(Delivery.id)).all())
+
+    assert {stuck_id, pointed_id} <= ids()
+    clock.advance(days=30)  # long after both crossed the cutoff
+    with Session(app.store.engine) as session:
+        row = session.get(Delivery, stuck_id)
+        reply = session.get(Reply, note_id)
+        assert row is not None and reply is not None
+        row.status = "cancelled"
+        reply.candidate_id = None
+        session.add_all([row, reply])
+        session.commit()
+    assert prune(app.store, clock.now, days=1).removed >= 2
+    assert not {stuck_id, pointed_id} & ids()
+
+
+def test_the_retention_index_names_the_kinds_retention_keeps() -> None:
+    """The index condition is SQL text (a partial index cannot be built from Python
+    values): it names the same kinds as the code, and the migration has the same text."""
+    import importlib.util
+
+    from bot.context import QUESTION_KINDS
+    from bot.models import RETENTION_WORK
+    from bot.retention import COUNTED_KINDS
+    from tests.conftest import REPO
+
+    assert RETENTION_WORK.startswith(f"kind NOT IN {COUNTED_KINDS} AND (")
+    assert f"kind NOT IN {QUESTION_KINDS} OR status <> 'sent'" in RETENTION_WORK
+    path = REPO / "bot" / "migrations" / "versions" / "0013_history_indexes.py"
+    spec = importlib.util.spec_from_file_location("migration_0013", path)
+    assert spec is not None and spec.loader is not None
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    assert migration.RETENTION_WORK == RETENTION_WORK
+
+
+def test_every_row_a_pass_would_prune_is_in_the_retention_index(app: App, clock: Clock) -> None:
+    """The index condition and the pass's rules are written apart (SQL text and Python):
+    whatever the rules would remove or compact, of every kind and status, must be in
+    the index, or a pass would never see it."""
+    import sqlalchemy as sa
+
+    from bot.models import RETENTION_WORK
+    from bot.retention import _compactable, _removable
+
+    grow_history(app, clock)
+    with Session(app.store.engine) as session:
+        rows = session.exec(select(Delivery).order_by(col(Delivery.id))).all()
+        variants = [
+            {"status": "failed", "error": "boom"},
+            {"status": "cancelled"},
+            {"question": None},
+            {"lease_owner": "gone", "platform_message_ids": None},
+            {"error": "late", "platform_message_ids": None},
+        ]
+        for row, changes in zip(rows, variants * len(rows), strict=False):
+            for name, value in changes.items():
+                setattr(row, name, value)
+            session.add(row)
+        session.commit()
+        cutoff = clock.now
+        outside = sa.text(f"NOT ({RETENTION_WORK})")
+        for rule in (_removable(cutoff), _compactable(cutoff)):
+            assert session.exec(rule).all()  # the rules find work here...
+            assert session.exec(rule.where(outside)).all() == []  # ...all of it indexed

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from alembic import context
 from sqlmodel import SQLModel
 
-from bot import models  # noqa: F401  (tables for autogenerate)
+from bot import models  # (tables for autogenerate)
 
 config = context.config
 target = SQLModel.metadata
@@ -18,12 +18,17 @@ def _ours(name: str | None, kind: str, _parent: object) -> bool:
 
 
 def _run(connection: sa.Connection) -> None:
+    dialect = connection.dialect.name
     context.configure(
         connection=connection,
         target_metadata=target,
-        render_as_batch=connection.dialect.name == "sqlite",
+        render_as_batch=dialect == "sqlite",
         compare_type=True,
         include_name=_ours,
+        # Indexes built for the other database only are no difference to report.
+        include_object=lambda item, _name, _kind, reflected, _other: (
+            reflected or models.for_dialect(item, dialect)
+        ),
     )
     with context.begin_transaction():
         context.run_migrations()
