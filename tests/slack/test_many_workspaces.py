@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 from sqlmodel import col, select
@@ -155,15 +156,18 @@ def test_a_workspace_answering_429_to_everything_holds_only_its_own_queue(
     assert rows["pending"] + rows["sending"] == 40  # kept for later, none lost
 
 
-def test_a_revoked_token_fails_its_workspace_clearly_and_others_go_on(
-    slack: SlackEmulator, store_url: str
-) -> None:
+def _lose_a_mid_fan_out(
+    slack: SlackEmulator, store_url: str, lose: Callable[[int], Awaitable[None]]
+) -> tuple[int, str]:
+    """Run A (80 learners) and B; once 20 of A's lessons are out, ``lose`` takes A's
+    installation away. Checks that A's other rows failed and B's went out; returns how
+    many of A's were sent and the reason A's rows give."""
     plan = prepare(store_url, slack, a_learners=80, reminder_after=2.0)
 
-    async def revoke_mid_fan_out(port: int) -> None:
+    async def during(port: int) -> None:
         while len(_accepted(slack, TOKEN_A)) < 20:
             await asyncio.sleep(0.05)
-        slack.revoke_token(TOKEN_A)
+        await lose(port)
 
     asyncio.run(
         run_in_process(
@@ -174,51 +178,43 @@ def test_a_revoked_token_fails_its_workspace_clearly_and_others_go_on(
                 len(_accepted(slack, TOKEN_B)) == 11
                 and sum(_rows(store_url, TEAM_A)[s] for s in ("sent", "failed")) == 80
             ),
-            during=revoke_mid_fan_out,
-        )
-    )
-    rows = _rows(store_url, TEAM_A)
-    sent = len(_accepted(slack, TOKEN_A))
-    assert 20 <= sent < 80
-    assert rows["sent"] == sent and rows["failed"] == 80 - sent, rows
-    (reason,) = _errors(store_url, TEAM_A)
-    assert "token_revoked" in reason and "add the app to the workspace again" in reason
-    # One refusal is enough to know: not one call per remaining learner.
-    revoked = [c for c in slack.calls_to("chat.postMessage") if c.token == TOKEN_A and not ok(c)]
-    assert len(revoked) <= 20
-    assert _rows(store_url, TEAM_B)["sent"] == 12  # and the question asked before
-
-
-def test_a_workspace_uninstalled_with_its_queue_full(slack: SlackEmulator, store_url: str) -> None:
-    plan = prepare(store_url, slack, a_learners=80, reminder_after=2.0)
-
-    async def uninstall_mid_fan_out(port: int) -> None:
-        while len(_accepted(slack, TOKEN_A)) < 20:
-            await asyncio.sleep(0.05)
-        body = event_callback_body({"type": "app_uninstalled"}, team_id=TEAM_A)
-        headers = sign_request(DEFAULT_SIGNING_SECRET, body)
-        headers["Content-Type"] = "application/json"
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(f"http://127.0.0.1:{port}/slack/events", data=body, headers=headers) as ok,
-        ):
-            assert ok.status == 200
-
-    asyncio.run(
-        run_in_process(
-            slack,
-            plan,
-            timeout=60,
-            until=lambda: (
-                len(_accepted(slack, TOKEN_B)) == 11
-                and sum(_rows(store_url, TEAM_A)[s] for s in ("sent", "failed")) == 80
-            ),
-            during=uninstall_mid_fan_out,
+            during=during,
         )
     )
     rows = _rows(store_url, TEAM_A)
     sent = len(_accepted(slack, TOKEN_A))
     assert rows["sent"] == sent and rows["failed"] == 80 - sent > 0, rows
-    (reason,) = _errors(store_url, TEAM_A)
-    assert "not installed" in reason and "add the app to the workspace again" in reason
     assert _rows(store_url, TEAM_B)["sent"] == 12  # and the question asked before
+    (reason,) = _errors(store_url, TEAM_A)
+    return sent, reason
+
+
+def test_a_revoked_token_fails_its_workspace_clearly_and_others_go_on(
+    slack: SlackEmulator, store_url: str
+) -> None:
+    async def revoke(port: int) -> None:
+        slack.revoke_token(TOKEN_A)
+
+    sent, reason = _lose_a_mid_fan_out(slack, store_url, revoke)
+    assert sent >= 20
+    assert "token_revoked" in reason and "add the app to the workspace again" in reason
+    # One refusal is enough to know: not one call per remaining learner.
+    revoked = [c for c in slack.calls_to("chat.postMessage") if c.token == TOKEN_A and not ok(c)]
+    assert len(revoked) <= 20
+
+
+def test_a_workspace_uninstalled_with_its_queue_full(slack: SlackEmulator, store_url: str) -> None:
+    async def uninstall(port: int) -> None:
+        body = event_callback_body({"type": "app_uninstalled"}, team_id=TEAM_A)
+        headers = sign_request(DEFAULT_SIGNING_SECRET, body)
+        headers["Content-Type"] = "application/json"
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"http://127.0.0.1:{port}/slack/events", data=body, headers=headers
+            ) as answer,
+        ):
+            assert answer.status == 200
+
+    _, reason = _lose_a_mid_fan_out(slack, store_url, uninstall)
+    assert "not installed" in reason and "add the app to the workspace again" in reason
