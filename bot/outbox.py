@@ -137,12 +137,7 @@ def claim(
         session,
         candidates,
         still=table.c.status == PENDING,
-        values={
-            "status": SENDING,
-            "lease_owner": owner,
-            "lease_until": now + lease,
-            "attempts": table.c.attempts + 1,
-        },
+        values=_taken(owner, now, lease),
     )
 
 
@@ -224,12 +219,7 @@ def claim_fair(
         session,
         select(Delivery.id).where(col(Delivery.id).in_(list(lanes)), Delivery.status == PENDING),
         still=table.c.status == PENDING,
-        values={
-            "status": SENDING,
-            "lease_owner": owner,
-            "lease_until": now + lease,
-            "attempts": table.c.attempts + 1,
-        },
+        values=_taken(owner, now, lease),
     )
     return {delivery_id: lanes[delivery_id] for delivery_id in taken}
 
@@ -336,6 +326,18 @@ def release(
     delivery.lease_until = retry_at if maybe_delivered else None
     delivery.error = reason
     session.add(delivery)
+
+
+def _taken(owner: str, now: datetime, lease: timedelta) -> dict[str, object]:
+    """What taking a pending row sets: ``sending`` under ``owner``'s lease, one more
+    attempt."""
+    table = Delivery.__table__  # type: ignore[attr-defined]
+    return {
+        "status": SENDING,
+        "lease_owner": owner,
+        "lease_until": now + lease,
+        "attempts": table.c.attempts + 1,
+    }
 
 
 def _take(session: Session, candidates, still, values: dict[str, object]) -> list[int]:  # type: ignore[no-untyped-def]
