@@ -10,15 +10,15 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 
-import sqlalchemy as sa
 from sqlmodel import col, func, select
 
 from bot.messages import OutgoingMessage, SendResult
-from bot.models import Delivery, Enrolment, Learner, Workspace
+from bot.models import Delivery, Learner
 from bot.outbox import claim_fair, priority
 from bot.ratelimit import Limit
 from mentorbot.bootstrap import App
 from tests.conftest import Clock
+from tests.support.seeding import seed_workspace
 
 
 class RecordingPlatform:
@@ -42,41 +42,13 @@ def _seed(app: App, now: datetime, sizes: dict[str, int]) -> None:
     """Workspaces of the given sizes, every learner due now for lesson-day 2."""
     with app.store.engine.begin() as conn:
         for name, size in sizes.items():
-            workspace_id = conn.execute(
-                sa.insert(Workspace.__table__).returning(Workspace.__table__.c.id),  # type: ignore[attr-defined]
-                {"platform": "console", "external_id": name, "created_at": now},
-            ).scalar_one()
-            learner_ids = (
-                conn.execute(
-                    sa.insert(Learner.__table__).returning(Learner.__table__.c.id),  # type: ignore[attr-defined]
-                    [
-                        {
-                            "workspace_id": workspace_id,
-                            "user_id": f"{name}-{n}",
-                            "role": "learner",
-                            "created_at": now,
-                        }
-                        for n in range(size)
-                    ],
-                )
-                .scalars()
-                .all()
-            )
-            conn.execute(
-                sa.insert(Enrolment.__table__),  # type: ignore[attr-defined]
-                [
-                    {
-                        "learner_id": learner_id,
-                        "course_id": "data-engineering",
-                        "lesson_id": "0.2.2",
-                        "day": 1,
-                        "status": "active",
-                        "next_due_at": now - timedelta(minutes=1),
-                        "started_at": now,
-                        "updated_at": now,
-                    }
-                    for learner_id in learner_ids
-                ],
+            seed_workspace(
+                conn,
+                platform="console",
+                external_id=name,
+                users=[f"{name}-{n}" for n in range(size)],
+                now=now,
+                enrolment=lambda _n: {"next_due_at": now - timedelta(minutes=1)},
             )
 
 

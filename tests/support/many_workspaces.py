@@ -31,9 +31,10 @@ from adapters.slack import SlackAdapter
 from bot.config import Settings, bundled_content_dir
 from bot.crypto import generate_key
 from bot.db import Store
-from bot.models import Delivery, Enrolment, Learner, Workspace
+from bot.models import Delivery
 from mentorbot.bootstrap import build, serve
 from tests.emulators.slack_api import DEFAULT_SIGNING_SECRET, RecordedCall, SlackEmulator
+from tests.support.seeding import seed_workspace
 
 REPO = Path(__file__).resolve().parents[2]
 TEAM_A, TOKEN_A = "T0000000A", "xoxb-workspace-a"
@@ -117,50 +118,21 @@ def prepare(
                 users = [f"U{team[-1]}{n:07d}" for n in range(size)]
                 for user in users:
                     slack.add_user(user, team_id=team, name=user.lower(), tz=zone)
-                workspace_id = conn.execute(
-                    sa.insert(Workspace.__table__).returning(Workspace.__table__.c.id),  # type: ignore[attr-defined]
-                    {"platform": "slack", "external_id": team, "created_at": now},
-                ).scalar_one()
-                learner_ids = (
-                    conn.execute(
-                        sa.insert(Learner.__table__).returning(Learner.__table__.c.id),  # type: ignore[attr-defined]
-                        [
-                            {
-                                "workspace_id": workspace_id,
-                                "user_id": user,
-                                "role": "learner",
-                                "timezone": zone,
-                                "delivery_days": EVERY_DAY,
-                                "dm_channel": slack.dm_channel_id(user, team),
-                                "created_at": now - timedelta(days=1),
-                            }
-                            for user in users
-                        ],
-                    )
-                    .scalars()
-                    .all()
-                )
-                enrolment_ids = (
-                    conn.execute(
-                        sa.insert(Enrolment.__table__).returning(Enrolment.__table__.c.id),  # type: ignore[attr-defined]
-                        [
-                            {
-                                "learner_id": learner_id,
-                                "course_id": "data-engineering",
-                                "lesson_id": "0.2.2",
-                                "day": 1,
-                                "status": "active",
-                                "next_due_at": due
-                                if n < size - (team == TEAM_B)
-                                else due + timedelta(days=1),
-                                "started_at": now - timedelta(days=1),
-                                "updated_at": now - timedelta(days=1),
-                            }
-                            for n, learner_id in enumerate(learner_ids)
-                        ],
-                    )
-                    .scalars()
-                    .all()
+                last = size - 1 if team == TEAM_B else size  # B's last: not due today
+                learner_ids, enrolment_ids = seed_workspace(
+                    conn,
+                    platform="slack",
+                    external_id=team,
+                    users=users,
+                    now=now - timedelta(days=1),
+                    learner=lambda user, team=team: {
+                        "timezone": zone,
+                        "delivery_days": EVERY_DAY,
+                        "dm_channel": slack.dm_channel_id(user, team),
+                    },
+                    enrolment=lambda n, last=last: {
+                        "next_due_at": due if n < last else due + timedelta(days=1)
+                    },
                 )
             # B's last learner was asked a question an hour ago and has not answered: its
             # reminder falls due ``reminder_after`` seconds after the lessons.

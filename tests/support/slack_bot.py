@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from adapters.slack.app import API_TIERS
 from bot.config import Settings, bundled_content_dir
 from bot.db import Store
-from bot.models import Enrolment, Learner, RateBucket, Workspace
+from bot.models import RateBucket
 from mentorbot.bootstrap import build
 from tests.emulators.slack_api import (
     DEFAULT_BOT_TOKEN,
@@ -28,6 +28,7 @@ from tests.emulators.slack_api import (
     RecordedCall,
     SlackEmulator,
 )
+from tests.support.seeding import seed_workspace
 from tests.test_console_e2e import mentorbot_command
 
 
@@ -53,41 +54,13 @@ def seed_due_learners(url: str, users: list[str], due_at: datetime | None = None
     due_at = due_at or now - timedelta(minutes=1)
     try:
         with app.store.engine.begin() as conn:
-            workspace = conn.execute(
-                sa.insert(Workspace.__table__).returning(Workspace.__table__.c.id),  # type: ignore[attr-defined]
-                {"platform": "slack", "external_id": DEFAULT_TEAM_ID, "created_at": now},
-            ).scalar_one()
-            ids = (
-                conn.execute(
-                    sa.insert(Learner.__table__).returning(Learner.__table__.c.id),  # type: ignore[attr-defined]
-                    [
-                        {
-                            "workspace_id": workspace,
-                            "user_id": user,
-                            "role": "learner",
-                            "created_at": now,
-                        }
-                        for user in users
-                    ],
-                )
-                .scalars()
-                .all()
-            )
-            conn.execute(
-                sa.insert(Enrolment.__table__),  # type: ignore[attr-defined]
-                [
-                    {
-                        "learner_id": learner,
-                        "course_id": "data-engineering",
-                        "lesson_id": "0.2.2",
-                        "day": 0,
-                        "status": "active",
-                        "next_due_at": due_at,
-                        "started_at": now,
-                        "updated_at": now,
-                    }
-                    for learner in ids
-                ],
+            seed_workspace(
+                conn,
+                platform="slack",
+                external_id=DEFAULT_TEAM_ID,
+                users=users,
+                now=now,
+                enrolment=lambda _n: {"day": 0, "next_due_at": due_at},
             )
     finally:
         app.store.dispose()
