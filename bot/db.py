@@ -10,6 +10,9 @@ opens a read-only file read-only and never upgrades that connection. So such an 
 drops every pooled connection, and the unit of work is tried once more on new ones.
 PostgreSQL connections carry a connect timeout and a statement timeout, so a frozen
 server fails a unit of work instead of holding its thread forever.
+
+SQLite's write-ahead log is copied into the database file by a thread of its own
+(``_Checkpointer``), not inside whichever commit happens to pass 1,000 pages of log.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import contextlib
 import logging
 import os
 import random
+import sqlite3
 import stat
 import threading
 import time
@@ -46,6 +50,10 @@ CONNECT_TIMEOUT_SECONDS = 5  # PostgreSQL: give up on a server that does not ans
 STATEMENT_TIMEOUT_SECONDS = 30.0  # PostgreSQL: no unit of work needs longer
 _SQLITE_READONLY = 8  # SQLITE_READONLY; extended codes keep it in the low byte
 _PG_READ_ONLY_TRANSACTION = "25006"  # e.g. connected to a standby
+CHECKPOINT_SECONDS = 1.0  # SQLite: how often the log is copied into the database file
+WAL_SIZE_LIMIT = 64 * 1024 * 1024  # SQLite: bytes of log file kept once it is reset
+ROOMY_CACHE_KIB = 16 * 1024  # SQLite: page cache of a unit of work that rewrites many pages
+_ROOMY = "mentorbot_roomy_cache"  # connection record info: the cache size to go back to
 
 
 class DatabaseBusyError(RuntimeError):
@@ -111,7 +119,98 @@ def _refuse_read_only_connections(engine: sa.Engine) -> None:
             context.is_disconnect = True
 
 
-def make_engine(url: str, *, statement_timeout: float = STATEMENT_TIMEOUT_SECONDS) -> sa.Engine:
+class _Checkpointer:
+    """Copies SQLite's write-ahead log into the database file, on one thread per process.
+
+    Left to itself, SQLite does that inside the commit that takes the log past 1,000
+    pages, so one command pays for everybody's writes since the last copy: a
+    ``forget-me`` at five million delivery rows spent more time checkpointing than
+    deleting. The store's connections turn that off (``wal_autocheckpoint=0``) and this
+    thread runs a PASSIVE checkpoint of every registered file each second instead: it
+    takes no lock a reader or writer waits for, copies what no reader still needs, and
+    leaves the rest for next time. Once the whole log is copied the next writer starts
+    it again from the top, and ``journal_size_limit`` trims the file then, so the log
+    stays about as big as a second or two of writes. Other processes on the same file
+    (the command line, another replica) keep SQLite's own checkpoints or run this same
+    thread; a second checkpointer finds the first busy and tries again later.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # held while registering and while checkpointing
+        self._files: dict[str, int] = {}  # path -> stores using it
+        self._connections: dict[str, sqlite3.Connection] = {}
+        self._thread: threading.Thread | None = None
+
+    def register(self, path: str) -> None:
+        with self._lock:
+            self._files[path] = self._files.get(path, 0) + 1
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="sqlite-checkpoint", daemon=True
+                )
+                self._thread.start()
+
+    def unregister(self, path: str) -> None:
+        """A store closed: copy what is left once more, then forget the file."""
+        with self._lock:
+            count = self._files.get(path, 0) - 1
+            if count > 0:
+                self._files[path] = count
+                return
+            self._files.pop(path, None)
+            connection = self._connections.pop(path, None)
+            if connection is not None:
+                self._checkpoint(path, connection)
+                connection.close()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(CHECKPOINT_SECONDS)
+            with self._lock:
+                for path in list(self._files):
+                    connection = self._connections.get(path) or self._open(path)
+                    if connection is not None:
+                        self._checkpoint(path, connection)
+
+    def _open(self, path: str) -> sqlite3.Connection | None:
+        """The thread's own connection to ``path``; ``mode=rw`` so that a file removed
+        meanwhile is not made again, empty."""
+        try:
+            connection = sqlite3.connect(
+                f"file:{path}?mode=rw", uri=True, check_same_thread=False, timeout=0
+            )
+        except sqlite3.Error:
+            return None
+        self._connections[path] = connection
+        return connection
+
+    @staticmethod
+    def _checkpoint(path: str, connection: sqlite3.Connection) -> None:
+        try:
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:  # busy, read-only, gone: nothing to copy this time
+            log.debug("no checkpoint of %s this time: %s", path, exc)
+
+
+_CHECKPOINTS = _Checkpointer()
+
+
+def _sqlite_file(url: str) -> str | None:
+    """The path of a SQLite database file, or None for one in memory."""
+    database = sa.engine.make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return str(Path(database).resolve())
+
+
+def make_engine(
+    url: str,
+    *,
+    statement_timeout: float = STATEMENT_TIMEOUT_SECONDS,
+    background_checkpoints: bool = False,
+) -> sa.Engine:
+    """An engine for ``url``. ``background_checkpoints`` (SQLite): the connections leave
+    copying the log into the file to ``_Checkpointer``, which the caller registers."""
     if url.startswith("sqlite"):
         engine = sa.create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 15}, pool_pre_ping=False
@@ -125,7 +224,17 @@ def make_engine(url: str, *, statement_timeout: float = STATEMENT_TIMEOUT_SECOND
             cursor.execute("PRAGMA busy_timeout=5000")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            if background_checkpoints:
+                cursor.execute("PRAGMA wal_autocheckpoint=0")
+                cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             cursor.close()
+
+        @sa.event.listens_for(engine, "checkin")
+        def _on_checkin(dbapi_connection: Any, record: Any) -> None:
+            size = record.info.pop(_ROOMY, None)
+            if size is not None and dbapi_connection is not None:
+                with suppress(sqlite3.Error):
+                    dbapi_connection.execute(f"PRAGMA cache_size={int(size)}")
 
         @sa.event.listens_for(engine, "begin")
         def _on_begin(conn: sa.Connection) -> None:
@@ -151,6 +260,23 @@ def make_engine(url: str, *, statement_timeout: float = STATEMENT_TIMEOUT_SECOND
     )
     _refuse_read_only_connections(engine)
     return engine
+
+
+def make_room(session: Session) -> None:
+    """The unit of work is about to rewrite pages all over the file: ``forget-me``
+    deletes one learner's year of rows, one or two to a page, and each of their index
+    entries. On SQLite its connection gets a page cache that holds them all until the
+    commit (``ROOMY_CACHE_KIB``), and its usual size back when it returns to the pool.
+    With the default 2 MiB, such a delete spilled pages to the log mid-way and evicted
+    the index pages the next row needed, read them again, and took a third longer.
+    Nothing to do on PostgreSQL, whose deletes write no index page."""
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    info = connection.connection.info
+    if _ROOMY not in info:
+        info[_ROOMY] = connection.exec_driver_sql("PRAGMA cache_size").scalar()
+        connection.exec_driver_sql(f"PRAGMA cache_size=-{ROOMY_CACHE_KIB}")
 
 
 def _match_sqlite_side_files(database: str | None) -> None:
@@ -255,7 +381,14 @@ class Store:
         secret_key: str | None = None,
     ) -> None:
         self.url = url
-        self.engine = make_engine(url, statement_timeout=statement_timeout)
+        self._checkpointed = _sqlite_file(url) if url.startswith("sqlite") else None
+        self.engine = make_engine(
+            url,
+            statement_timeout=statement_timeout,
+            background_checkpoints=self._checkpointed is not None,
+        )
+        if self._checkpointed is not None:
+            _CHECKPOINTS.register(self._checkpointed)
         self.retries = retries
         self.secret_key = secret_key  # for the migration that encrypts stored tokens
         self._head: str | None = None
@@ -393,6 +526,9 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._checkpointed is not None:
+            _CHECKPOINTS.unregister(self._checkpointed)
+            self._checkpointed = None
 
     # ------------------------------------------------------------------ migrations
 

@@ -147,12 +147,36 @@ RETENTION_WORK = (
 )
 
 
+# The outbox's two queues: rows still to send and rows on their way. Each has a partial
+# index holding only its rows (see ``on_its_way``); the conditions are written here once.
+OUTBOX_QUEUES = {"pending": "status = 'pending'", "sending": "status = 'sending'"}
+
+
+def _queue(status: str) -> sa.TextClause:
+    return sa.text(OUTBOX_QUEUES[status])
+
+
 class Delivery(SQLModel, table=True):
     """The outbox: one row per message the bot owes a learner. ``key`` is unique, so the
     same lesson-day can never be queued twice."""
 
     __table_args__ = (
-        sa.Index("ix_delivery_status_due", "status", "due_at"),
+        # What is still to send, by due time, and what is on its way, by lease: the
+        # only rows the outbox's claims and recovery look for (see ``on_its_way``).
+        sa.Index(
+            "ix_delivery_pending",
+            "due_at",
+            "id",
+            sqlite_where=_queue("pending"),
+            postgresql_where=_queue("pending"),
+        ),
+        sa.Index(
+            "ix_delivery_sending",
+            "lease_until",
+            "id",
+            sqlite_where=_queue("sending"),
+            postgresql_where=_queue("sending"),
+        ),
         # A learner's deliveries around an instant: the planner's daily cap reads them
         # for a whole batch of learners, however long each one's history has grown.
         sa.Index("ix_delivery_learner_due", "learner_id", "due_at"),
@@ -206,6 +230,23 @@ class Delivery(SQLModel, table=True):
     platform_message_ids: str | None = Field(default=None, max_length=1000)  # comma-separated
     error: str | None = Field(default=None, sa_column=sa.Column(sa.Text()))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
+
+
+def on_its_way(status: str) -> sa.ColumnElement[bool]:
+    """``delivery.status = 'pending'`` (or ``'sending'``), the value written into the SQL.
+
+    The outbox's own queries (claims, recovery, leases, the next due instant) read the
+    rows still to send and those on their way through two partial indexes that hold
+    only those: a few rows, where an index on every status held a year of sent ones,
+    and ``forget-me`` rewrote a page of it for nearly every row it deleted. Both
+    databases use a partial index only for a query that states its condition itself
+    with the value in the text: SQLite compares the two term by term, and a PostgreSQL
+    plan made for any bound value could not use it. Only ``OUTBOX_QUEUES``' two values
+    are accepted, so nothing from outside reaches the SQL."""
+    if status not in OUTBOX_QUEUES:
+        raise ValueError(f"no partial index holds the {status!r} rows")
+    column: sa.ColumnElement[str] = Delivery.__table__.c.status  # type: ignore[attr-defined]
+    return column == sa.literal_column(f"'{status}'")
 
 
 class Reply(SQLModel, table=True):

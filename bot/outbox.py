@@ -25,7 +25,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, SQLModel, col, func, select
 
 from bot.bulk import rows_select
-from bot.models import Delivery, Learner, utcnow
+from bot.models import Delivery, Learner, on_its_way, utcnow
 
 T = TypeVar("T", bound=SQLModel)
 
@@ -125,14 +125,12 @@ def claim(
     table = Delivery.__table__  # type: ignore[attr-defined]
     candidates = (
         select(Delivery.id)
-        .where(Delivery.status == PENDING, col(Delivery.due_at) <= (due_before or now))
+        .where(on_its_way(PENDING), col(Delivery.due_at) <= (due_before or now))
         .order_by(col(Delivery.due_at), col(Delivery.id))
         .limit(limit)
     )
     if ids is not None:
-        candidates = select(Delivery.id).where(
-            Delivery.status == PENDING, col(Delivery.id).in_(list(ids))
-        )
+        candidates = select(Delivery.id).where(on_its_way(PENDING), col(Delivery.id).in_(list(ids)))
     return _take(
         session,
         candidates,
@@ -195,7 +193,7 @@ def claim_fair(
             order.label("turn"),
         )
         .join(Learner, col(Learner.id) == col(Delivery.learner_id))
-        .where(Delivery.status == PENDING, col(Delivery.due_at) <= (due_before or now))
+        .where(on_its_way(PENDING), col(Delivery.due_at) <= (due_before or now))
     )
     if skip_lanes:
         due = due.where(lane.not_in(list(skip_lanes)))
@@ -217,7 +215,7 @@ def claim_fair(
     table = Delivery.__table__  # type: ignore[attr-defined]
     taken = _take(
         session,
-        select(Delivery.id).where(col(Delivery.id).in_(list(lanes)), Delivery.status == PENDING),
+        select(Delivery.id).where(col(Delivery.id).in_(list(lanes)), on_its_way(PENDING)),
         still=table.c.status == PENDING,
         values=_taken(owner, now, lease),
     )
@@ -240,8 +238,8 @@ def fail_workspace_queue(
     table = Delivery.__table__  # type: ignore[attr-defined]
     learners = sa.select(col(Learner.id)).where(col(Learner.workspace_id) == workspace_id)
     waiting = sa.or_(
-        table.c.status == PENDING,
-        sa.and_(table.c.status == SENDING, table.c.lease_owner == owner),
+        on_its_way(PENDING),
+        sa.and_(on_its_way(SENDING), table.c.lease_owner == owner),
     )
     result = session.execute(
         sa.update(table)
@@ -380,8 +378,8 @@ def claim_expired(
         still = sa.or_(still, table.c.lease_owner.in_(list(dead_owners)))
     candidates = (
         select(Delivery.id)
-        .where(Delivery.status == SENDING, orphaned)
-        .order_by(col(Delivery.id))
+        .where(on_its_way(SENDING), orphaned)
+        .order_by(col(Delivery.lease_until), col(Delivery.id))
         .limit(limit)
     )
     return _take(
@@ -400,7 +398,7 @@ def lease_owners(session: Session, *, prefix: str) -> list[str]:
     """The owners (whose names start with ``prefix``) holding ``sending`` rows now."""
     mine = col(Delivery.lease_owner).startswith(prefix, autoescape=True)
     owners = session.exec(
-        select(Delivery.lease_owner).where(Delivery.status == SENDING, mine).distinct()
+        select(Delivery.lease_owner).where(on_its_way(SENDING), mine).distinct()
     ).all()
     return [owner for owner in owners if owner is not None]
 
@@ -409,12 +407,10 @@ def next_due(session: Session) -> datetime | None:
     """The earliest instant a row becomes claimable: a pending row's ``due_at``, or the
     end of the wait of a row handed back unsure. Rows under a live lease are their
     owner's business."""
-    pending = session.exec(
-        select(func.min(Delivery.due_at)).where(Delivery.status == PENDING)
-    ).one()
+    pending = session.exec(select(func.min(Delivery.due_at)).where(on_its_way(PENDING))).one()
     unsure = session.exec(
         select(func.min(Delivery.lease_until)).where(
-            Delivery.status == SENDING, col(Delivery.lease_owner).is_(None)
+            on_its_way(SENDING), col(Delivery.lease_owner).is_(None)
         )
     ).one()
     return min((t for t in (pending, unsure) if t is not None), default=None)
@@ -425,7 +421,7 @@ def renew_leases(session: Session, *, owner: str, until: datetime) -> int:
     table = Delivery.__table__  # type: ignore[attr-defined]
     result = session.execute(
         sa.update(table)
-        .where(table.c.status == SENDING, table.c.lease_owner == owner)
+        .where(on_its_way(SENDING), table.c.lease_owner == owner)
         .values(lease_until=until)
     )
     return int(result.rowcount or 0)
@@ -440,7 +436,7 @@ def release_owned(
     lease that is already over, so the next taker checks with the platform first. The
     rest never left: plain ``pending``. Returns (pending, unsure) counts."""
     table = Delivery.__table__  # type: ignore[attr-defined]
-    mine = sa.and_(table.c.status == SENDING, table.c.lease_owner == owner)
+    mine = sa.and_(on_its_way(SENDING), table.c.lease_owner == owner)
     checked = 0
     if unsure:
         checked = session.execute(

@@ -40,7 +40,7 @@ from bot.mentoring import (
     review_prompt,
     review_time,
 )
-from bot.models import Delivery, Digest, Enrolment, Learner, Reply, Workspace
+from bot.models import Delivery, Digest, Enrolment, Learner, Reply, Workspace, on_its_way
 from bot.outbox import queue_delivery, queue_many
 from bot.practices import choose, normalise
 from bot.retention import prune
@@ -741,9 +741,7 @@ def next_due(session: Session, after: datetime | None = None) -> datetime | None
             select(func.min(Enrolment.next_due_at)).where(later(Enrolment.next_due_at), _planned())
         ).one(),
         session.exec(
-            select(func.min(Delivery.due_at)).where(
-                Delivery.status == "pending", later(Delivery.due_at)
-            )
+            select(func.min(Delivery.due_at)).where(on_its_way("pending"), later(Delivery.due_at))
         ).one(),
         session.exec(select(func.min(Delivery.remind_at)).where(later(Delivery.remind_at))).one(),
         session.exec(select(func.min(Reply.follow_up_at)).where(later(Reply.follow_up_at))).one(),

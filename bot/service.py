@@ -39,7 +39,7 @@ from bot.context import (
     Context,
 )
 from bot.course import Catalog, Course, Lesson, Problem, load_catalog
-from bot.db import Store
+from bot.db import Store, make_room
 from bot.messages import Action, EventKind, IncomingEvent, Outcome, OutgoingMessage
 from bot.models import Delivery, Digest, Enrolment, Learner, Reply, ReplyRead, Workspace
 from bot.outbox import insert_or_get, queue_delivery
@@ -565,6 +565,7 @@ class MentorService:
         delivery for them either finishes before (and its row is deleted here) or waits
         and then finds nothing to plan: nothing can bring the data back.
         """
+        make_room(session)
         lock = select(Enrolment.id).where(Enrolment.learner_id == learner.id)
         if session.get_bind().dialect.name == "postgresql":
             lock = lock.with_for_update()

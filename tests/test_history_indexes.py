@@ -144,6 +144,81 @@ def test_the_next_instant_is_read_from_the_partial_indexes(app: App, clock: Cloc
         assert f"_{column}" in found, found
 
 
+def test_the_outbox_reads_its_queues_through_their_partial_indexes(app: App, clock: Clock) -> None:
+    """Every statement that looks for pending or sending rows (claims, recovery, the
+    leases, the next due instant, the metrics) reads ``ix_delivery_pending`` or
+    ``ix_delivery_sending``, which hold only those rows, and never a year of sent ones.
+    """
+    from bot import outbox
+    from bot.metrics import OutboxCollector
+
+    history(app, clock)
+    now, lease = clock.now, timedelta(minutes=5)
+
+    def every_queue_query() -> None:
+        def work(session: Session) -> None:
+            outbox.claim(session, owner="a", now=now, lease=lease)
+            outbox.claim(session, owner="a", now=now, lease=lease, ids=[1, 2])
+            outbox.claim_fair(
+                session, owner="a", now=now, lease=lease, limit=5, room={}, default_room=2
+            )
+            outbox.claim_expired(session, owner="a", now=now, lease=lease, dead_owners=["b"])
+            outbox.lease_owners(session, prefix="a")
+            outbox.next_due(session)
+            outbox.renew_leases(session, owner="a", until=now + lease)
+            outbox.release_owned(session, owner="a", now=now, unsure=[1])
+            next_due(session, now)
+
+        app.store.run(work)
+        list(OutboxCollector(app.store).collect())
+
+    for queue in ("pending", "sending"):
+        found = plans_of(app, every_queue_query, f"status = '{queue}'")
+        for text in found:  # each reads the queue's index, or looks rows up by id
+            by_id = "INTEGER PRIMARY KEY" in text or "delivery_pkey" in text
+            assert f"ix_delivery_{queue}" in text or by_id, text
+            assert "Seq Scan on delivery" not in text, text
+            whole = [line for line in text.splitlines() if line.strip() == "SCAN delivery"]
+            assert not whole, text
+        assert sum(f"ix_delivery_{queue}" in text for text in found) >= 3, found
+
+
+def test_the_metrics_count_what_is_queued_not_the_history(app: App, clock: Clock) -> None:
+    """/metrics reads the two queues only: rows pending or sending by kind, never a
+    count over every row ever sent."""
+    from bot.metrics import OutboxCollector
+
+    history(app, clock)
+    from bot import outbox
+    from bot.models import Learner
+
+    def queue_a_notice(session: Session) -> None:
+        learner = session.exec(select(Learner).where(Learner.user_id == "ana")).one()
+        outbox.queue_delivery(
+            session,
+            key="notice:metrics",
+            learner_id=learner.id,
+            kind="notice",
+            course_id="c",
+            lesson_id="l",
+            body="later",
+            due_at=clock.now + timedelta(days=1),
+        )
+
+    app.store.run(queue_a_notice)
+    with captured(app.store.engine) as seen:
+        families = {family.name: family for family in OutboxCollector(app.store).collect()}
+    rows = {
+        (s.labels["kind"], s.labels["status"]): s.value
+        for s in families["mentorbot_outbox_rows"].samples
+    }
+    assert rows and {status for _, status in rows} <= {"pending", "sending"}, rows
+    assert families["mentorbot_outbox_depth"].samples[0].value == sum(rows.values())
+    for statement in seen:
+        if "FROM delivery" in statement[0]:
+            assert "'pending'" in statement[0] or "'sending'" in statement[0], statement
+
+
 def test_partial_indexes_are_those_of_the_models(store_url: str) -> None:
     """Alembic compares index names and columns, not the condition of a partial index;
     the migrated database and the models must agree on which are partial (and, on

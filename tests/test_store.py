@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
+from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlmodel import SQLModel
+from sqlmodel import Session, SQLModel
 
-from bot.db import Store, _Turns
+from bot.db import ROOMY_CACHE_KIB, Store, _Turns, make_room
 from bot.models import for_dialect
 
 
@@ -73,3 +75,50 @@ def test_sqlite_turns_go_in_arrival_order_and_background_work_gives_way() -> Non
     for thread in threads:
         thread.join(10)
     assert order == ["send1", "send2", "send3", "send4", "plan", "send5", "send6"]
+
+
+def test_sqlite_log_is_copied_into_the_file_by_a_thread_not_by_commits(
+    sqlite_url: str,
+) -> None:
+    """The store's connections never checkpoint in a commit; the background thread
+    copies the write-ahead log into the database file within a few seconds instead."""
+    store = Store(sqlite_url)
+    try:
+        store.upgrade()
+        path = Path(store.engine.url.database or "")
+        with store.engine.begin() as conn:
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+            conn.exec_driver_sql("CREATE TABLE filler (text TEXT)")
+        before = path.stat().st_size
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO filler SELECT printf('%.1000c', 'x') FROM "
+                "(WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4000)"
+                " SELECT i FROM n)"
+            )
+        deadline = time.monotonic() + 15
+        while path.stat().st_size < before + 4_000_000 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert path.stat().st_size >= before + 4_000_000
+    finally:
+        store.dispose()
+
+
+def test_a_unit_of_work_that_makes_room_gives_the_cache_back(sqlite_url: str) -> None:
+    """``make_room`` (forget-me) raises SQLite's page cache for its own unit of work
+    only: the connection has the usual size again when the pool hands it out next."""
+    store = Store(sqlite_url)
+    try:
+        store.upgrade()
+
+        def cache_size(session: Session, roomy: bool = False) -> int:
+            if roomy:
+                make_room(session)
+            return int(session.connection().exec_driver_sql("PRAGMA cache_size").scalar())
+
+        usual = store.run(cache_size)
+        assert store.run(lambda session: cache_size(session, roomy=True)) == -ROOMY_CACHE_KIB
+        sizes = {store.run(cache_size) for _ in range(12)}
+        assert sizes == {usual}, sizes
+    finally:
+        store.dispose()
