@@ -17,6 +17,7 @@ Targets: ``forget-me`` at most 50 ms at 5,000,000 delivery rows; ``team`` and th
 digest cost a few queries for the whole workspace, never some per learner; an hourly
 prune pass costs what crossed its cutoff since the last one.
 Run: .venv/bin/python bench/history.py [--learners N] [--sends N] [--skip-postgres]
+[--skip-sqlite]
 """
 
 from __future__ import annotations
@@ -910,12 +911,13 @@ def main() -> None:
     parser.add_argument("--learners", type=int, default=10_000)
     parser.add_argument("--sends", type=int, default=3_000, help="messages per ceiling run")
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--skip-sqlite", action="store_true")
     args = parser.parse_args()
     if args.learners < 100:
         parser.error("--learners must be at least 100")
     sends = min(args.sends, (args.learners - 2 * min(1000, args.learners // 10) - 40) // 2)
     started = time.perf_counter()
-    results = run("sqlite", args.learners, sends)
+    results = [] if args.skip_sqlite else run("sqlite", args.learners, sends)
     if not args.skip_postgres:
         if postgres_available():
             results += run("postgresql", args.learners, sends)

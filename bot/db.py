@@ -52,6 +52,9 @@ _SQLITE_READONLY = 8  # SQLITE_READONLY; extended codes keep it in the low byte
 _PG_READ_ONLY_TRANSACTION = "25006"  # e.g. connected to a standby
 CHECKPOINT_SECONDS = 1.0  # SQLite: how often the log is copied into the database file
 WAL_SIZE_LIMIT = 64 * 1024 * 1024  # SQLite: bytes of log file kept once it is reset
+# SQLite: a commit still checkpoints by itself past this many pages of log (64 MiB), so
+# the log stays bounded if the checkpoint thread falls behind a burst of writes.
+WAL_BACKSTOP_PAGES = 16_384
 ROOMY_CACHE_KIB = 16 * 1024  # SQLite: page cache of a unit of work that rewrites many pages
 _ROOMY = "mentorbot_roomy_cache"  # connection record info: the cache size to go back to
 
@@ -125,8 +128,9 @@ class _Checkpointer:
     Left to itself, SQLite does that inside the commit that takes the log past 1,000
     pages, so one command pays for everybody's writes since the last copy: a
     ``forget-me`` at five million delivery rows spent more time checkpointing than
-    deleting. The store's connections turn that off (``wal_autocheckpoint=0``) and this
-    thread runs a PASSIVE checkpoint of every registered file each second instead: it
+    deleting. The store's connections leave it to this thread (their own threshold is
+    raised to ``WAL_BACKSTOP_PAGES``, a bound should the thread fall behind), which
+    runs a PASSIVE checkpoint of every registered file each second instead: it
     takes no lock a reader or writer waits for, copies what no reader still needs, and
     leaves the rest for next time. Once the whole log is copied the next writer starts
     it again from the top, and ``journal_size_limit`` trims the file then, so the log
@@ -225,7 +229,7 @@ def make_engine(
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
             if background_checkpoints:
-                cursor.execute("PRAGMA wal_autocheckpoint=0")
+                cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
                 cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             cursor.close()
 
