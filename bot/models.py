@@ -152,8 +152,10 @@ RETENTION_WORK = (
 OUTBOX_QUEUES = {"pending": "status = 'pending'", "sending": "status = 'sending'"}
 
 
-def _queue(status: str) -> sa.TextClause:
-    return sa.text(OUTBOX_QUEUES[status])
+def _queue_index(status: str, *columns: str) -> sa.Index:
+    """``ix_delivery_<status>``: the rows of one of the outbox's queues only."""
+    where = sa.text(OUTBOX_QUEUES[status])
+    return sa.Index(f"ix_delivery_{status}", *columns, sqlite_where=where, postgresql_where=where)
 
 
 class Delivery(SQLModel, table=True):
@@ -163,20 +165,8 @@ class Delivery(SQLModel, table=True):
     __table_args__ = (
         # What is still to send, by due time, and what is on its way, by lease: the
         # only rows the outbox's claims and recovery look for (see ``on_its_way``).
-        sa.Index(
-            "ix_delivery_pending",
-            "due_at",
-            "id",
-            sqlite_where=_queue("pending"),
-            postgresql_where=_queue("pending"),
-        ),
-        sa.Index(
-            "ix_delivery_sending",
-            "lease_until",
-            "id",
-            sqlite_where=_queue("sending"),
-            postgresql_where=_queue("sending"),
-        ),
+        _queue_index("pending", "due_at", "id"),
+        _queue_index("sending", "lease_until", "id"),
         # A learner's deliveries around an instant: the planner's daily cap reads them
         # for a whole batch of learners, however long each one's history has grown.
         sa.Index("ix_delivery_learner_due", "learner_id", "due_at"),
