@@ -13,6 +13,9 @@ Modes, chosen from the settings:
 - transport: Socket Mode when ``SLACK_APP_TOKEN`` is set, HTTP (``/slack/events``,
   signed with ``SLACK_SIGNING_SECRET``) when the signing secret is set; both may run.
 
+Over HTTP, the adapter checks every request itself (``adapters.slack.verify``) and
+hands it to Bolt parsed.
+
 Nothing here decides behaviour: every command, reply, edit, button and workspace join
 goes to the hub as an ``IncomingEvent`` and whatever the core answers is rendered as
 Block Kit. What only Slack knows is filled in here: who a mentioned ``<@U…>`` is (so the
@@ -202,6 +205,19 @@ def _refuse(status: int, reason: str) -> web.Response:
     return response
 
 
+def _bolt_request(body: str, payload: dict[str, Any], request: web.Request) -> AsyncBoltRequest:
+    """Bolt's request for a body the adapter has read already. Bolt would parse the body
+    again (and misreads some, see ``parse_body``), so it is handed an empty one and then
+    the adapter's payload, with the raw body kept as Bolt keeps it."""
+    bolt_request = AsyncBoltRequest(
+        body="", query=request.query_string, headers=dict(request.headers)
+    )
+    bolt_request.raw_body = body
+    bolt_request.body = payload
+    bolt_request.context = build_async_context(AsyncBoltContext({}), payload)
+    return bolt_request
+
+
 async def _nobody(_messages: list[OutgoingMessage]) -> None:
     """Where answers to a workspace join would go: there is no one to answer."""
 
@@ -340,8 +356,12 @@ class SlackAdapter:
             "name": "mentorbot",
             "client": self.client,
             "signing_secret": settings.slack_signing_secret or "",
-            # Socket Mode requests are not signed; HTTP ones are checked in _handle_events.
-            "request_verification_enabled": bool(settings.slack_signing_secret),
+            # Bolt's own check is off: _handle_events, the one HTTP route into
+            # async_dispatch, refuses every request RequestGuard does not accept (the
+            # same signature over the same body, the same five minutes, and no replay)
+            # before Bolt sees it, so Bolt's check would compute the same HMAC again.
+            # Socket Mode requests are not signed; Bolt skips them either way.
+            "request_verification_enabled": False,
             "process_before_response": True,
             "logger": BOLT_LOG,
         }
@@ -521,12 +541,7 @@ class SlackAdapter:
             problem = payload_problem(payload)
             if problem is not None:
                 raise ValueError(problem)
-            bolt_request = AsyncBoltRequest(
-                body=body, query=request.query_string, headers=dict(request.headers)
-            )
-            if bolt_request.body != payload:  # Bolt misread it (see parse_body): use ours
-                bolt_request.body = payload
-                bolt_request.context = build_async_context(AsyncBoltContext({}), payload)
+            bolt_request = _bolt_request(body, payload, request)
         except Exception as exc:  # a body Bolt cannot read must not become a 500
             return _refuse(400, f"malformed request: {exc}")
         response = await self.bolt.async_dispatch(bolt_request)

@@ -83,6 +83,35 @@ def test_timestamp_older_than_five_minutes(
     assert (status, text) == (401, '{"error": "stale timestamp"}')
 
 
+SIGNED_ELSEWHERE = {
+    "event": (json.dumps(event_callback_payload(message_event("hello?"))), "application/json"),
+    "button": (urlencode({"payload": json.dumps(block_actions_payload("mentorbot:x"))}), FORM),
+}
+
+
+@pytest.mark.parametrize(("body", "content_type"), SIGNED_ELSEWHERE.values(), ids=SIGNED_ELSEWHERE)
+@pytest.mark.parametrize("wrong", ["forged", "stale"])
+def test_events_and_buttons_forged_or_stale_are_refused_by_the_guard_alone(
+    slack_settings: Settings,
+    slack: SlackEmulator,
+    clock: Clock,
+    body: str,
+    content_type: str,
+    wrong: str,
+) -> None:
+    """Bolt's own signature check is off (the guard's is the same check), so for every
+    kind of request the guard's is the one that refuses."""
+    if wrong == "forged":
+        headers = sign_request("not-the-secret", body)
+    else:
+        headers = sign_request(DEFAULT_SIGNING_SECRET, body, int(time.time()) - 301)
+    status, text = refused(
+        slack_settings, slack, clock, body=body, headers=headers, content_type=content_type
+    )
+    expected = "invalid signature" if wrong == "forged" else "stale timestamp"
+    assert (status, json.loads(text)) == (401, {"error": expected})
+
+
 @pytest.mark.parametrize(
     ("body", "content_type"),
     [
