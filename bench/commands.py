@@ -7,10 +7,10 @@ reachable), the real app with the real Slack and Discord adapters on loopback:
    help`` (their first command since the process started, so each costs a users.info
    call), then ``progress``, ``help`` and ``progress`` again, all 200 at once per round;
    figures for all four rounds, and for the two repeated ones (no first lookups).
-   A signed request goes from a load generator in another process (so it does not share
-   the server's CPU and GIL) to the app's HTTP endpoint; the answer counts when it
-   reaches the Slack emulator (the POST to the command's response_url), measured from
-   the moment the request was sent. Target: p99 at most 250 ms.
+   A load generator in another process (so it does not share the server's CPU and GIL)
+   signs each request as Slack does and sends it to the app's HTTP endpoint; the answer
+   counts when it reaches the Slack emulator (the POST to the command's response_url),
+   measured from the moment the request was sent. Target: p99 at most 250 ms.
 2. Slack, ``/mentor start`` from 200 new people at once; the answer is the welcome on
    the response_url (the first lesson-day then goes to their DM, paced by the
    dispatcher, and is not counted). Target: p99 at most 600 ms.
@@ -92,10 +92,13 @@ def new_user(n: int) -> str:
     return f"UN{n:07d}"
 
 
-def fire(url: str, requests: list[tuple[str, dict[str, str]]]) -> list[tuple[float, float]]:
-    """Runs in the load generator's process: send every request at once and return, for
-    each, the wall-clock time it was sent (to compare with the emulator's clock) and its
-    time to the HTTP ack in milliseconds."""
+def fire(url: str, commands: list[tuple[str, str, str]]) -> list[tuple[float, float]]:
+    """Runs in the load generator's process: sign ``/mentor <text>`` from each (user,
+    text, response_url), as Slack would (so the signing is not counted as the app's
+    CPU), send every request at once and return, for each, the wall-clock time it was
+    sent (to compare with the emulator's clock) and its time to the HTTP ack in
+    milliseconds."""
+    requests = [signed(user, text, response_url) for user, text, response_url in commands]
 
     async def one(
         http: aiohttp.ClientSession, body: str, headers: dict[str, str]
@@ -281,10 +284,10 @@ async def slack_round(
 ) -> tuple[list[float], list[float]]:
     """One round of ``/mentor <text>`` from every user at once: (answer ms, ack ms)."""
     urls = [slack.new_response_url() for _ in users]
-    requests = [signed(user, text, url) for user, url in zip(users, urls, strict=True)]
+    commands = [(user, text, url) for user, url in zip(users, urls, strict=True)]
     before = len(await slack.answers_since(0))
     loop = asyncio.get_running_loop()
-    results = await loop.run_in_executor(client, fire, running.url, requests)
+    results = await loop.run_in_executor(client, fire, running.url, commands)
     times = await answered(slack, set(urls), before)
     answers = [(times[url] - sent) * 1000 for url, (sent, _) in zip(urls, results, strict=True)]
     return answers, [ack for _, ack in results]
