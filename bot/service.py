@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import bindparam, delete, update
+from sqlalchemy import bindparam, delete, func, update
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from bot import commands as grammar
@@ -65,9 +66,21 @@ _LEARNER = select(Learner).where(
     col(Learner.workspace_id) == bindparam("workspace_id"),
     col(Learner.user_id) == bindparam("user_id"),
 )
+_NEWER = aliased(Enrolment)
+# A read-only command's workspace, person and current enrolment (the newest one in a
+# current state, as _CURRENT_ENROLMENT finds it) in one statement: nearly every one of
+# them shows the enrolment, and on PostgreSQL each statement is a round trip.
 _PERSON = (
-    select(Workspace, Learner)
+    select(Workspace, Learner, Enrolment)
     .join(Learner, col(Learner.workspace_id) == Workspace.id)
+    .outerjoin(
+        Enrolment,
+        col(Enrolment.id)
+        == select(func.max(_NEWER.id))
+        .where(_NEWER.learner_id == Learner.id, col(_NEWER.status).in_(CURRENT_STATES))
+        .correlate(Learner)
+        .scalar_subquery(),
+    )
     .where(
         col(Workspace.platform) == bindparam("platform"),
         col(Workspace.external_id) == bindparam("external_id"),
@@ -94,6 +107,14 @@ __all__ = [
     "Context",
     "MentorService",
 ]
+
+
+@dataclass
+class _ReadContext(Context):
+    """The context of a read-only command, with the learner's current enrolment read
+    in the same statement as the learner (see ``_PERSON``)."""
+
+    current: Enrolment | None = None
 
 
 class CatalogHolder:
@@ -193,15 +214,14 @@ class MentorService:
         ).first()
         if found is None:
             return None
-        workspace, learner = found
+        workspace, learner, current = found
         if (event.user_name and learner.display_name != event.user_name) or (
             event.timezone and not learner.timezone
         ):
             return None  # the profile changed: record it on the writing path
         outcome = Outcome()
-        self.run_command(
-            Context(session, event, workspace, learner), reading.command or "", outcome
-        )
+        ctx = _ReadContext(session, event, workspace, learner, current)
+        self.run_command(ctx, reading.command or "", outcome)
         return outcome
 
     @staticmethod
@@ -446,6 +466,8 @@ class MentorService:
         return session.exec(_CURRENT_ENROLMENT, params={"learner_id": learner.id}).first()
 
     def enrolment(self, ctx: Context) -> Enrolment | None:
+        if isinstance(ctx, _ReadContext):
+            return ctx.current  # read with the learner; a read-only unit changes nothing
         return self.current_enrolment(ctx.session, ctx.learner)
 
     def course_lesson(self, enrolment: Enrolment) -> tuple[Course | None, Lesson | None]:
