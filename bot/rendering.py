@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from bot import commands as grammar
@@ -35,6 +36,33 @@ QUESTION_ACTIONS = (
 )
 
 
+# The statements every send runs, built once: building one costs more CPU than SQLite
+# takes to answer it, and a burst of `start`s sends a first lesson-day each.
+_BATCH = (
+    select(Delivery, Learner, Workspace)
+    .join(Learner, col(Learner.id) == Delivery.learner_id)
+    .join(Workspace, col(Workspace.id) == Learner.workspace_id)
+    .where(col(Delivery.id).in_(bindparam("ids", expanding=True)))
+)
+_ENROLMENTS = select(Enrolment).where(col(Enrolment.id).in_(bindparam("ids", expanding=True)))
+# The learner's newest lesson question sent before this delivery and not skipped;
+# without the limit every earlier question is loaded to keep the first.
+_PREVIOUS_QUESTION = (
+    select(Delivery)
+    .where(
+        col(Delivery.learner_id) == bindparam("learner_id"),
+        col(Delivery.kind) == "lesson",
+        col(Delivery.question).is_not(None),
+        col(Delivery.status) == "sent",
+        col(Delivery.id) != bindparam("delivery_id"),
+        col(Delivery.skipped_at).is_(None),
+    )
+    .order_by(col(Delivery.sent_at).desc(), col(Delivery.id).desc())
+    .limit(1)
+)
+_ANSWERED = select(Reply.id).where(col(Reply.delivery_id) == bindparam("delivery_id"))
+
+
 @dataclass(frozen=True)
 class Rendered:
     """A delivery made ready to send, with what the dispatcher needs afterwards."""
@@ -51,16 +79,9 @@ class Rendered:
 def render_many(svc: MentorService, session: Session, ids: list[int]) -> dict[int, Rendered]:
     from bot.digests import digest_reads
 
-    found = session.exec(
-        select(Delivery, Learner, Workspace)
-        .join(Learner, col(Learner.id) == Delivery.learner_id)
-        .join(Workspace, col(Workspace.id) == Learner.workspace_id)
-        .where(col(Delivery.id).in_(ids))
-    ).all()
+    found = session.exec(_BATCH, params={"ids": ids}).all()
     enrolment_ids = [d.enrolment_id for d, _, _ in found if d.enrolment_id]
-    enrolments = {
-        e.id: e for e in session.exec(select(Enrolment).where(col(Enrolment.id).in_(enrolment_ids)))
-    }
+    enrolments = {e.id: e for e in session.exec(_ENROLMENTS, params={"ids": enrolment_ids})}
     out = {i: Rendered("the delivery or its learner no longer exists") for i in ids}
     for delivery, learner, workspace in found:
         enrolment = enrolments.get(delivery.enrolment_id) if delivery.enrolment_id else None
@@ -85,21 +106,11 @@ def _still_open(session: Session, learner: Learner, delivery: Delivery) -> str |
     """A line about the previous lesson-day's question, if it is still open: said once,
     on the next lesson-day, so an ignored question closes instead of lingering."""
     previous = session.exec(
-        select(Delivery)
-        .where(
-            Delivery.learner_id == learner.id,
-            Delivery.kind == "lesson",
-            col(Delivery.question).is_not(None),
-            Delivery.status == "sent",
-            col(Delivery.id) != delivery.id,
-            col(Delivery.skipped_at).is_(None),
-        )
-        .order_by(col(Delivery.sent_at).desc(), col(Delivery.id).desc())
-        .limit(1)  # without it every earlier question is loaded to keep the first
+        _PREVIOUS_QUESTION, params={"learner_id": learner.id, "delivery_id": delivery.id}
     ).first()
     if previous is None or previous.sent_at is None:
         return None
-    answered = session.exec(select(Reply.id).where(Reply.delivery_id == previous.id)).first()
+    answered = session.exec(_ANSWERED, params={"delivery_id": previous.id}).first()
     if answered is not None:
         return None
     number = number_of(session, learner.id or 0, previous.id or 0)
