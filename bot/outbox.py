@@ -312,9 +312,13 @@ def release(
 ) -> None:
     """Give a row back for a later attempt. A 429 is the platform pacing us, not a
     failure, so it does not count toward the attempt limit. A row whose message may
-    have arrived stays ``sending`` with no owner, so the retry checks first."""
+    have arrived stays ``sending`` with no owner, so the retry checks first.
+
+    Only a row still ``sending`` is given back: one finished while its send was on the
+    wire (its workspace's whole queue failed when another send found the installation
+    gone, or it was cancelled) stays finished, instead of coming back to life."""
     delivery = session.get(Delivery, delivery_id)
-    if delivery is None:
+    if delivery is None or delivery.status != SENDING:
         return
     if not count_attempt:
         delivery.attempts = max(0, delivery.attempts - 1)

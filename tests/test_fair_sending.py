@@ -14,7 +14,7 @@ from sqlmodel import col, func, select
 
 from bot.messages import OutgoingMessage, SendResult
 from bot.models import Delivery, Learner
-from bot.outbox import claim_fair, priority
+from bot.outbox import claim_fair, fail_workspace_queue, priority, release
 from bot.ratelimit import Limit
 from mentorbot.bootstrap import App
 from tests.conftest import Clock
@@ -137,3 +137,35 @@ def test_claims_take_turns_across_workspaces_and_put_follow_ups_first(
     a_rows = [row for row in got if row[0].startswith("a-")]
     assert a_rows[:2] == [("a-28", "lesson", "learner"), ("a-29", "reminder", "schedule")]
     assert len(a_rows) == 4 and len(got) == 7
+
+
+def test_a_row_failed_with_its_workspace_while_on_the_wire_stays_failed(
+    app: App, clock: Clock
+) -> None:
+    """Another send found the installation gone and failed the workspace's queue,
+    including rows whose sends were still on the wire; one of those then meets a 429
+    or a timeout. Giving it back must not bring it back to life as pending or sending
+    (it would wait for a lease nobody holds, and be tried against a workspace that is
+    gone)."""
+    now = clock.now
+    _seed(app, now, {"gone": 2})
+    app.engine.planner.plan(now)
+    lanes = app.store.run(
+        lambda s: claim_fair(
+            s, owner="me", now=now, lease=timedelta(minutes=2), limit=10, room={}, default_room=10
+        )
+    )
+    assert len(lanes) == 2  # both on the wire
+    first, second = sorted(lanes)
+    _, failed = app.store.run(
+        lambda s: fail_workspace_queue(s, first, owner="me", now=now, reason="gone")
+    )
+    assert failed == 2
+    for maybe_delivered in (True, False):
+        app.store.run(
+            lambda s, maybe=maybe_delivered: release(
+                s, second, retry_at=now + timedelta(seconds=30), reason="429", maybe_delivered=maybe
+            )
+        )
+        row = app.store.run(lambda s: s.get(Delivery, second))
+        assert row is not None and (row.status, row.error) == ("failed", "gone")
