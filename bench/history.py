@@ -592,7 +592,13 @@ def database_mib(app: App) -> tuple[float, float]:
     if app.store.engine.dialect.name == "sqlite":
         path = app.store.engine.url.database or ""
         with sqlite3.connect(path) as own:  # outside the app's transactions
-            own.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            # Busy while the store's checkpoint thread copies the log (gigabytes after
+            # a VACUUM): wait for it, so the log is empty when the file is measured.
+            deadline = time.monotonic() + 120
+            while own.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
             size = own.execute("PRAGMA page_size").fetchone()[0]
             pages = own.execute("PRAGMA page_count").fetchone()[0]
             free = own.execute("PRAGMA freelist_count").fetchone()[0]
