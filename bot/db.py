@@ -31,6 +31,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from alembic import command
@@ -178,10 +179,11 @@ class _Checkpointer:
 
     def _open(self, path: str) -> sqlite3.Connection | None:
         """The thread's own connection to ``path``; ``mode=rw`` so that a file removed
-        meanwhile is not made again, empty."""
+        meanwhile is not made again, empty (the path is quoted: a URI reads ``?`` and
+        ``#`` as its own)."""
         try:
             connection = sqlite3.connect(
-                f"file:{path}?mode=rw", uri=True, check_same_thread=False, timeout=0
+                f"file:{quote(path)}?mode=rw", uri=True, check_same_thread=False, timeout=0
             )
         except sqlite3.Error:
             return None
