@@ -8,11 +8,17 @@ import itertools
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from bot.commands import is_command
 from bot.messages import EventKind, IncomingEvent, OutgoingMessage, SendResult
+from bot.planner import next_due
 from bot.text import strip_learner_marks
 from mentorbot.bootstrap import App
+
+if TYPE_CHECKING:
+    from tests.conftest import Clock
 
 _ids = itertools.count(1)
 
@@ -137,3 +143,15 @@ def sqlite_locked(url: str, seconds: float) -> Iterator[None]:
         release.set()
         holder.join()
         locker.dispose()
+
+
+def due_instants(app: App, clock: Clock, end: datetime) -> Iterator[datetime]:
+    """Tick, then move ``clock`` to the next instant something falls due, up to ``end``,
+    as `mentorbot simulate` does; yields each instant, so a test can act there."""
+    while True:
+        asyncio.run(app.engine.tick())
+        upcoming = app.store.run(lambda session: next_due(session, clock.now))
+        if upcoming is None or upcoming > end:
+            return
+        clock.now = upcoming
+        yield upcoming

@@ -11,7 +11,6 @@ scans are priced out, so the plan shows whether the index can serve the query at
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -25,7 +24,7 @@ from bot.planner import next_due
 from bot.retention import prune
 from mentorbot.bootstrap import App
 from tests.conftest import Clock
-from tests.harness import Chat
+from tests.harness import Chat, due_instants
 
 Statement = tuple[str, Any]
 
@@ -77,15 +76,9 @@ def history(app: App, clock: Clock) -> Chat:
     ana, bo = Chat(app, user="ana"), Chat(app, user="bo")
     lead.say("/mentor assign @ana @bo")
     lead.say("/mentor digest #team weekly")
-    end = clock.now + timedelta(weeks=2)
-    while True:
-        asyncio.run(app.engine.tick())
-        upcoming = app.store.run(lambda session: next_due(session, clock.now))
-        if upcoming is None or upcoming > end:
-            break
-        clock.now = upcoming
-        if clock.now.hour == 9:
-            ana.say(f"On {clock.now:%d %B} I wrote the decision down.")
+    for now in due_instants(app, clock, clock.now + timedelta(weeks=2)):
+        if now.hour == 9:
+            ana.say(f"On {now:%d %B} I wrote the decision down.")
             bo.say("I asked before answering.")
             bo.say("/mentor share")
     return lead

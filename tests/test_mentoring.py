@@ -16,12 +16,11 @@ from sqlmodel import Session, col, select
 from bot.config import bundled_content_dir
 from bot.course import load_catalog, parse_lesson
 from bot.models import Delivery, Reply
-from bot.planner import next_due
 from bot.practices import best_sentence, choose, clip, rank
 from bot.text import strip_learner_marks
 from mentorbot.bootstrap import App
 from tests.conftest import Clock
-from tests.harness import Chat, InboxAdapter
+from tests.harness import Chat, InboxAdapter, due_instants
 
 SAY_NO = "Say “no” when needed, professionally"
 DOCUMENT = "Document decisions"
@@ -50,12 +49,8 @@ def inbox(app: App) -> InboxAdapter:
 
 def run_until(app: App, clock: Clock, end: datetime) -> None:
     """Tick at every due instant up to ``end``, as `mentorbot simulate` does."""
-    while True:
-        tick(app)
-        upcoming = app.store.run(lambda session: next_due(session, clock.now))
-        if upcoming is None or upcoming > end:
-            break
-        clock.now = upcoming
+    for _ in due_instants(app, clock, end):
+        pass
 
 
 def plain(text: str | None) -> str:

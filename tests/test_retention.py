@@ -17,11 +17,10 @@ from sqlmodel import Session, col, func, select
 
 from bot.db import Store
 from bot.models import Delivery, Learner, Reply
-from bot.planner import next_due
 from bot.retention import prune
 from mentorbot.bootstrap import App, build
 from tests.conftest import Clock
-from tests.harness import Chat
+from tests.harness import Chat, due_instants
 
 WEEKS = 6
 
@@ -40,15 +39,9 @@ def grow_history(app: App, clock: Clock) -> Chat:
     chat = Chat(app)
     chat.say("/mentor start")
     chat.say("Saying no to stakeholders is hard.")
-    end = clock.now + timedelta(weeks=WEEKS)
-    while True:
-        asyncio.run(app.engine.tick())
-        upcoming = app.store.run(lambda session: next_due(session, clock.now))
-        if upcoming is None or upcoming > end:
-            break
-        clock.now = upcoming
-        if clock.now.weekday() == 2 and clock.now.hour == 11:
-            chat.say(f"On {clock.now:%d %B} I documented a decision.")
+    for now in due_instants(app, clock, clock.now + timedelta(weeks=WEEKS)):
+        if now.weekday() == 2 and now.hour == 11:
+            chat.say(f"On {now:%d %B} I documented a decision.")
     return chat
 
 
