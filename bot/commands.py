@@ -89,6 +89,9 @@ _ALIASES = {
     "?": "help",
     "later": "snooze",
     "remind": "snooze",
+    # What people type to make a bot go quiet; pausing keeps their place and replies.
+    "stop": "pause",
+    "unsubscribe": "pause",
 }
 
 

@@ -9,8 +9,10 @@ live here and nowhere else, and the tests drive them directly.
 The order of the rules, first match wins:
 
 1. Commands: ``/mentor help`` in any case, ``mentor help``, ``/help``, a lone command
-   word (``progress``), and near-misses (``/mentr history``, ``/mentor hlep``), which
-   get a "did you mean" instead. A command is never stored as a reply.
+   word (``progress``, ``stop``), a command word whose other words read in full as its
+   arguments (``schedule 7:30 America/New_York``, ``snooze 3``, ``away 2w``), and
+   near-misses (``/mentr history``, ``/mentor hlep``), which get a "did you mean"
+   instead. A command is never stored as a reply.
 2. An explicit target: a thread or message reply, the Reply button or form,
    ``/mentor answer N TEXT``.
 3. An addition: a message within ``ADDITION_WINDOW`` of the learner's last answer is
@@ -32,6 +34,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from bot.commands import PREFIX, SPECS, known_word
+from bot.schedule import AWAY_DATE, AWAY_SPAN, ScheduleError, parse_schedule_args
 from bot.text import learner_text
 
 # Slack caps a message at 40,000 characters and Discord at 4,000; a command is short.
@@ -88,6 +91,31 @@ def _names(include_lead: bool = True) -> list[str]:
     return [s.name for s in SPECS if not s.hidden and (include_lead or not s.lead_only)]
 
 
+def _reads_as_arguments(word: str, rest: str) -> bool:
+    """Whether ``rest`` reads in full as the arguments of the command ``word``, for the
+    commands learners type with arguments: ``schedule 7:30 America/New_York``,
+    ``snooze 3``, ``away 2w``. An answer almost never does: "schedule weekly 1:1s" or
+    "away from the keyboard more" stay answers."""
+    args = rest.split()
+    if word == "schedule":
+        try:
+            parse_schedule_args(args)
+        except ScheduleError:
+            return False
+        return True
+    if word == "snooze":
+        try:
+            hours = float(args[0]) if len(args) == 1 else -1.0
+        except ValueError:
+            return False
+        return 0 < hours <= 72
+    if word == "away":
+        if args and args[0].lower() == "until":
+            return len(args) == 2 and AWAY_DATE.match(args[1]) is not None
+        return AWAY_SPAN.match(" ".join(args)) is not None
+    return False
+
+
 def read_text(text: str, *, max_reply_chars: int) -> TextReading:
     """Classify a message by its words alone (see the module docstring)."""
     stripped = text.strip()
@@ -131,6 +159,8 @@ def read_text(text: str, *, max_reply_chars: int) -> TextReading:
             return TextReading(Verdict.COMMAND, command=f"{PREFIX} {rest}")
     if head == "mentor" and not rest:
         return TextReading(Verdict.COMMAND, command=f"{PREFIX} help")
+    if rest and _reads_as_arguments(head, rest):
+        return TextReading(Verdict.COMMAND, command=f"{PREFIX} {head} {rest}")
     if len(words) == 1 or (len(stripped.split()) == 1):
         word = head.rstrip("?!.")
         if known_word(word) and word not in ("yes", "note", "answer", "move"):

@@ -23,6 +23,9 @@ DAILY = frozenset(range(7))
 QUIET_FROM = time(18, 0)  # no reminders at or after this local time
 PRACTICE_OFFSET = timedelta(hours=2)  # after the delivery slot, so it never lands on the lesson
 _TIME = re.compile(r"^(?P<h>\d{1,2}):(?P<m>\d{2})$")
+# How long `away` lasts: "3d", "2 weeks", or a last day away (after "until").
+AWAY_SPAN = re.compile(r"^(?P<count>\d{1,6})\s*(?P<unit>d|days?|w|wks?|weeks?)$", re.IGNORECASE)
+AWAY_DATE = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}$")
 _LONG_NAMES = {
     "monday": 0,
     "tuesday": 1,

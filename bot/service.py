@@ -656,7 +656,7 @@ class MentorService:
     def continue_text(
         self, course: Course, lesson: Lesson, *, reminder: bool = False
     ) -> tuple[str, tuple[Action, ...]]:
-        next_id, next_title, _ = course.following(lesson)
+        next_id, next_title, following = course.following(lesson)
         if next_id is None:
             return (
                 f"That was the last lesson of **{course.title}**. Well done! "
@@ -664,6 +664,25 @@ class MentorService:
                 (),
             )
         name = f"{next_id} {next_title}" if next_title else next_id
+        if following is None:
+            # Offering a lesson that is not there would be answered "not published" on
+            # the click: say so now, and what the click does.
+            actions = (
+                Action("continue", "Yes, send it when it's out", "continue", "primary"),
+                Action("not_yet", "Not yet", "not-yet"),
+            )
+            if reminder:
+                return (
+                    f"The next lesson, **{name}**, isn't published yet. Say "
+                    f"`{grammar.PREFIX} continue` and I'll send it as soon as it is; "
+                    "I won't ask again.",
+                    actions,
+                )
+            return (
+                f"You've finished {lesson.name}. The next lesson, **{name}**, isn't "
+                "published yet. Shall I send it to you as soon as it is?",
+                actions,
+            )
         actions = (
             Action("continue", "Yes, continue", "continue", "primary"),
             Action("not_yet", "Not yet", "not-yet"),

@@ -67,6 +67,24 @@ def test_commands_typed_any_way_are_never_stored_as_answers(app: App) -> None:
     assert replies(app) == []
 
 
+def test_stop_and_a_schedule_typed_in_the_dm_are_commands_not_answers(app: App) -> None:
+    """With a question open, "schedule 7:30 America/New_York" changes the schedule and
+    "stop" pauses: neither is filed as the answer, which a learner would only find out
+    from their history."""
+    chat = Chat(app)
+    chat.say("/mentor start")
+    moved = chat.text("schedule 7:30 America/New_York")
+    assert "07:30" in moved and "America/New_York" in moved
+    assert "I kept your answer" not in moved
+    stopped = chat.text("stop")
+    assert stopped.startswith("Paused.") and "/mentor resume" in stopped
+    assert replies(app) == []
+    progress = chat.text("progress")
+    assert "Phase: paused" in progress and "Schedule: 07:30 weekdays (America/New_York)" in progress
+    chat.say("I think clearer goals matter")
+    assert [strip_learner_marks(r.text) for r in replies(app)] == ["I think clearer goals matter"]
+
+
 def test_empty_and_invisible_messages_are_refused_plainly(app: App) -> None:
     chat = Chat(app)
     chat.say("/mentor start")

@@ -43,6 +43,15 @@ def reading(text: str):  # type: ignore[no-untyped-def]
         ("progress", "/mentor progress"),
         ("History?", "/mentor history"),
         ("mentor", "/mentor help"),
+        ("stop", "/mentor stop"),
+        ("Stop!", "/mentor stop"),
+        ("unsubscribe", "/mentor unsubscribe"),
+        # A command word whose other words read in full as its arguments.
+        ("schedule 7:30 America/New_York", "/mentor schedule 7:30 America/New_York"),
+        ("Schedule daily 08:15", "/mentor schedule daily 08:15"),
+        ("snooze 3", "/mentor snooze 3"),
+        ("away 2w", "/mentor away 2w"),
+        ("away until 2026-12-24", "/mentor away until 2026-12-24"),
     ],
 )
 def test_commands_in_any_spelling_are_commands(typed: str, command: str) -> None:
@@ -81,6 +90,14 @@ def test_an_unknown_slash_word_is_not_kept_as_an_answer() -> None:
         "leading",  # one word, but no command is close enough
         "yes",  # a bare yes is an answer unless the bot asked a yes/no question
         "Both",
+        # Command words leading words that are not that command's arguments.
+        "schedule weekly 1:1s with each report",
+        "schedule time for the hard conversations",
+        "stop micromanaging",
+        "next time I will listen first",
+        "snooze less, plan more",
+        "away from the keyboard more often",
+        "start with the why",
     ],
 )
 def test_ordinary_text_is_text(text: str) -> None:

@@ -3,7 +3,6 @@ progress."""
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -20,7 +19,15 @@ from bot.models import Delivery, Enrolment
 from bot.outbox import queue_delivery
 from bot.questions import numbered_questions, resolve_target, situation
 from bot.router import newest_open
-from bot.schedule import QUIET_FROM, Schedule, ScheduleError, format_days, parse_schedule_args
+from bot.schedule import (
+    AWAY_DATE,
+    AWAY_SPAN,
+    QUIET_FROM,
+    Schedule,
+    ScheduleError,
+    format_days,
+    parse_schedule_args,
+)
 from bot.stats import counts
 from bot.text import learner_text
 from bot.wording import plural, quote, schedule_sentence, workspace_privacy
@@ -373,8 +380,6 @@ def phase(svc: MentorService, ctx: Context, enrolment: Enrolment) -> str:
 
 
 AWAY_MAX_DAYS = 365  # the longest away period, today included
-_SPAN = re.compile(r"^(?P<count>\d{1,6})\s*(?P<unit>d|days?|w|wks?|weeks?)$", re.IGNORECASE)
-_DATE = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}$")
 AWAY_USAGE = (
     f"`{grammar.PREFIX} away 3d`, `{grammar.PREFIX} away 2w` or "
     f"`{grammar.PREFIX} away until YYYY-MM-DD`"
@@ -392,7 +397,7 @@ def away_last_day(args: tuple[str, ...], today: date) -> date:
     if not text:
         raise ValueError(f"say for how long: {AWAY_USAGE}")
     shown = learner_text(text[:40])
-    span = _SPAN.match(text)
+    span = AWAY_SPAN.match(text)
     if span is not None:
         count = int(span["count"])
         days = count * (7 if span["unit"].lower().startswith("w") else 1)
@@ -404,7 +409,7 @@ def away_last_day(args: tuple[str, ...], today: date) -> date:
                 f"{AWAY_MAX_DAYS} days, or use `{grammar.PREFIX} pause`"
             )
         return today + timedelta(days=days - 1)
-    if not _DATE.match(text):
+    if not AWAY_DATE.match(text):
         raise ValueError(f"I can't read `{shown}` as a time away: use {AWAY_USAGE}")
     try:
         last = datetime.strptime(text, "%Y-%m-%d").date()
