@@ -83,6 +83,23 @@ def test_stop_and_a_schedule_typed_in_the_dm_are_commands_not_answers(app: App) 
     assert "Phase: paused" in progress and "Schedule: 07:30 weekdays (America/New_York)" in progress
     chat.say("I think clearer goals matter")
     assert [strip_learner_marks(r.text) for r in replies(app)] == ["I think clearer goals matter"]
+    # "start" after "stop" means going on where they were, not "you are already taking it".
+    again = chat.text("start")
+    assert again.startswith("Welcome back!") and "07:30 (America/New_York)" in again
+    assert "Phase: lesson" in chat.text("progress")
+
+
+def test_start_at_the_end_of_a_lesson_says_how_to_go_on(app: App, clock: Clock) -> None:
+    """The next lesson of the bundled course is not published: "start" must not send
+    the learner to `next` for a lesson-day that does not exist."""
+    chat = Chat(app)
+    for text in ("/mentor start", "a", "/mentor next", "b", "/mentor next", "c"):
+        clock.advance(minutes=10)
+        chat.say(text)
+    again = chat.text("start")
+    assert again.startswith("You are already taking Data Engineering Leadership, lesson 1 of 1")
+    assert "Lesson 0.2.3 isn't published yet" in again and "/mentor continue" in again
+    assert "/mentor next" not in again
 
 
 def test_empty_and_invisible_messages_are_refused_plainly(app: App) -> None:

@@ -88,12 +88,13 @@ def start(svc: MentorService, ctx: Context, command: Command, outcome: Outcome) 
             or svc.workspace_course(ctx.workspace)
         )
     if current is not None and current.course_id == course.id:
-        nxt = svc.next_lesson_day(current)
-        when = f" Your next lesson-day comes {svc.when(ctx, nxt)}." if nxt else ""
+        if current.status == PAUSED or current.away_until is not None:
+            resume(svc, ctx, command, outcome)  # "start" after "stop": go on where they were
+            return
         outcome.replies.append(
             ctx.answer(
-                f"You are already taking {course.title} ({svc.position(current)}), so I didn't "
-                f"start it again.{when} Say `{grammar.PREFIX} next` to get the next lesson-day now."
+                f"You are already taking {svc.position(current)}, so I didn't start it "
+                f"again. {going_on(svc, ctx, current)}"
             )
         )
         return
@@ -130,6 +131,29 @@ def start(svc: MentorService, ctx: Context, command: Command, outcome: Outcome) 
         )
     )
     svc.deliver_next_day(ctx, enrolment, outcome)
+
+
+def going_on(svc: MentorService, ctx: Context, enrolment: Enrolment) -> str:
+    """How this learner goes on from where they are, in one sentence: what ``next``
+    would do for an active learner, ``continue`` after a lesson's last day."""
+    if enrolment.status == WAITING_CONTENT:
+        return f"I'll send lesson {enrolment.waiting_for_lesson} as soon as it is published."
+    if enrolment.status == AWAITING_CONTINUE:
+        course, lesson = svc.course_lesson(enrolment)
+        if course is None or lesson is None:
+            return ""
+        next_id, _title, following = course.following(lesson)
+        if next_id is None:
+            return f"That was its last lesson; `{grammar.PREFIX} courses` lists the others."
+        if following is None:
+            return (
+                f"Lesson {next_id} isn't published yet; say `{grammar.PREFIX} continue` and "
+                "I'll send it as soon as it is."
+            )
+        return f"Say `{grammar.PREFIX} continue` to go on to lesson {next_id}."
+    nxt = svc.next_lesson_day(enrolment)
+    when = f"Your next lesson-day comes {svc.when(ctx, nxt)}. " if nxt else ""
+    return f"{when}Say `{grammar.PREFIX} next` to get the next lesson-day now."
 
 
 @handles("next", "continue")
