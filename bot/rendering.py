@@ -240,7 +240,8 @@ def _summary(
         ).all()
     }
     sections: list[Section] = []
-    lines = [f"# My answers: {lesson.name}", ""]
+    lines: list[str] = []
+    answered = 0
     for day in lesson.days(svc.settings.snippets_per_day):
         if not day.question:
             continue
@@ -248,6 +249,7 @@ def _summary(
         answer = answer_to(session, delivery.learner_id, sent.id or 0) if sent else None
         if answer is not None:
             written = answer.text
+            answered += 1
         elif sent is not None and sent.skipped_at is not None:
             written = "(skipped)"
         else:
@@ -255,10 +257,20 @@ def _summary(
         sections.append(Section(day.question, learner_text(clip(written, 600))))
         lines += [f"## {day.question}", "", written, ""]
     text, actions = svc.continue_text(course, lesson, reminder=True)
-    content = "\n".join(lines).encode("utf-8")
+    if answered:
+        title = f"Your answers in {lesson.name}"
+        intro = "Here is what you wrote, to keep (also as a file)."
+    else:
+        # "Here is what you wrote" over three "(not answered)" would mock a silent learner.
+        title = f"The questions of {lesson.name}"
+        intro = (
+            "You didn't answer these; here they are to think over whenever you like "
+            "(also as a file)."
+        )
+    content = "\n".join([f"# {title}", "", *lines]).encode("utf-8")
     return OutgoingMessage(
-        title=f"Your answers in {lesson.name}",
-        text=f"Here is what you wrote, to keep (also as a file). {text}",
+        title=title,
+        text=f"{intro} {text}",
         sections=tuple(sections),
         actions=actions,
         attachments=(

@@ -162,6 +162,26 @@ def test_two_acknowledgements_in_a_row_are_never_identical(app: App, clock: Cloc
     assert first != second
 
 
+def test_a_learner_who_answered_nothing_is_not_told_here_is_what_you_wrote(
+    app: App, clock: Clock
+) -> None:
+    chat = Chat(app)
+    chat.say("/mentor start")
+    for day in range(26, 31):  # the days arrive by themselves; nothing is answered
+        clock.now = at(11, day, 9)
+        tick(app)
+    for day in range(1, 8):
+        clock.now = at(12, day, 9)
+        tick(app)
+    [summary] = inbox(app).of_kind("summary")
+    assert "Here is what you wrote" not in summary.text
+    assert summary.text.startswith("You didn't answer these")
+    assert summary.title == "The questions of 0.2.2 Senior / Lead Data Engineer"
+    assert [plain(s.body) for s in summary.sections] == ["(not answered)"] * 3
+    [file] = summary.attachments
+    assert file.content.startswith(b"# The questions of 0.2.2")
+
+
 def test_after_the_last_lesson_one_prompt_a_summary_then_a_weekly_practice_phase(
     app: App, clock: Clock
 ) -> None:
