@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 
 from bot.course import Lesson
 from bot.models import Delivery, Reply
-from bot.practices import best_sentence, choose, clip, normalise
+from bot.practices import best_sentence, choose, clip, normalise, touches
 from bot.schedule import PRACTICE_OFFSET, Schedule
 from bot.text import learner_text
 
@@ -79,6 +79,13 @@ def not_brought_up(lesson: Lesson, history: Sequence[str]) -> list[str]:
 def practice_prompt(lesson_name: str, practice: str, reply_text: str) -> str:
     """The check-in after an answer: the practice, and the learner's own sentence that
     fits it best."""
+    if not touches(practice, reply_text):
+        # Offered as something to try (see bot.practices.touches): no quote that
+        # would pretend the answer was about it.
+        return (
+            f"A leadership practice from {lesson_name} to try: **{practice}**. "
+            "Have you had a chance to apply it since we last talked?"
+        )
     quoted = learner_text(best_sentence(reply_text, practice))
     return (
         f"A leadership practice from {lesson_name}: **{practice}**. "

@@ -23,7 +23,8 @@ _STOP_WORDS = """a about after again all also am an and any are as at be because
     other our ours out over own same she should so some such than that the their them
     then there these they this those through to too under until up very was we were what
     when where which while who whom why will with would you your yours really think feel
-    feels get got lot much many thing things something way ways make made one"""
+    feels get got lot much many thing things something way ways make made one need needs
+    needed needing like likes liked want wants wanted honestly"""
 _STOP = frozenset(_STOP_WORDS.split())
 _SUFFIXES = ("ations", "ation", "ingly", "ings", "ing", "edly", "ies", "ied", "es", "ed", "ly", "s")
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
@@ -130,6 +131,13 @@ def choose(
     again = [p for p in practices if normalise(p) != previous] or list(practices)
     best = rank(again, text, context)[0]
     return best.practice if best.score > 0 else again[0]
+
+
+def touches(practice: str, text: str) -> bool:
+    """Whether ``text`` itself shares a word with ``practice``. When ``choose`` found no
+    practice that fits, it brings up the next one in lesson order: the mentor then
+    offers it as something to try, and must not claim the answer was about it."""
+    return bool(set(terms(practice, expand=False)) & set(terms(text)))
 
 
 def best_sentence(text: str, practice: str, limit: int = 160) -> str:

@@ -152,6 +152,25 @@ def test_the_acknowledgement_names_the_practice_and_when_the_bot_checks_back(
     assert f"Thank you for coming back to **{SAY_NO}**" in thanks
 
 
+def test_an_answer_about_none_of_the_practices_is_offered_one_not_told_it_touched_it(
+    app: App, clock: Clock
+) -> None:
+    """No practice shares a word with this answer: the one brought up is offered as
+    something to try, and the check-in does not quote the answer as if it were about it."""
+    chat = Chat(app)
+    chat.say("/mentor start")
+    ack = chat.text("I prefer guiding others.")
+    assert "touches on" not in ack and "I hear" not in ack and "connects with" not in ack
+    assert "One practice from this lesson to try: **" in ack and "on Friday" in ack
+    clock.now = at(11, 27, 11)
+    tick(app)
+    [check_in] = inbox(app).of_kind("practice")
+    assert "to try: **" in (check_in.question or "")
+    assert "You wrote" not in plain(check_in.question) and "guiding others" not in plain(
+        check_in.question
+    )
+
+
 def test_two_acknowledgements_in_a_row_are_never_identical(app: App, clock: Clock) -> None:
     chat = Chat(app)
     chat.say("/mentor start")

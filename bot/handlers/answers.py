@@ -21,6 +21,7 @@ from bot.handlers import handles
 from bot.mentoring import first_review, practice_for_answer
 from bot.messages import Action, Outcome, Section
 from bot.models import Delivery, Reply
+from bot.practices import touches
 from bot.questions import (
     Numbered,
     add_answer,
@@ -45,6 +46,12 @@ _TOUCHES = (
     "It touches on **{p}**; I'll check back {day} on how that goes.",
     "I hear **{p}** in it. I'll ask {day} how it's going.",
     "That connects with **{p}**; let's look at it again {day}.",
+)
+# When the answer shares no words with any practice: one to try, not a claimed link.
+_OFFERS = (
+    "One practice from this lesson to try: **{p}**; I'll check back {day} on how it goes.",
+    "A practice to try from this lesson: **{p}**. I'll ask {day} how it's going.",
+    "Something to try this week: **{p}**; let's look at it again {day}.",
 )
 _ACKS = (
     "Thanks, I kept your answer to {q}.",
@@ -264,7 +271,8 @@ def _acknowledge(svc: MentorService, ctx: Context, answer: Reply, changed: str):
     question = ctx.session.get(Delivery, answer.delivery_id) if answer.delivery_id else None
     if answer.practice and answer.follow_up_at:
         day = _check_back_day(svc, ctx, answer.follow_up_at)
-        opening += " " + _TOUCHES[(count - 1) % len(_TOUCHES)].format(p=answer.practice, day=day)
+        said = _TOUCHES if touches(answer.practice, answer.text) else _OFFERS
+        opening += " " + said[(count - 1) % len(said)].format(p=answer.practice, day=day)
     elif question is not None and question.kind == "practice" and question.body:
         opening = f"Thank you for coming back to **{question.body}**; I kept your answer."
     elif question is not None and question.kind == "review":
