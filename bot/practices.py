@@ -48,6 +48,7 @@ _ALSO = (
     (re.compile(r"\bdecid\w*"), "decision"),
     (re.compile(r"\b(push\w* back|decline\w*|refus\w*|turn\w* down)\b"), "say no"),
     (re.compile(r"\b(blam\w*|fault|own\w* (it|the mistake))\b"), "ownership blame"),
+    (re.compile(r"\b(own|owns|owned|owning|owner|owners)\b"), "ownership"),
     (re.compile(r"\b(tell|told|talk\w*|updat\w*|inform\w*|silent|quiet)\b"), "communication"),
     (
         re.compile(r"\b(review\w*|feedback) (the |a |our )?(design|architecture)\w*"),

@@ -169,6 +169,11 @@ def test_an_answer_about_none_of_the_practices_is_offered_one_not_told_it_touche
     assert "You wrote" not in plain(check_in.question) and "guiding others" not in plain(
         check_in.question
     )
+    # Everyday words for a practice count: "I owned it" is about ownership.
+    clock.now = at(11, 26, 9, 30)
+    chat.say("/mentor next")
+    owned = chat.text("Yes, I owned our ingestion platform and fixed its on-call mess.")
+    assert "**Ownership over blame**" in owned and "to try" not in owned
 
 
 def test_two_acknowledgements_in_a_row_are_never_identical(app: App, clock: Clock) -> None:
