@@ -131,6 +131,11 @@ def test_team_shows_progress_streaks_and_status(app: App, clock: Clock) -> None:
         "Lesson questions answered 0 of 1 · streak 0 · last answer never · paused"
         in by_user["<@bo>"]
     )
+    assert report.text == "2 learners. Times are in UTC."
+    # A learner on another clock: the lead still reads the time on their own.
+    ana.say("/mentor schedule 09:00 America/New_York")
+    [report] = lena.say("/mentor team")
+    assert "last answer 2026-11-26 09:00" in {s.title: s.body for s in report.sections}["<@ana>"]
 
 
 def test_private_replies_never_reach_leads_until_shared(app: App, clock: Clock) -> None:

@@ -212,7 +212,7 @@ def test_team_lists_the_first_40_by_name_and_counts_the_rest(app: App, clock: Cl
     tick(app)
     Chat(app, user="U01").say("my answer on day 1")
     [report] = lena.say("/mentor team")
-    assert report.text == "45 learners; the first 40 by name."
+    assert report.text == "45 learners; the first 40 by name. Times are in UTC."
     # Writing to the bot records the platform's name for U01 (the harness says "U01").
     named = {p.id: ("U01" if p.id == "U01" else p.name or "") for p in people}
     by_name = sorted(people, key=lambda p: named[p.id].lower())
@@ -235,7 +235,7 @@ def test_team_of_exactly_40_has_no_extra_line(app: App) -> None:
     people = tuple(UserRef(f"U{n:02d}", f"Person {n:02d}") for n in range(40))
     lena.say("/mentor assign " + " ".join(f"<@{p.id}>" for p in people), mentioned=people)
     [report] = lena.say("/mentor team")
-    assert report.text == "40 learners."
+    assert report.text == "40 learners. Times are in UTC."
     assert [s.title for s in report.sections] == [f"<@{p.id}>" for p in people]
 
 

@@ -229,15 +229,15 @@ def team(svc: MentorService, ctx: Context, _command: Command, outcome: Outcome) 
         },
     )
     sections = []
+    # One clock for the whole list, the lead's own: each learner's local time would
+    # put answers given at the same moment hours apart without saying so.
+    reader = svc.schedule_for(ctx.learner, ctx.workspace)
     for learner in learners:
         enrolment = current.get(learner.id or 0)
         numbers = numbers_of[learner.id or 0]
         where = svc.position(enrolment) if enrolment else "—"
-        schedule = svc.schedule_for(learner, ctx.workspace)
         last = (
-            f"{schedule.local(numbers.last_reply):%Y-%m-%d %H:%M}"
-            if numbers.last_reply
-            else "never"
+            f"{reader.local(numbers.last_reply):%Y-%m-%d %H:%M}" if numbers.last_reply else "never"
         )
         sections.append(
             Section(
@@ -246,9 +246,12 @@ def team(svc: MentorService, ctx: Context, _command: Command, outcome: Outcome) 
                 f"last answer {last} · {status_of(svc, learner, enrolment, numbers)}",
             )
         )
-    text = f"{plural(total, 'learner')}."
+    text = f"{plural(total, 'learner')}. Times are in {reader.zone.key}."
     if total > len(learners):
-        text = f"{plural(total, 'learner')}; the first {len(learners)} by name."
+        text = (
+            f"{plural(total, 'learner')}; the first {len(learners)} by name. Times are in "
+            f"{reader.zone.key}."
+        )
         sections.append(
             Section(
                 None,
