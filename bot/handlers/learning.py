@@ -256,7 +256,10 @@ def snooze(svc: MentorService, ctx: Context, command: Command, outcome: Outcome)
             hours = -1
         if not 0 < hours <= 72:
             outcome.replies.append(
-                ctx.answer(f"Sorry, {command.args[0]!r} is not a number of hours between 0 and 72.")
+                ctx.answer(
+                    f"Sorry, {command.args[0]!r} is not a number of hours: give more than 0 "
+                    f"and at most 72, e.g. `{grammar.PREFIX} snooze 3`."
+                )
             )
             return
     schedule = svc.schedule_for(ctx.learner, ctx.workspace)

@@ -62,7 +62,7 @@ def test_bad_schedule_options_get_the_cores_clear_errors(sqlite_url: str, clock:
             )
             assert "invalid day 'someday'" in bad_days.text
             bad_hours = await world.command(ALICE, "snooze", options={"hours": 500.0})
-            assert "not a number of hours between 0 and 72" in bad_hours.text
+            assert "give more than 0 and at most 72" in bad_hours.text
 
             done = await world.command(
                 ALICE,
