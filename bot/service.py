@@ -664,36 +664,37 @@ class MentorService:
                 (),
             )
         name = f"{next_id} {next_title}" if next_title else next_id
-        if following is None:
-            # Offering a lesson that is not there would be answered "not published" on
-            # the click: say so now, and what the click does.
-            actions = (
-                Action("continue", "Yes, send it when it's out", "continue", "primary"),
-                Action("not_yet", "Not yet", "not-yet"),
-            )
-            if reminder:
-                return (
-                    f"The next lesson, **{name}**, isn't published yet. Say "
-                    f"`{grammar.PREFIX} continue` and I'll send it as soon as it is; "
-                    "I won't ask again.",
-                    actions,
-                )
-            return (
-                f"You've finished {lesson.name}. The next lesson, **{name}**, isn't "
-                "published yet. Shall I send it to you as soon as it is?",
-                actions,
-            )
+        published = following is not None
+        # Offering a lesson that is not there would be answered "not published" on the
+        # click: say so now, and what the click does.
         actions = (
-            Action("continue", "Yes, continue", "continue", "primary"),
+            Action(
+                "continue",
+                "Yes, continue" if published else "Yes, send it when it's out",
+                "continue",
+                "primary",
+            ),
             Action("not_yet", "Not yet", "not-yet"),
         )
-        if reminder:
-            return (
+        if published and reminder:
+            text = (
                 f"Whenever you're ready, **{name}** is the next lesson. Say "
-                f"`{grammar.PREFIX} continue` to start it; I won't ask again.",
-                actions,
+                f"`{grammar.PREFIX} continue` to start it; I won't ask again."
             )
-        return f"You've finished {lesson.name}. Shall we continue with **{name}**?", actions
+        elif published:
+            text = f"You've finished {lesson.name}. Shall we continue with **{name}**?"
+        elif reminder:
+            text = (
+                f"The next lesson, **{name}**, isn't published yet. Say "
+                f"`{grammar.PREFIX} continue` and I'll send it as soon as it is; "
+                "I won't ask again."
+            )
+        else:
+            text = (
+                f"You've finished {lesson.name}. The next lesson, **{name}**, isn't "
+                "published yet. Shall I send it to you as soon as it is?"
+            )
+        return text, actions
 
     def continue_prompt(
         self, ctx: Context, enrolment: Enrolment, course: Course, lesson: Lesson
