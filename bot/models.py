@@ -59,6 +59,29 @@ def _only_on(dialect: str, index: sa.Index) -> sa.Index:
     return index.ddl_if(dialect=dialect)
 
 
+def _history_key(column: str, target: str) -> tuple[sa.ForeignKeyConstraint, ...]:
+    """The foreign key of ``column`` to a row of history (an outbox row or a reply):
+    ON DELETE RESTRICT on PostgreSQL, the default (NO ACTION) on SQLite.
+
+    Both refuse a delete that would leave a row pointing at nothing, and both check when
+    the statement ends, so one statement may delete a question and its reminder. For
+    each row a delete removes, PostgreSQL's NO ACTION runs two queries: whether another
+    row now holds the same key (only a deferred check, or a key rewritten in place, can
+    meet one; these ids are never reused), then whether rows still point at it.
+    RESTRICT runs the second only. ``forget-me`` deletes a year of one learner's rows,
+    each checked by three keys (a reply's question and candidate, a reminder's parent):
+    at five million outbox rows those checks took 30 of the 34 ms of its outbox delete,
+    and 16 of 18 with RESTRICT. SQLite's RESTRICT acts as each row goes, so deleting a
+    question before its reminder in the same statement would fail; its NO ACTION
+    already looks each row up once. ``for_dialect`` tells migrations which is built."""
+    return (
+        sa.ForeignKeyConstraint([column], [target], ondelete="RESTRICT").ddl_if(
+            dialect="postgresql"
+        ),
+        sa.ForeignKeyConstraint([column], [target]).ddl_if(dialect="sqlite"),
+    )
+
+
 def for_dialect(item: object, dialect: str) -> bool:
     """Whether a schema item of these models is built on ``dialect``."""
     only = getattr(item, "_ddl_if", None)
@@ -184,6 +207,7 @@ class Delivery(SQLModel, table=True):
         _only_on("sqlite", sa.Index("ix_delivery_learner_sent", "learner_id", "sent_at")),
         _only_on("postgresql", sa.Index("ix_delivery_sent_at", "sent_at")),
         _set("delivery", "parent_id"),
+        *_history_key("parent_id", "delivery.id"),
         _set("delivery", "digest_id"),
         _set("delivery", "remind_at"),
     )
@@ -193,7 +217,7 @@ class Delivery(SQLModel, table=True):
     learner_id: int = Field(foreign_key="learner.id")
     enrolment_id: int | None = Field(default=None, foreign_key="enrolment.id", index=True)
     # A reminder points at the question it is about.
-    parent_id: int | None = Field(default=None, foreign_key="delivery.id")
+    parent_id: int | None = Field(default=None)  # foreign key: _history_key
     kind: str = Field(max_length=20)  # lesson | continue | reminder | practice
     # Who asked for it: "schedule" (counts toward the daily cap) or "learner" (next, snooze).
     origin: str = Field(
@@ -263,19 +287,22 @@ class Reply(SQLModel, table=True):
         # An edited message is looked up among its author's replies; with the learner
         # first, deleting a learner's replies touches a few pages, not one per reply.
         sa.Index("ix_reply_learner_message", "learner_id", "platform_message_id"),
+        *_history_key("delivery_id", "delivery.id"),
         _set("reply", "candidate_id"),
+        *_history_key("candidate_id", "delivery.id"),
         _set("reply", "follow_up_at"),
         _set("reply", "review_at"),
         _set("reply", "review_of_id"),
+        *_history_key("review_of_id", "reply.id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     learner_id: int = Field(foreign_key="learner.id")
-    delivery_id: int | None = Field(default=None, foreign_key="delivery.id", index=True)
+    delivery_id: int | None = Field(default=None, index=True)  # foreign key: _history_key
     kind: str = Field(
         default="answer", max_length=10, sa_column_kwargs={"server_default": "answer"}
     )  # answer | note
-    candidate_id: int | None = Field(default=None, foreign_key="delivery.id")
+    candidate_id: int | None = Field(default=None)  # foreign key: _history_key
     course_id: str = Field(max_length=100)
     lesson_id: str = Field(max_length=40)
     question: str = Field(sa_column=sa.Column(sa.Text(), nullable=False))
@@ -300,16 +327,17 @@ class Reply(SQLModel, table=True):
     review_at: datetime | None = Field(default=None, sa_column=_when())
     reviews_done: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     # An answer to a spaced review points at the answer it revisits.
-    review_of_id: int | None = Field(default=None, foreign_key="reply.id")
+    review_of_id: int | None = Field(default=None)  # foreign key: _history_key
 
 
 class ReplyRead(SQLModel, table=True):
     """Every time a lead (or a digest they set up) read a reply: the learner may ask."""
 
     __tablename__ = "reply_read"
+    __table_args__ = _history_key("reply_id", "reply.id")
 
     id: int | None = Field(default=None, primary_key=True)
-    reply_id: int = Field(foreign_key="reply.id", index=True)
+    reply_id: int = Field(index=True)  # foreign key: _history_key
     reader_id: int | None = Field(default=None, foreign_key="learner.id", index=True)
     reader_name: str = Field(max_length=200)
     via: str = Field(max_length=20)  # replies | digest | export
