@@ -95,25 +95,6 @@ _ALIASES = {
 }
 
 
-# The names `settings NAME VALUE` takes, in every spelling the handler accepts.
-SETTING_NAMES = frozenset(
-    (
-        "timezone",
-        "tz",
-        "zone",
-        "time",
-        "days",
-        "holidays",
-        "holiday",
-        "visibility",
-        "auto-enrol",
-        "auto-enroll",
-        "autoenrol",
-        "course",
-    )
-)
-
-
 class CommandError(ValueError):
     """A command that cannot be run as typed; ``str(exc)`` is what the user sees."""
 

@@ -10,8 +10,7 @@ The order of the rules, first match wins:
 
 1. Commands: ``/mentor help`` in any case, ``mentor help``, ``/help``, a lone command
    word (``progress``, ``stop``), a command word whose other words read in full as its
-   arguments (``schedule 7:30 America/New_York``, ``snooze 3``, ``away 2w``, a lead's
-   ``settings time 08:30`` or ``assign @ana``), and
+   arguments (``schedule 7:30 America/New_York``, ``snooze 3``, ``away 2w``), and
    near-misses (``/mentr history``, ``/mentor hlep``), which get a "did you mean"
    instead. A command is never stored as a reply.
 2. An explicit target: a thread or message reply, the Reply button or form,
@@ -34,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from bot.commands import PREFIX, SETTING_NAMES, SPECS, known_word, parse_command
+from bot.commands import PREFIX, SPECS, known_word
 from bot.schedule import AWAY_DATE, AWAY_SPAN, ScheduleError, parse_schedule_args
 from bot.text import learner_text
 
@@ -114,19 +113,7 @@ def _reads_as_arguments(word: str, rest: str) -> bool:
         if args and args[0].lower() == "until":
             return len(args) == 2 and AWAY_DATE.match(args[1]) is not None
         return AWAY_SPAN.match(" ".join(args)) is not None
-    # A lead's commands: a setting's name, or the people and channels they name.
-    if word == "settings":
-        return len(args) >= 2 and args[0].lower() in SETTING_NAMES
-    if word not in ("digest", "assign", "unassign", "leads", "replies"):
-        return False
-    command = parse_command(f"{PREFIX} {word} {rest}")
-    if word == "digest":
-        cadence = [a.lower() for a in command.args]
-        return bool(command.channels) and cadence in (["weekly"], ["daily"], ["off"])
-    if word == "leads":
-        action = [a.lower() for a in command.args]
-        return bool(command.mentions) and action in (["add"], ["remove"])
-    return bool(command.mentions) and len(command.args) <= (0 if word == "unassign" else 1)
+    return False
 
 
 def read_text(text: str, *, max_reply_chars: int) -> TextReading:

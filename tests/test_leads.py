@@ -61,18 +61,6 @@ def test_learners_cannot_run_lead_commands(app: App) -> None:
     assert "For leads:" in Chat(app, user="lena", lead=True).text("/mentor help")
 
 
-def test_a_lead_typing_a_command_in_the_dm_without_the_prefix_is_answered_as_one(
-    app: App,
-) -> None:
-    """Not "Hi! I'm mentorbot … I kept your message as a note"."""
-    lena = Chat(app, user="lena", lead=True)
-    refused = lena.text("settings timezone Nowhere/Land")
-    assert refused.startswith("Sorry,") and "Nowhere/Land" in refused
-    assert "kept your message as a note" not in refused
-    assert "08:30" in lena.text("settings time 08:30")
-    assert "Enrolled <@ana>" in lena.text("assign @ana")
-
-
 def test_assign_enrols_and_welcomes_each_person(app: App, clock: Clock) -> None:
     lena = Chat(app, user="lena", lead=True)
     answer = lena.text("/mentor assign @ana @bo")

@@ -52,12 +52,6 @@ def reading(text: str):  # type: ignore[no-untyped-def]
         ("snooze 3", "/mentor snooze 3"),
         ("away 2w", "/mentor away 2w"),
         ("away until 2026-12-24", "/mentor away until 2026-12-24"),
-        ("settings timezone Nowhere/Land", "/mentor settings timezone Nowhere/Land"),
-        ("digest #general weekly", "/mentor digest #general weekly"),
-        ("assign <@U1> <@U2>", "/mentor assign <@U1> <@U2>"),
-        ("unassign @ana", "/mentor unassign @ana"),
-        ("leads add <@U3>", "/mentor leads add <@U3>"),
-        ("replies @ana", "/mentor replies @ana"),
     ],
 )
 def test_commands_in_any_spelling_are_commands(typed: str, command: str) -> None:
@@ -104,11 +98,6 @@ def test_an_unknown_slash_word_is_not_kept_as_an_answer() -> None:
         "snooze less, plan more",
         "away from the keyboard more often",
         "start with the why",
-        "settings are confusing to me",
-        "digest the news weekly",
-        "assign tasks to my team",
-        "leads the team well",
-        "replies to emails take time",
     ],
 )
 def test_ordinary_text_is_text(text: str) -> None:
