@@ -26,6 +26,9 @@ _STOP_WORDS = """a about after again all also am an and any are as at be because
     feels get got lot much many thing things something way ways make made one need needs
     needed needing like likes liked want wants wanted honestly"""
 _STOP = frozenset(_STOP_WORDS.split())
+# Words that rank a practice but alone do not make an answer about it: "No, not really"
+# or "I had no time" say nothing about saying no.
+_NOT_ENOUGH = frozenset(("no", "not"))
 _SUFFIXES = ("ations", "ation", "ingly", "ings", "ing", "edly", "ies", "ied", "es", "ed", "ly", "s")
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _SENTENCE = re.compile(r"(?<=[.!?…])\s+|\n+")
@@ -48,7 +51,9 @@ _ALSO = (
     (re.compile(r"\bdecid\w*"), "decision"),
     (re.compile(r"\b(push\w* back|decline\w*|refus\w*|turn\w* down)\b"), "say no"),
     (re.compile(r"\b(blam\w*|fault|own\w* (it|the mistake))\b"), "ownership blame"),
-    (re.compile(r"\b(own|owns|owned|owning|owner|owners)\b"), "ownership"),
+    # "I owned the platform", "we own it"; not "my own project".
+    (re.compile(r"\b(owns|owned|owning|owners?|own (it|up|the|this|that))\b"), "ownership"),
+    (re.compile(r"\b(sa(y|id|ys|ying)) no\b"), "say no"),
     (re.compile(r"\b(tell|told|talk\w*|updat\w*|inform\w*|silent|quiet)\b"), "communication"),
     (
         re.compile(r"\b(review\w*|feedback) (the |a |our )?(design|architecture)\w*"),
@@ -138,7 +143,8 @@ def touches(practice: str, text: str) -> bool:
     """Whether ``text`` itself shares a word with ``practice``. When ``choose`` found no
     practice that fits, it brings up the next one in lesson order: the mentor then
     offers it as something to try, and must not claim the answer was about it."""
-    return bool(set(terms(practice, expand=False)) & set(terms(text)))
+    shared = set(terms(practice, expand=False)) & set(terms(text)) - _NOT_ENOUGH
+    return bool(shared)
 
 
 def best_sentence(text: str, practice: str, limit: int = 160) -> str:

@@ -260,6 +260,7 @@ def _summary(
     if answered:
         title = f"Your answers in {lesson.name}"
         intro = "Here is what you wrote, to keep (also as a file)."
+        filename, label = f"my-answers-{lesson.id}.md", "My answers"
     else:
         # "Here is what you wrote" over three "(not answered)" would mock a silent learner.
         title = f"The questions of {lesson.name}"
@@ -267,15 +268,14 @@ def _summary(
             "You didn't answer these; here they are to think over whenever you like "
             "(also as a file)."
         )
+        filename, label = f"questions-{lesson.id}.md", "The questions"
     content = "\n".join([f"# {title}", "", *lines]).encode("utf-8")
     return OutgoingMessage(
         title=title,
         text=f"{intro} {text}",
         sections=tuple(sections),
         actions=actions,
-        attachments=(
-            Attachment(f"my-answers-{lesson.id}.md", content, "text/markdown", "My answers"),
-        ),
+        attachments=(Attachment(filename, content, "text/markdown", label),),
         **base,
     )
 
@@ -300,6 +300,6 @@ def welcome_text(
         f"discussion question each lesson-day; just reply in this DM. Your first lesson: "
         f"{first}. {schedule_sentence(schedule, svc.zone_is_default(learner, workspace))} "
         f"{workspace_privacy(workspace)} Say `{grammar.PREFIX} pause` to pause, "
-        f"`{grammar.PREFIX} forget-me` to stop and delete your data, or "
+        f"`{grammar.PREFIX} forget-me` to delete your data, or "
         f"`{grammar.PREFIX} help` for everything else."
     )

@@ -96,10 +96,22 @@ def test_start_at_the_end_of_a_lesson_says_how_to_go_on(app: App, clock: Clock) 
     for text in ("/mentor start", "a", "/mentor next", "b", "/mentor next", "c"):
         clock.advance(minutes=10)
         chat.say(text)
+    # Not enrolled: "stop" finds nothing to pause, and says so.
+    assert "there is nothing to pause" in Chat(app, user="zoe").text("stop")
     again = chat.text("start")
     assert again.startswith("You are already taking Data Engineering Leadership, lesson 1 of 1")
     assert "Lesson 0.2.3 isn't published yet" in again and "/mentor continue" in again
     assert "/mentor next" not in again
+
+
+def test_start_on_the_last_day_does_not_promise_another_lesson_day(app: App, clock: Clock) -> None:
+    chat = Chat(app)
+    for text in ("/mentor start", "a", "/mentor next", "b", "/mentor next"):
+        clock.advance(minutes=10)
+        chat.say(text)
+    again = chat.text("start")  # day 3 of 3 is out, its question still open
+    assert "day 3 of 3" in again and "That was this lesson's last day" in again
+    assert "next lesson-day" not in again
 
 
 def test_empty_and_invisible_messages_are_refused_plainly(app: App) -> None:

@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 from bot.config import bundled_content_dir
 from bot.course import load_catalog, parse_lesson
 from bot.models import Delivery, Reply
-from bot.practices import best_sentence, choose, clip, rank
+from bot.practices import best_sentence, choose, clip, rank, touches
 from bot.text import strip_learner_marks
 from mentorbot.bootstrap import App
 from tests.conftest import Clock
@@ -101,6 +101,25 @@ def test_odd_answers_rank_without_error() -> None:
         assert len(ranked) == len(seed.practices)
         assert choose(seed.practices, text) in seed.practices
         best_sentence(text, SAY_NO)
+
+
+@pytest.mark.parametrize(
+    ("practice", "text", "about_it"),
+    [
+        (SAY_NO, "I said no to a rushed launch.", True),
+        (SAY_NO, "I pushed back on the deadline.", True),
+        (SAY_NO, "No, not really.", False),  # "no" alone says nothing about saying no
+        (SAY_NO, "I had no time this week.", False),
+        ("Ownership over blame", "Yes, I owned our ingestion platform.", True),
+        ("Ownership over blame", "We own it end to end.", True),
+        ("Ownership over blame", "I worked on my own project.", False),
+        ("Write readable, maintainable code", "I prefer guiding others.", False),
+    ],
+)
+def test_an_answer_touches_a_practice_only_through_its_own_words(
+    practice: str, text: str, about_it: bool
+) -> None:
+    assert touches(practice, text) is about_it
 
 
 def test_a_lesson_may_pin_practices_to_a_question(tmp_path: Path) -> None:
@@ -203,6 +222,7 @@ def test_a_learner_who_answered_nothing_is_not_told_here_is_what_you_wrote(
     assert summary.title == "The questions of 0.2.2 Senior / Lead Data Engineer"
     assert [plain(s.body) for s in summary.sections] == ["(not answered)"] * 3
     [file] = summary.attachments
+    assert file.filename == "questions-0.2.2.md" and file.title == "The questions"
     assert file.content.startswith(b"# The questions of 0.2.2")
 
 

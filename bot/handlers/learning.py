@@ -151,6 +151,11 @@ def going_on(svc: MentorService, ctx: Context, enrolment: Enrolment) -> str:
                 "I'll send it as soon as it is."
             )
         return f"Say `{grammar.PREFIX} continue` to go on to lesson {next_id}."
+    _, lesson = svc.course_lesson(enrolment)
+    if lesson is not None and enrolment.day >= lesson.day_count(svc.settings.snippets_per_day):
+        return (
+            f"That was this lesson's last day; say `{grammar.PREFIX} next` when you want to go on."
+        )
     nxt = svc.next_lesson_day(enrolment)
     when = f"Your next lesson-day comes {svc.when(ctx, nxt)}. " if nxt else ""
     return f"{when}Say `{grammar.PREFIX} next` to get the next lesson-day now."
@@ -331,7 +336,13 @@ def schedule_(svc: MentorService, ctx: Context, command: Command, outcome: Outco
 def pause(svc: MentorService, ctx: Context, _command: Command, outcome: Outcome) -> None:
     enrolment = svc.enrolment(ctx)
     if enrolment is None:
-        outcome.replies.append(svc.not_enrolled(ctx))
+        # Also the answer to "stop" from someone the bot sends nothing to.
+        outcome.replies.append(
+            ctx.answer(
+                "You are not taking a course, so I send you nothing; there is nothing to "
+                f"pause. `{grammar.PREFIX} start` begins one whenever you like."
+            )
+        )
         return
     if enrolment.away_until is not None:
         last_day = enrolment.away_until
