@@ -200,7 +200,8 @@ def _render(
     if delivery.kind == "summary":
         if enrolment is None or enrolment.status not in (AWAITING_CONTINUE, WAITING_CONTENT):
             return "the learner already moved on"
-        return _summary(svc, session, delivery, lesson, course, base)
+        waiting = enrolment.waiting_for_lesson if enrolment.status == WAITING_CONTENT else None
+        return _summary(svc, session, delivery, lesson, course, base, waiting)
     if delivery.kind == "review":
         return OutgoingMessage(
             text=question_privacy(workspace),
@@ -227,8 +228,11 @@ def _summary(
     lesson: Lesson,
     course: Course,
     base: dict[str, Any],
+    waiting: str | None = None,
 ) -> OutgoingMessage:
-    """The learner's answers to a lesson, as a message and as a file to keep."""
+    """The learner's answers to a lesson, as a message and as a file to keep. ``waiting``:
+    the lesson they already asked for, when they did so after this summary was queued
+    (it is not offered again)."""
     asked = {
         d.day: d
         for d in session.exec(
@@ -257,6 +261,8 @@ def _summary(
         sections.append(Section(day.question, learner_text(clip(written, 600))))
         lines += [f"## {day.question}", "", written, ""]
     text, actions = svc.continue_text(course, lesson, reminder=True)
+    if waiting is not None:
+        text, actions = f"I'll send lesson {waiting} as soon as it is published.", ()
     if answered:
         title = f"Your answers in {lesson.name}"
         intro = "Here is what you wrote, to keep (also as a file)."

@@ -139,12 +139,17 @@ def test_private_replies_never_reach_leads_until_shared(app: App, clock: Clock) 
     ana.send(ana.event(EventKind.ACTION, "share", delivery_id=ack.delivery_id))
     shared = lena.say("/mentor replies @ana")[0]
     assert [strip_learner_marks(s.body) for s in shared.sections] == ["my private reflection"]
+    assert "· 2026-11-26 ·" in shared.sections[0].title
     with Session(app.store.engine) as session:
         [read] = session.exec(select(ReplyRead)).all()
     assert (read.reader_name, read.via) == ("Lena", "replies")
     data = json.loads(ana.say("/mentor export-my-data")[0].attachments[0].content)
     assert data["read_by"][0]["reader"] == "Lena"
     assert data["replies"][0]["visible_to_leads"] is True
+    # Written at 09:00 UTC on the 26th: still the 25th on the lead's clock in Pago Pago.
+    lena.say("/mentor settings timezone Pacific/Pago_Pago")
+    [early] = lena.say("/mentor replies @ana")[0].sections
+    assert "· 2026-11-25 ·" in early.title
 
 
 def test_workspace_visibility_applies_only_to_new_replies(app: App, clock: Clock) -> None:

@@ -226,6 +226,23 @@ def test_a_learner_who_answered_nothing_is_not_told_here_is_what_you_wrote(
     assert file.content.startswith(b"# The questions of 0.2.2")
 
 
+def test_a_summary_sent_after_the_learner_asked_for_the_next_lesson_does_not_offer_it_again(
+    app: App, clock: Clock
+) -> None:
+    chat = Chat(app)
+    chat.say("/mentor start")
+    for text in ("a", "/mentor next", "b", "/mentor next", "c"):
+        clock.advance(minutes=10)
+        chat.say(text)
+    clock.now = at(11, 26, 9)
+    app.engine.planner.plan(clock.now)  # the summary is queued...
+    assert "isn't published yet" in chat.text("/mentor continue")  # ...then Yes is clicked
+    tick(app)
+    [summary] = inbox(app).of_kind("summary")
+    assert summary.text.endswith("I'll send lesson 0.2.3 as soon as it is published.")
+    assert summary.actions == ()
+
+
 def test_after_the_last_lesson_one_prompt_a_summary_then_a_weekly_practice_phase(
     app: App, clock: Clock
 ) -> None:

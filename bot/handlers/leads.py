@@ -308,10 +308,11 @@ def replies_(svc: MentorService, ctx: Context, command: Command, outcome: Outcom
     record_reads(
         ctx.session, [r for r, _ in found], ctx.learner, reader_name, "replies", svc.clock()
     )
+    reader = svc.schedule_for(ctx.learner, ctx.workspace)  # dates on the lead's clock, as in team
     sections = tuple(
         Section(
             f"{mention(learner.user_id)} · {reply.lesson_id} · "
-            f"{reply.created_at:%Y-%m-%d} · {reply.question}",
+            f"{reader.local(reply.created_at):%Y-%m-%d} · {reply.question}",
             learner_text(reply.text if len(reply.text) <= 1500 else preview(reply.text, 1500)),
         )
         for reply, learner in found
