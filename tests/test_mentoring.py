@@ -243,6 +243,30 @@ def test_a_summary_sent_after_the_learner_asked_for_the_next_lesson_does_not_off
     assert summary.actions == ()
 
 
+def test_the_practice_phase_moves_with_a_new_schedule(app: App, clock: Clock) -> None:
+    """ "Lessons arrive at 08:00 daily" must hold for what comes after the last
+    lesson-day too: the weekly check-in keeps its day and takes the new time."""
+    chat = Chat(app)
+    chat.say("/mentor start")
+    for text in ("a", "/mentor next", "b", "/mentor next", "c"):
+        clock.advance(minutes=10)
+        chat.say(text)
+    for day in (26, 27):  # the summary, then the practice phase is a week away
+        clock.now = at(11, day, 9)
+        tick(app)
+    clock.now = at(11, 27, 12)
+    assert "08:00 daily" in chat.text("schedule 08:00 daily")
+    for _ in due_instants(app, clock, at(12, 12, 0)):
+        pass
+    with Session(app.store.engine) as session:
+        phase = session.exec(
+            select(Delivery).where(
+                Delivery.kind == "practice", col(Delivery.question).contains("A week on from")
+            )
+        ).all()
+    assert phase and {d.sent_at.strftime("%H:%M") for d in phase if d.sent_at} == {"08:00"}
+
+
 def test_after_the_last_lesson_one_prompt_a_summary_then_a_weekly_practice_phase(
     app: App, clock: Clock
 ) -> None:

@@ -327,6 +327,12 @@ def schedule_(svc: MentorService, ctx: Context, command: Command, outcome: Outco
     elif enrolment is not None and enrolment.status == ACTIVE:
         enrolment.next_due_at = svc.next_slot(ctx, delivered_today=svc.lesson_today(ctx))
         enrolment.updated_at = svc.clock()
+    elif enrolment is not None and enrolment.next_due_at is not None:
+        # After the last lesson-day (the practice phase's weekly check-in, the prompts):
+        # the same local day, at the new time, so nothing arrives at the old one.
+        moved = schedule.first_on_or_after(schedule.local_date(enrolment.next_due_at))
+        enrolment.next_due_at = moved if moved > svc.clock() else schedule.next_after(svc.clock())
+        enrolment.updated_at = svc.clock()
     nxt = svc.next_lesson_day(enrolment)
     nxt_text = f" Next lesson-day: {svc.when(ctx, nxt)}." if nxt else ""
     outcome.replies.append(ctx.answer(f"Done: lessons arrive at {schedule.describe()}.{nxt_text}"))
