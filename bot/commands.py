@@ -92,6 +92,8 @@ _ALIASES = {
     # What people type to make a bot go quiet; pausing keeps their place and replies.
     "stop": "pause",
     "unsubscribe": "pause",
+    # What people say when they return from a pause or time away.
+    "back": "resume",
 }
 
 

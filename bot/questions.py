@@ -19,6 +19,7 @@ from sqlmodel import Session, col, func, select
 from bot.context import QUESTION_KINDS
 from bot.models import Delivery, Learner, Reply
 from bot.router import OpenQuestion, Situation, Target
+from bot.wording import question_name
 
 
 def sent_as(message_id: str) -> Any:
@@ -216,3 +217,11 @@ def add_answer(session: Session, reply: Reply) -> tuple[Reply, bool]:
 def append(answer: Reply, text: str, now: datetime) -> None:
     answer.text = f"{answer.text}\n\n{text}"
     answer.added_at = now
+
+
+def name_of(session: Session, question: Delivery) -> str:
+    """How the bot refers to ``question`` in one line: a check-in by its practice, a
+    look back by the answer it revisits, a lesson question by its words."""
+    parent = session.get(Delivery, question.parent_id) if question.parent_id else None
+    about = parent.question if parent is not None else None
+    return question_name(question.kind, question.question, question.body, about)

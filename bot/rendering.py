@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam
+from sqlalchemy import and_, bindparam, or_
 from sqlmodel import Session, col, select
 
 from bot import commands as grammar
@@ -61,6 +61,22 @@ _PREVIOUS_QUESTION = (
     .limit(1)
 )
 _ANSWERED = select(Reply.id).where(col(Reply.delivery_id) == bindparam("delivery_id"))
+# A question the learner was asked after ``parent_id``, or is being asked now: the
+# same rule as the planner's for the reminders it plans.
+_NEWER_QUESTION = (
+    select(Delivery.id)
+    .where(
+        col(Delivery.learner_id) == bindparam("learner_id"),
+        col(Delivery.kind).in_(("lesson", "practice")),
+        col(Delivery.question).is_not(None),
+        col(Delivery.id) > bindparam("parent_id"),
+        or_(
+            col(Delivery.status).in_(("sent", "sending")),
+            and_(col(Delivery.status) == "pending", col(Delivery.due_at) <= bindparam("now")),
+        ),
+    )
+    .limit(1)
+)
 
 
 @dataclass(frozen=True)
@@ -189,6 +205,12 @@ def _render(
             select(Reply.id).where(Reply.delivery_id == parent.id, Reply.kind == "answer")
         ).first():
             return "the question was answered"
+        newer = {"learner_id": learner.id, "parent_id": parent.id, "now": svc.clock()}
+        if session.exec(_NEWER_QUESTION, params=newer).first():
+            # A snoozed reminder falling due with (or after) the next question would put
+            # two questions in front of the learner at once; the newer one speaks, and
+            # the next lesson-day still mentions an open lesson question.
+            return "a newer question replaced it"
         what = "practice check-in" if parent.kind == "practice" else "question"
         return OutgoingMessage(
             text=f"A gentle reminder: this {what} is still open. Reply here when you're "

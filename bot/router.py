@@ -91,6 +91,9 @@ def _names(include_lead: bool = True) -> list[str]:
     return [s.name for s in SPECS if not s.hidden and (include_lead or not s.lead_only)]
 
 
+_WITH_ARGUMENTS = ("schedule", "snooze", "away")
+
+
 def _reads_as_arguments(word: str, rest: str) -> bool:
     """Whether ``rest`` reads in full as the arguments of the command ``word``, for the
     commands learners type with arguments: ``schedule 7:30 America/New_York``,
@@ -161,6 +164,17 @@ def read_text(text: str, *, max_reply_chars: int) -> TextReading:
         return TextReading(Verdict.COMMAND, command=f"{PREFIX} help")
     if rest and _reads_as_arguments(head, rest):
         return TextReading(Verdict.COMMAND, command=f"{PREFIX} {head} {rest}")
+    if rest and len(head) >= 4:
+        # "schedul 8:30", "snoze 2": a misspelt command word whose other words read in
+        # full as that command's arguments is a typo, not an answer.
+        close = difflib.get_close_matches(head, list(_WITH_ARGUMENTS), n=1, cutoff=0.8)
+        if close and _reads_as_arguments(close[0], rest):
+            return TextReading(
+                Verdict.SUGGEST,
+                # The words parsed as times, days and zone names: safe to echo as typed.
+                message=f"Did you mean `{PREFIX} {close[0]} {' '.join(rest.split())}`? "
+                "I didn't keep it as an answer.",
+            )
     if len(words) == 1 or (len(stripped.split()) == 1):
         word = head.rstrip("?!.")
         if known_word(word) and word not in ("yes", "note", "answer", "move"):

@@ -341,3 +341,21 @@ def test_an_away_learner_who_is_unassigned_stays_stopped(app: App, clock: Clock)
     run_until(app, clock, at(12, 2, 12), step_minutes=60)
     assert inbox(app).sent[before:] == []
     assert enrolment(app).status == "stopped"
+
+
+def test_back_after_the_lessons_last_day_says_how_to_go_on(app: App, clock: Clock) -> None:
+    """Asked "continue?" before going away, the learner is not promised the question
+    again on coming back (the planner asks at most twice): they are told how to go on.
+    ``back`` is what people type for ``resume``."""
+    chat = Chat(app)
+    chat.say("/mentor start")
+    chat.say("/mentor next")
+    chat.say("/mentor next")
+    assert "Shall I send it to you as soon as it is?" in chat.text("/mentor next")
+    chat.say("/mentor away 1w")
+    clock.now = at(11, 26, 10)
+    assert chat.text("back") == (
+        "Welcome back! You've had every day of 0.2.2 Senior / Lead Data Engineer. Lesson "
+        "0.2.3 isn't published yet; say `/mentor continue` and I'll send it as soon as it is."
+    )
+    assert enrolment(app).away_until is None

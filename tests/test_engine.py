@@ -213,6 +213,25 @@ def test_snooze_reminds_later_once(app: App, clock: Clock) -> None:
     assert len(inbox(app).of_kind("reminder")) == 1
 
 
+def test_a_snoozed_reminder_gives_way_to_a_newer_question(app: App, clock: Clock) -> None:
+    """Snoozing names what it snoozes; when the next question comes first, the reminder
+    is not sent on top of it (two open questions at once read as one too many)."""
+    chat = started(app)
+    said = chat.text("/mentor snooze 3")
+    assert said == (
+        "OK, I'll remind you of “Do you prefer individual work or guiding others?” on "
+        "Wednesday 25 November at 11:00 (UTC)."
+    )
+    clock.now = at(25, 9)
+    chat.say("/mentor next")  # day 2 and its question, now
+    tick(app)
+    clock.now = at(25, 11)
+    tick(app)
+    assert inbox(app).of_kind("reminder") == []
+    [snoozed] = rows(app, col(Delivery.key).startswith("snooze:"))
+    assert snoozed.status == "cancelled" and snoozed.error == "a newer question replaced it"
+
+
 def test_practice_follow_up_two_delivery_days_after_a_reply(app: App, clock: Clock) -> None:
     chat = started(app)
     chat.say("I prefer guiding others, and I write down why we decide things.")

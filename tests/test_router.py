@@ -46,6 +46,7 @@ def reading(text: str):  # type: ignore[no-untyped-def]
         ("stop", "/mentor stop"),
         ("Stop!", "/mentor stop"),
         ("unsubscribe", "/mentor unsubscribe"),
+        ("Back", "/mentor back"),
         # A command word whose other words read in full as its arguments.
         ("schedule 7:30 America/New_York", "/mentor schedule 7:30 America/New_York"),
         ("Schedule daily 08:15", "/mentor schedule daily 08:15"),
@@ -68,6 +69,11 @@ def test_commands_in_any_spelling_are_commands(typed: str, command: str) -> None
         ("/hlep", "`/mentor help`"),
         ("progres", "`/mentor progress`"),
         ("histroy", "`/mentor history`"),
+        # A misspelt command word followed by words that read in full as its arguments.
+        ("schedul 8:30", "`/mentor schedule 8:30`"),
+        ("Shedule 7:30 mon,wed Europe/Berlin", "`/mentor schedule 7:30 mon,wed Europe/Berlin`"),
+        ("snoze 2", "`/mentor snooze 2`"),
+        ("awaay 2w", "`/mentor away 2w`"),
     ],
 )
 def test_near_misses_get_did_you_mean_and_are_never_answers(typed: str, suggested: str) -> None:
@@ -98,6 +104,9 @@ def test_an_unknown_slash_word_is_not_kept_as_an_answer() -> None:
         "snooze less, plan more",
         "away from the keyboard more often",
         "start with the why",
+        # Close to a command word, but the other words are not its arguments.
+        "scheduled a retro for friday",
+        "aways ask why",
     ],
 )
 def test_ordinary_text_is_text(text: str) -> None:

@@ -27,6 +27,7 @@ from bot.questions import (
     add_answer,
     answer_to,
     append,
+    name_of,
     numbered_questions,
     pending_ask,
     replies,
@@ -36,7 +37,7 @@ from bot.questions import (
 from bot.router import Route, RouteKind, Target, TextReading, Verdict, route
 from bot.schedule import practice_time
 from bot.text import MAX_REPLY_CHARS, clean_reply, learner_text, preview
-from bot.wording import plural, question_name, quote, reply_privacy
+from bot.wording import plural, quote, reply_privacy
 
 if TYPE_CHECKING:
     from bot.service import MentorService
@@ -64,9 +65,7 @@ _ACKS = (
 def _name(ctx: Context, question: Delivery | None, fallback: str = "") -> str:
     if question is None:
         return quote(fallback)
-    parent = ctx.session.get(Delivery, question.parent_id) if question.parent_id else None
-    about = parent.question if parent is not None else None
-    return question_name(question.kind, question.question, question.body, about)
+    return name_of(ctx.session, question)
 
 
 def _answer_name(ctx: Context, answer: Reply) -> str:

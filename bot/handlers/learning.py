@@ -17,7 +17,7 @@ from bot.mentoring import remaining_practices
 from bot.messages import Action, Outcome
 from bot.models import Delivery, Enrolment
 from bot.outbox import queue_delivery
-from bot.questions import numbered_questions, resolve_target, situation
+from bot.questions import name_of, numbered_questions, resolve_target, situation
 from bot.router import newest_open
 from bot.schedule import (
     AWAY_DATE,
@@ -133,24 +133,29 @@ def start(svc: MentorService, ctx: Context, command: Command, outcome: Outcome) 
     svc.deliver_next_day(ctx, enrolment, outcome)
 
 
+def continue_hint(svc: MentorService, enrolment: Enrolment) -> str:
+    """How to go on once every day of the enrolment's lesson is out."""
+    course, lesson = svc.course_lesson(enrolment)
+    if course is None or lesson is None:
+        return ""
+    next_id, _title, following = course.following(lesson)
+    if next_id is None:
+        return f"That was its last lesson; `{grammar.PREFIX} courses` lists the others."
+    if following is None:
+        return (
+            f"Lesson {next_id} isn't published yet; say `{grammar.PREFIX} continue` and "
+            "I'll send it as soon as it is."
+        )
+    return f"Say `{grammar.PREFIX} continue` to go on to lesson {next_id}."
+
+
 def going_on(svc: MentorService, ctx: Context, enrolment: Enrolment) -> str:
     """How this learner goes on from where they are, in one sentence: what ``next``
     would do for an active learner, ``continue`` after a lesson's last day."""
     if enrolment.status == WAITING_CONTENT:
         return f"I'll send lesson {enrolment.waiting_for_lesson} as soon as it is published."
     if enrolment.status == AWAITING_CONTINUE:
-        course, lesson = svc.course_lesson(enrolment)
-        if course is None or lesson is None:
-            return ""
-        next_id, _title, following = course.following(lesson)
-        if next_id is None:
-            return f"That was its last lesson; `{grammar.PREFIX} courses` lists the others."
-        if following is None:
-            return (
-                f"Lesson {next_id} isn't published yet; say `{grammar.PREFIX} continue` and "
-                "I'll send it as soon as it is."
-            )
-        return f"Say `{grammar.PREFIX} continue` to go on to lesson {next_id}."
+        return continue_hint(svc, enrolment)
     _, lesson = svc.course_lesson(enrolment)
     if lesson is not None and enrolment.day >= lesson.day_count(svc.settings.snippets_per_day):
         return (
@@ -290,7 +295,8 @@ def snooze(svc: MentorService, ctx: Context, command: Command, outcome: Outcome)
     if queued is None:
         outcome.replies.append(ctx.answer("I'll already remind you about this question."))
         return
-    outcome.replies.append(ctx.answer(f"OK, I'll remind you {svc.when(ctx, at)}."))
+    about = name_of(ctx.session, question)
+    outcome.replies.append(ctx.answer(f"OK, I'll remind you of {about} on {svc.when(ctx, at)}."))
 
 
 @handles("schedule")
@@ -393,12 +399,14 @@ def resume(svc: MentorService, ctx: Context, _command: Command, outcome: Outcome
     if nxt is not None:
         text = f"Welcome back! Next lesson-day: {svc.when(ctx, nxt)}."
     elif enrolment.status == WAITING_CONTENT:
-        text = (
-            f"Welcome back! I'll send lesson {enrolment.waiting_for_lesson} as soon as it is "
-            "published."
-        )
+        text = f"Welcome back! {going_on(svc, ctx, enrolment)}"
     else:
-        text = "Welcome back! This lesson has no days left; I'll ask whether to go on."
+        # Every day of the lesson is out. The planner asks "continue?" at most twice per
+        # lesson, so the learner may have been asked already: say how to go on instead
+        # of promising to ask.
+        _, lesson = svc.course_lesson(enrolment)
+        done = f"You've had every day of {lesson.name}. " if lesson else ""
+        text = f"Welcome back! {done}{continue_hint(svc, enrolment)}".strip()
     outcome.replies.append(ctx.answer(text))
 
 
