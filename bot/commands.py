@@ -125,6 +125,12 @@ def known_word(word: str) -> bool:
     return word in _BY_NAME or word in _ALIASES
 
 
+def canonical(word: str) -> str:
+    """The command a word names: ``later`` is ``snooze``, ``back`` is ``resume``."""
+    word = word.lower()
+    return _ALIASES.get(word, word)
+
+
 def _tokens(text: str) -> list[str]:
     try:
         return shlex.split(text)

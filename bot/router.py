@@ -12,7 +12,9 @@ The order of the rules, first match wins:
    word (``progress``, ``stop``), a command word whose other words read in full as its
    arguments (``schedule 7:30 America/New_York``, ``snooze 3``, ``away 2w``), and
    near-misses (``/mentr history``, ``/mentor hlep``), which get a "did you mean"
-   instead. A command is never stored as a reply.
+   instead. A command word followed by a short try at its arguments that does not parse
+   (``schedule 25:00``, ``snooze 100``) is a command too, so its error names what is
+   wrong. A command is never stored as a reply.
 2. An explicit target: a thread or message reply, the Reply button or form,
    ``/mentor answer N TEXT``.
 3. An addition: a message within ``ADDITION_WINDOW`` of the learner's last answer is
@@ -33,8 +35,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from bot.commands import PREFIX, SPECS, known_word
-from bot.schedule import AWAY_DATE, AWAY_SPAN, ScheduleError, parse_schedule_args
+from bot.commands import PREFIX, SPECS, canonical, known_word
+from bot.schedule import (
+    AWAY_DATE,
+    AWAY_SPAN,
+    ScheduleError,
+    looks_like_time,
+    parse_schedule_args,
+    parse_snooze,
+)
 from bot.text import learner_text
 
 # Slack caps a message at 40,000 characters and Discord at 4,000; a command is short.
@@ -48,6 +57,10 @@ _SMALL_TALK = re.compile(
     r"evening|afternoon)|bye|cool|great|nice|got it|sure|lol|np|sounds good|will do|"
     r"noted|perfect|awesome)\b",
     re.IGNORECASE,
+)
+# The "Remind me later" button, typed: "remind me later", "remind me in 2 hours".
+_REMIND_ME = re.compile(
+    r"^remind me(?: later)?(?: in (?P<span>[^.!?]{1,20}))?[.!]*$", re.IGNORECASE
 )
 _CONFIRM_YES = {"yes", "y", "yep", "yeah", "yup", "correct", "right"}
 _CONFIRM_NO = {"no", "n", "nope", "nah", "note", "just a note"}
@@ -108,14 +121,31 @@ def _reads_as_arguments(word: str, rest: str) -> bool:
         return True
     if word == "snooze":
         try:
-            hours = float(args[0]) if len(args) == 1 else -1.0
-        except ValueError:
+            parse_snooze(args)
+        except ScheduleError:
             return False
-        return 0 < hours <= 72
+        return True
     if word == "away":
         if args and args[0].lower() == "until":
             return len(args) == 2 and AWAY_DATE.match(args[1]) is not None
         return AWAY_SPAN.match(" ".join(args)) is not None
+    return False
+
+
+def _meant_as_arguments(word: str, rest: str) -> bool:
+    """Whether ``rest`` was meant as the arguments of ``word`` even though it does not
+    read as them: "schedule 25:00", "schedule 8:30 Mars/Olympus", "snooze 100",
+    "away 3 months". The person wants to hear what is wrong with it, not to find it filed
+    as an answer. A short rest that starts with a time or a number is such a try;
+    "schedule 2 meetings a week" or "away 3 months from the team" are answers."""
+    args = rest.split()
+    if not args:
+        return False
+    if word == "schedule":
+        return len(args) <= 3 and any(looks_like_time(arg) for arg in args)
+    if word in ("snooze", "away"):
+        first = args[0].lower()
+        return len(args) <= 2 and (first[:1].isdigit() or (word == "away" and first == "until"))
     return False
 
 
@@ -162,7 +192,14 @@ def read_text(text: str, *, max_reply_chars: int) -> TextReading:
             return TextReading(Verdict.COMMAND, command=f"{PREFIX} {rest}")
     if head == "mentor" and not rest:
         return TextReading(Verdict.COMMAND, command=f"{PREFIX} help")
-    if rest and _reads_as_arguments(head, rest):
+    remind = _REMIND_ME.match(stripped)
+    if remind:
+        return TextReading(
+            Verdict.COMMAND, command=f"{PREFIX} snooze {remind.group('span') or ''}".strip()
+        )
+    if rest and (
+        _reads_as_arguments(canonical(head), rest) or _meant_as_arguments(canonical(head), rest)
+    ):
         return TextReading(Verdict.COMMAND, command=f"{PREFIX} {head} {rest}")
     if rest and len(head) >= 4:
         # "schedul 8:30", "snoze 2": a misspelt command word whose other words read in

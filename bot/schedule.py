@@ -23,6 +23,19 @@ DAILY = frozenset(range(7))
 QUIET_FROM = time(18, 0)  # no reminders at or after this local time
 PRACTICE_OFFSET = timedelta(hours=2)  # after the delivery slot, so it never lands on the lesson
 _TIME = re.compile(r"^(?P<h>\d{1,2}):(?P<m>\d{2})$")
+# What people type for a time of day in a command: 7:30, 07:30, 7:30am, 7pm, 7.30 pm.
+_CLOCK = re.compile(
+    r"^(?P<h>\d{1,2})(?:[:.](?P<m>\d{2}))?\s*(?P<half>[ap])?\.?(?:m\.?)?$", re.IGNORECASE
+)
+_HALF_DAY = re.compile(r"^[ap]\.?m\.?$", re.IGNORECASE)
+# A word that is meant as a time even when it is not a valid one ("25:00", "7:3O").
+_TIME_ATTEMPT = re.compile(r"^\d{1,3}([:.h]\d{1,3}|\s*[ap]\.?m\.?)$", re.IGNORECASE)
+SNOOZE_DEFAULT_HOURS = 2.0
+SNOOZE_MAX_HOURS = 72.0
+# How long to snooze: "3", "1.5", "2h", "2 hours", "90m", "30 min".
+_SNOOZE = re.compile(
+    r"^(?P<n>\d+(?:[.,]\d+)?)\s*(?P<unit>h|hrs?|hours?|m|mins?|minutes?)?$", re.IGNORECASE
+)
 # How long `away` lasts: "3d", "2 weeks", or a last day away (after "until").
 AWAY_SPAN = re.compile(r"^(?P<count>\d{1,6})\s*(?P<unit>d|days?|w|wks?|weeks?)$", re.IGNORECASE)
 AWAY_DATE = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}$")
@@ -49,6 +62,50 @@ def parse_time(value: str) -> time:
     if hour > 23 or minute > 59:
         raise ScheduleError(f"invalid time {value!r}: hours go to 23 and minutes to 59")
     return time(hour, minute)
+
+
+def parse_clock(value: str) -> time:
+    """A time of day as people type it in a command: 24-hour ``7:30`` or ``19:30``, or
+    12-hour ``7:30am``, ``7pm``, ``7.30 p.m.``. Settings and the command line keep the
+    strict ``HH:MM`` of ``parse_time``."""
+    match = _CLOCK.match(value.strip())
+    if not match or (match.group("m") is None and match.group("half") is None):
+        raise ScheduleError(f"invalid time {value!r}: use HH:MM like 07:30 or 19:30, or 7:30pm")
+    hour, minute = int(match.group("h")), int(match.group("m") or 0)
+    half = (match.group("half") or "").lower()
+    if half:
+        if not 1 <= hour <= 12 or minute > 59:
+            raise ScheduleError(
+                f"invalid time {value!r}: with am/pm, hours go from 1 to 12, e.g. 7:30am"
+            )
+        hour = hour % 12 + (12 if half == "p" else 0)
+    elif hour > 23 or minute > 59:
+        raise ScheduleError(f"invalid time {value!r}: hours go to 23 and minutes to 59")
+    return time(hour, minute)
+
+
+def looks_like_time(word: str) -> bool:
+    """Whether a word was meant as a time of day, valid or not ("7:30", "25:00", "7pm")."""
+    return _TIME_ATTEMPT.match(word.strip()) is not None
+
+
+def parse_snooze(args: tuple[str, ...] | list[str]) -> float:
+    """Hours to snooze for, from ``snooze``'s arguments: none (the default), a number of
+    hours ("3", "1.5"), or a length with its unit ("2h", "2 hours", "90m", "30 min")."""
+    if not args:
+        return SNOOZE_DEFAULT_HOURS
+    text = " ".join(args).strip()
+    match = _SNOOZE.match(text)
+    if match:
+        amount = float(match.group("n").replace(",", "."))
+        unit = (match.group("unit") or "h").lower()
+        hours = amount / 60 if unit.startswith("m") else amount
+        if 0 < hours <= SNOOZE_MAX_HOURS:
+            return hours
+    raise ScheduleError(
+        f"{text[:40]!r} is not a length of time I can snooze for: give more than 0 and at "
+        f"most {SNOOZE_MAX_HOURS:.0f} hours, like 3, 2h or 30m"
+    )
 
 
 def parse_days(value: str) -> frozenset[int]:
@@ -105,11 +162,11 @@ def parse_schedule_args(
     at: time | None = None
     days: frozenset[int] | None = None
     zone: ZoneInfo | None = None
-    for arg in args:
-        if _TIME.match(arg.strip()):
+    for arg in _joined_half_days(args):
+        if _CLOCK.match(arg.strip()) and not arg.strip().isdigit():
             if at is not None:
                 raise ScheduleError(f"two times given: {at:%H:%M} and {arg!r}")
-            at = parse_time(arg)
+            at = parse_clock(arg)
             continue
         try:
             parsed_days = parse_days(arg)
@@ -123,8 +180,8 @@ def parse_schedule_args(
         try:
             parsed_zone = parse_zone(arg)
         except ScheduleError as exc:
-            if ":" in arg:
-                parse_time(arg)  # raises the specific time error
+            if looks_like_time(arg):
+                parse_clock(arg)  # raises the specific time error
             if "/" in arg:
                 raise
             hint = str(exc).partition("Europe/Berlin")[2]  # "(did you mean …?)" if any
@@ -138,6 +195,19 @@ def parse_schedule_args(
     if at is None and days is None and zone is None:
         raise ScheduleError("give a time, days or a time zone")
     return at, days, zone
+
+
+def _joined_half_days(args: tuple[str, ...] | list[str]) -> list[str]:
+    """``7:30 pm`` typed as two words is one time; the "at" of "at 9am" says nothing."""
+    joined: list[str] = []
+    for arg in args:
+        if arg.lower() == "at" and len(args) > 1:
+            continue
+        if joined and _HALF_DAY.match(arg) and _CLOCK.match(joined[-1]):
+            joined[-1] = f"{joined[-1]}{arg}"
+        else:
+            joined.append(arg)
+    return joined
 
 
 HOLIDAYS_OFF = ("off", "none")

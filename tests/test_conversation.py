@@ -89,6 +89,26 @@ def test_stop_and_a_schedule_typed_in_the_dm_are_commands_not_answers(app: App) 
     assert "Phase: lesson" in chat.text("progress")
 
 
+def test_a_mistyped_schedule_or_snooze_in_the_dm_is_told_what_is_wrong(app: App) -> None:
+    """A learner who types "schedule 25:00" or "snooze 100" in the DM wants the command,
+    and hears what is wrong with it; "schedule 7:30pm", "snooze 2h" and "remind me later"
+    work as typed. None of it is filed as an answer."""
+    chat = Chat(app)
+    chat.say("/mentor start")
+    assert (
+        chat.text("schedule 25:00")
+        == "Sorry, invalid time '25:00': hours go to 23 and minutes to 59."
+    )
+    zone = chat.text("schedule 8:30 Mars/Olympus")
+    assert zone.startswith("Sorry, unknown time zone 'Mars/Olympus'")
+    assert "not a length of time I can snooze for" in chat.text("snooze 100")
+    assert "lessons arrive at 19:30" in chat.text("schedule 7:30pm")
+    assert chat.text("snooze 2h").startswith("OK, I'll remind you of")
+    assert "already remind you" in chat.text("remind me later")
+    assert replies(app) == []
+    assert "Schedule: 19:30 weekdays" in chat.text("progress")
+
+
 def test_start_at_the_end_of_a_lesson_says_how_to_go_on(app: App, clock: Clock) -> None:
     """The next lesson of the bundled course is not published: "start" must not send
     the learner to `next` for a lesson-day that does not exist."""

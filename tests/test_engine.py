@@ -205,9 +205,9 @@ def test_snooze_reminds_later_once(app: App, clock: Clock) -> None:
     chat = started(app)
     assert "Wednesday 25 November at 10:00" in chat.text("/mentor snooze")
     assert "already remind you" in chat.text("/mentor snooze")
-    assert "not a number of hours" in chat.text("/mentor snooze soon")
+    assert "'soon' is not a length of time" in chat.text("/mentor snooze soon")
     zero = chat.text("/mentor snooze 0")  # 0 is not "between 0 and 72"
-    assert "give more than 0 and at most 72, e.g. `/mentor snooze 3`" in zero
+    assert "give more than 0 and at most 72 hours, like 3, 2h or 30m" in zero
     clock.now = at(25, 10)
     tick(app)
     assert len(inbox(app).of_kind("reminder")) == 1

@@ -51,8 +51,22 @@ def reading(text: str):  # type: ignore[no-untyped-def]
         ("schedule 7:30 America/New_York", "/mentor schedule 7:30 America/New_York"),
         ("Schedule daily 08:15", "/mentor schedule daily 08:15"),
         ("snooze 3", "/mentor snooze 3"),
+        ("snooze 2h", "/mentor snooze 2h"),
+        ("later 3", "/mentor later 3"),
+        ("remind 30 min", "/mentor remind 30 min"),
+        ("schedule 7:30am", "/mentor schedule 7:30am"),
+        ("schedule at 7 pm", "/mentor schedule at 7 pm"),
         ("away 2w", "/mentor away 2w"),
         ("away until 2026-12-24", "/mentor away until 2026-12-24"),
+        # The "Remind me later" button, typed.
+        ("Remind me later", "/mentor snooze"),
+        ("remind me in 2 hours", "/mentor snooze 2 hours"),
+        # A short try at a command's arguments that does not parse is still the command,
+        # so the answer names what is wrong instead of filing it as an answer.
+        ("schedule 25:00", "/mentor schedule 25:00"),
+        ("schedule 8:30 Mars/Olympus", "/mentor schedule 8:30 Mars/Olympus"),
+        ("snooze 100", "/mentor snooze 100"),
+        ("away 3 months", "/mentor away 3 months"),
     ],
 )
 def test_commands_in_any_spelling_are_commands(typed: str, command: str) -> None:
@@ -102,6 +116,10 @@ def test_an_unknown_slash_word_is_not_kept_as_an_answer() -> None:
         "stop micromanaging",
         "next time I will listen first",
         "snooze less, plan more",
+        "schedule 2 meetings a week",
+        "schedule 1:1s weekly",
+        "remind me to write it down",
+        "later today I will ask for feedback",
         "away from the keyboard more often",
         "start with the why",
         # Close to a command word, but the other words are not its arguments.

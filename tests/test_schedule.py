@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from itertools import islice
 
 import pytest
@@ -11,8 +11,11 @@ from bot.schedule import (
     Schedule,
     ScheduleError,
     holidays_in,
+    parse_clock,
     parse_days,
     parse_holidays,
+    parse_schedule_args,
+    parse_snooze,
     parse_time,
     parse_zone,
     practice_time,
@@ -110,6 +113,60 @@ def test_reminders_stay_inside_the_local_day() -> None:
 def test_invalid_schedule_values_are_named(call, message: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ScheduleError, match=message.replace("(", r"\(")):
         call()
+
+
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [
+        ("7:30", time(7, 30)),
+        ("19:30", time(19, 30)),
+        ("7:30am", time(7, 30)),
+        ("7pm", time(19, 0)),
+        ("7.30 p.m.", time(19, 30)),
+        ("12am", time(0, 0)),
+        ("12pm", time(12, 0)),
+    ],
+)
+def test_commands_take_times_as_people_type_them(typed: str, expected: time) -> None:
+    assert parse_clock(typed) == expected
+    assert parse_schedule_args(typed.split())[0] == expected  # "7:30 pm" as two words
+
+
+@pytest.mark.parametrize(
+    ("typed", "named"),
+    [
+        ("25:00", "hours go to 23"),
+        ("13pm", "with am/pm, hours go from 1 to 12"),
+        ("0am", "with am/pm, hours go from 1 to 12"),
+        ("9", "use HH:MM like 07:30"),
+    ],
+)
+def test_impossible_times_are_named(typed: str, named: str) -> None:
+    with pytest.raises(ScheduleError, match=named):
+        parse_clock(typed)
+
+
+@pytest.mark.parametrize(
+    ("args", "hours"),
+    [
+        ((), 2.0),
+        (("3",), 3.0),
+        (("1.5",), 1.5),
+        (("2h",), 2.0),
+        (("2", "hours"), 2.0),
+        (("90m",), 1.5),
+        (("30", "min"), 0.5),
+        (("72",), 72.0),
+    ],
+)
+def test_snooze_lengths(args: tuple[str, ...], hours: float) -> None:
+    assert parse_snooze(args) == hours
+
+
+@pytest.mark.parametrize("args", [("0",), ("73",), ("100",), ("soon",), ("2", "days"), ("-1",)])
+def test_snooze_lengths_out_of_range_are_refused(args: tuple[str, ...]) -> None:
+    with pytest.raises(ScheduleError, match="not a length of time I can snooze for"):
+        parse_snooze(args)
 
 
 def test_preview_command(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -33,9 +33,9 @@ from bot.schedule import (
     ScheduleError,
     format_days,
     holiday_calendar_name,
+    parse_clock,
     parse_days,
     parse_holidays,
-    parse_time,
     parse_zone,
     split_holidays,
 )
@@ -366,7 +366,7 @@ def _apply_setting(svc: MentorService, ctx: Context, name: str, value: str) -> s
     if name in ("timezone", "tz", "zone"):
         ws.timezone = parse_zone(value).key
     elif name == "time":
-        ws.delivery_time = f"{parse_time(value):%H:%M}"
+        ws.delivery_time = f"{parse_clock(value):%H:%M}"
     elif name == "days":
         ws.delivery_days = format_days(parse_days(value))
     elif name in ("holidays", "holiday"):

@@ -27,6 +27,7 @@ from bot.schedule import (
     ScheduleError,
     format_days,
     parse_schedule_args,
+    parse_snooze,
 )
 from bot.stats import counts
 from bot.text import learner_text
@@ -35,7 +36,6 @@ from bot.wording import plural, quote, schedule_sentence, workspace_privacy
 if TYPE_CHECKING:
     from bot.service import MentorService
 
-SNOOZE_HOURS = 2.0
 GONE_TEXT = "That question is no longer available; nothing was changed."
 
 
@@ -258,20 +258,11 @@ def snooze(svc: MentorService, ctx: Context, command: Command, outcome: Outcome)
     )
     if question is None:
         return
-    hours = SNOOZE_HOURS
-    if command.args:
-        try:
-            hours = float(command.args[0])
-        except ValueError:
-            hours = -1
-        if not 0 < hours <= 72:
-            outcome.replies.append(
-                ctx.answer(
-                    f"Sorry, {command.args[0]!r} is not a number of hours: give more than 0 "
-                    f"and at most 72, e.g. `{grammar.PREFIX} snooze 3`."
-                )
-            )
-            return
+    try:
+        hours = parse_snooze(command.args)
+    except ScheduleError as exc:
+        outcome.replies.append(ctx.answer(f"Sorry, {exc}."))
+        return
     schedule = svc.schedule_for(ctx.learner, ctx.workspace)
     now = svc.clock()
     at = now + timedelta(hours=hours)
