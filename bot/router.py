@@ -21,8 +21,9 @@ The order of the rules, first match wins:
    appended to that answer.
 4. The newest open question asked (today's lesson question beats an older practice
    check-in).
-5. When unsure (the question is old, or the text is small talk) the bot asks, keeping
-   the text as a note meanwhile; with no open question the text is a note.
+5. When unsure (the question is old, the text is small talk, or it puts the question
+   off: "too busy today") the bot asks, keeping the text as a note meanwhile and, for
+   a busy day, offering a reminder; with no open question the text is a note.
 """
 
 from __future__ import annotations
@@ -240,6 +241,43 @@ def is_small_talk(text: str) -> bool:
     return not any(unicodedata.category(ch)[0] in "LN" for ch in flat)
 
 
+# "Too busy today", "no time right now", "not today, sorry": putting the question off.
+# The whole message must be that, so "busy people need focus" stays an answer.
+_FILLER = r"(honestly|sorry|sadly|ugh|oh|i'?m|i am|am|really|way|just|a bit|bit|pretty|so|too)"
+_PUT_OFF = (
+    r"(too busy|busy|swamped|slammed|no time|not (now|today|right now)|can'?t (now|today)"
+    r"|maybe later|ask me later|later today|tomorrow)"
+)
+_WHEN = (
+    r"(today|now|right now|this week|at the moment|atm|sorry|for now|tomorrow|later|"
+    r"will (answer|reply|get back)( to (it|this|you))?( later| tomorrow)?)"
+)
+_PUTTING_OFF = re.compile(
+    rf"({_FILLER}[,!.]?\s+)*{_PUT_OFF}([,!.]?\s*{_WHEN})*[\s!.,:()-]*",
+    re.IGNORECASE,
+)
+_ASKING = re.compile(
+    r"^(what|how|why|who|where|when|which|can|could|would|should|do|does|did|is|are|will)\b",
+    re.IGNORECASE,
+)
+
+
+def puts_off(text: str) -> bool:
+    """A short "too busy today" is putting the question off, not answering it."""
+    flat = " ".join(visible(text).split())
+    return len(flat.split()) <= 8 and _PUTTING_OFF.fullmatch(flat) is not None
+
+
+def reads_as_question(text: str) -> bool:
+    """A short message that asks something ("What do you mean by ownership?") rather than
+    answering: the bot files it as usual, but says it cannot answer questions itself.
+    An answer that ends on a rhetorical question has said something before it."""
+    flat = " ".join(visible(text).split())
+    if len(flat) > 300 or not flat.endswith("?") or not _ASKING.match(flat):
+        return False
+    return not re.search(r"[.!?]\s", flat[:-1])
+
+
 def confirmation(text: str) -> str | None:
     """ "yes" or "note" when the text is a bare answer to "Is this your answer to …?"."""
     word = " ".join(visible(text).lower().strip("!.").split())
@@ -295,7 +333,7 @@ class Route:
     question_id: int | None = None
     reply_id: int | None = None
     command: str | None = None
-    reason: str = ""  # why the bot asks: late | small-talk | gone
+    reason: str = ""  # why the bot asks: late | small-talk | busy | gone
 
 
 def _stale(question: OpenQuestion, situation: Situation) -> bool:
@@ -342,4 +380,6 @@ def route(situation: Situation, text: str) -> Route:
         return Route(RouteKind.ASK, candidate.id, reason="late")
     if is_small_talk(text):
         return Route(RouteKind.ASK, candidate.id, reason="small-talk")
+    if puts_off(text):
+        return Route(RouteKind.ASK, candidate.id, reason="busy")
     return Route(RouteKind.ANSWER, candidate.id)

@@ -109,6 +109,37 @@ def test_a_mistyped_schedule_or_snooze_in_the_dm_is_told_what_is_wrong(app: App)
     assert "Schedule: 19:30 weekdays" in chat.text("progress")
 
 
+def test_a_question_to_the_bot_is_kept_and_the_learner_told_who_can_answer(app: App) -> None:
+    """The bot cannot answer questions; a mentor that files one silently as an answer
+    leaves the learner waiting. It keeps the text where it belongs and says so."""
+    chat = Chat(app)
+    chat.say("/mentor start")
+    first = chat.text("What does ownership mean here?")
+    assert first.startswith("Thanks, I kept your answer to")
+    assert "I can't answer questions myself. To ask your lead, share this answer" in first
+    added = chat.text("Is it the same as being on call?")
+    assert added.startswith("Added to your answer") and "/mentor share" in added
+    plain_answer = chat.text("I think it means caring about the outcome.")
+    assert "question" not in plain_answer.split("answer to")[-1].split("”", 1)[-1]
+    chat.say("/mentor share")
+    shared = chat.text("Why does it matter?")
+    assert "I can't answer questions myself, but your leads can read it." in shared
+
+
+def test_too_busy_today_is_not_filed_as_the_answer(app: App) -> None:
+    """ "Honestly too busy today" puts the question off: the bot offers a reminder and
+    keeps the message as a note, and "yes" still makes it the answer."""
+    chat = Chat(app)
+    chat.say("/mentor start")
+    busy = chat.text("honestly too busy today")
+    assert busy.startswith("No problem, it can wait. Shall I remind you of")
+    assert "/mentor snooze" in busy and "kept your message as a note" in busy
+    assert [r.kind for r in replies(app)] == ["note"]
+    assert chat.text("snooze").startswith("OK, I'll remind you of")
+    assert chat.text("yes").startswith("Thanks, I kept your answer to")
+    assert [r.kind for r in replies(app)] == ["answer"]
+
+
 def test_start_at_the_end_of_a_lesson_says_how_to_go_on(app: App, clock: Clock) -> None:
     """The next lesson of the bundled course is not published: "start" must not send
     the learner to `next` for a lesson-day that does not exist."""

@@ -15,7 +15,9 @@ from bot.router import (
     Target,
     Verdict,
     is_small_talk,
+    puts_off,
     read_text,
+    reads_as_question,
     route,
 )
 
@@ -221,3 +223,37 @@ def test_yes_and_no_answer_a_pending_question() -> None:
     assert route(pending, "Yes!") == Route(RouteKind.CONFIRM, command="yes")
     assert route(pending, "no") == Route(RouteKind.CONFIRM, command="note")
     assert route(Situation(NOW, [q(3, 1)]), "yes").kind is RouteKind.ANSWER
+
+
+@pytest.mark.parametrize(
+    ("text", "asks"),
+    [
+        ("What do you mean by ownership exactly?", True),
+        ("how do I get my team to write things down?", True),
+        ("Is this the same as being a manager? ", True),
+        ("I like guiding others, but is that leadership?", False),  # an answer first
+        ("Guiding others. Why? Because it scales.", False),
+        ("Guiding others, definitely.", False),
+        ("Why " + "really " * 60 + "?", False),  # a long message is an answer
+    ],
+)
+def test_a_short_question_to_the_bot_is_told_apart(text: str, asks: bool) -> None:
+    assert reads_as_question(text) is asks
+
+
+@pytest.mark.parametrize(
+    ("text", "busy"),
+    [
+        ("honestly too busy today", True),
+        ("Too busy, sorry", True),
+        ("no time right now", True),
+        ("Swamped this week!", True),
+        ("too busy today, will answer tomorrow", True),
+        ("busy people need leaders who protect focus", False),  # the whole of it must be
+        ("no time to reflect is my biggest problem", False),
+    ],
+)
+def test_putting_a_question_off_is_asked_about_not_filed(text: str, busy: bool) -> None:
+    assert puts_off(text) is busy
+    expected = Route(RouteKind.ASK, 3, reason="busy") if busy else Route(RouteKind.ANSWER, 3)
+    assert route(Situation(NOW, [q(3, 1)]), text) == expected

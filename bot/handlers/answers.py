@@ -34,7 +34,15 @@ from bot.questions import (
     resolve_target,
     situation,
 )
-from bot.router import Route, RouteKind, Target, TextReading, Verdict, route
+from bot.router import (
+    Route,
+    RouteKind,
+    Target,
+    TextReading,
+    Verdict,
+    reads_as_question,
+    route,
+)
 from bot.schedule import practice_time
 from bot.text import MAX_REPLY_CHARS, clean_reply, learner_text, preview
 from bot.wording import plural, quote, reply_privacy
@@ -102,6 +110,22 @@ def _clean(ctx: Context) -> tuple[str, str]:
     return text, ""
 
 
+def _asked_me(text: str, answer: Reply) -> str:
+    """What to add when a message filed as an answer asks something: a mentor who
+    cannot answer says so, and says who can."""
+    if not reads_as_question(text):
+        return ""
+    if answer.visibility == "leads" or answer.shared_at is not None:
+        return (
+            " It reads like a question: I can't answer questions myself, but your leads "
+            "can read it."
+        )
+    return (
+        " It reads like a question: I can't answer questions myself. To ask your lead, "
+        f"share this answer with `{grammar.PREFIX} share`."
+    )
+
+
 def free_text(svc: MentorService, ctx: Context, outcome: Outcome) -> None:
     text, changed = _clean(ctx)
     target = resolve_target(
@@ -128,7 +152,8 @@ def file_text(
             ctx.session.add(answer)
             outcome.replies.append(
                 ctx.answer(
-                    f"Added to your answer to {_answer_name(ctx, answer)}.{changed}",
+                    f"Added to your answer to {_answer_name(ctx, answer)}."
+                    f"{_asked_me(text, answer)}{changed}",
                     kind="answer-ack",
                     delivery_id=answer.delivery_id,
                 )
@@ -174,6 +199,18 @@ def file_text(
 
 
 def _ask(svc: MentorService, ctx: Context, question: Delivery, reason: str, changed: str):  # type: ignore[no-untyped-def]
+    if reason == "busy":
+        return ctx.answer(
+            f"No problem, it can wait. Shall I remind you of {_name(ctx, question)} later "
+            f"(`{grammar.PREFIX} snooze`)? I've kept your message as a note; if it was your "
+            f"answer, say `{grammar.PREFIX} yes`.{changed}",
+            actions=(
+                Action("snooze", "Remind me later", "snooze", "primary"),
+                Action("yes", "It was my answer", "yes"),
+            ),
+            delivery_id=question.id,
+            kind="ask",
+        )
     why = {
         "late": "That question is from a while ago, so I'd rather check.",
         "gone": "The message you replied to isn't one of your open questions.",
@@ -253,13 +290,14 @@ def file_answer(
     if not new:
         outcome.replies.append(
             ctx.answer(
-                f"Added to your answer to {_answer_name(ctx, answer)}.{changed}",
+                f"Added to your answer to {_answer_name(ctx, answer)}."
+                f"{_asked_me(text, answer)}{changed}",
                 kind="answer-ack",
                 delivery_id=question.id,
             )
         )
         return answer
-    outcome.replies.append(_acknowledge(svc, ctx, answer, changed))
+    outcome.replies.append(_acknowledge(svc, ctx, answer, _asked_me(text, answer) + changed))
     svc.after_question_closed(ctx, question, outcome)
     return answer
 
