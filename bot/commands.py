@@ -125,6 +125,23 @@ def known_word(word: str) -> bool:
     return word in _BY_NAME or word in _ALIASES
 
 
+# The names `/mentor settings NAME VALUE` takes (bot.handlers.leads applies them).
+SETTING_NAMES = frozenset(
+    {"timezone", "tz", "zone", "time", "days", "holidays", "holiday", "visibility"}
+    | {"auto-enrol", "auto-enroll", "autoenrol", "course"}
+)
+
+
+def is_mention(token: str) -> bool:
+    """``<@U123>`` (Slack, Discord) or ``@name`` (the console)."""
+    return bool(_MENTION.match(token) or _PLAIN_MENTION.match(token))
+
+
+def is_channel(token: str) -> bool:
+    """``<#C123>`` (Slack, Discord) or ``#name`` (the console)."""
+    return bool(_CHANNEL.match(token) or _PLAIN_CHANNEL.match(token))
+
+
 def canonical(word: str) -> str:
     """The command a word names: ``later`` is ``snooze``, ``back`` is ``resume``."""
     word = word.lower()

@@ -10,7 +10,8 @@ The order of the rules, first match wins:
 
 1. Commands: ``/mentor help`` in any case, ``mentor help``, ``/help``, a lone command
    word (``progress``, ``stop``), a command word whose other words read in full as its
-   arguments (``schedule 7:30 America/New_York``, ``snooze 3``, ``away 2w``), and
+   arguments (``schedule 7:30 America/New_York``, ``snooze 3``, ``away 2w``, a lead's
+   ``assign @ana``, ``digest #team weekly``, ``settings time 08:30``), and
    near-misses (``/mentr history``, ``/mentor hlep``), which get a "did you mean"
    instead. A command word followed by a short try at its arguments that does not parse
    (``schedule 25:00``, ``snooze 100``) is a command too, so its error names what is
@@ -36,7 +37,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from bot.commands import PREFIX, SPECS, canonical, known_word
+from bot.commands import (
+    PREFIX,
+    SETTING_NAMES,
+    SPECS,
+    canonical,
+    is_channel,
+    is_mention,
+    known_word,
+)
 from bot.schedule import (
     AWAY_DATE,
     AWAY_SPAN,
@@ -130,6 +139,15 @@ def _reads_as_arguments(word: str, rest: str) -> bool:
         if args and args[0].lower() == "until":
             return len(args) == 2 and AWAY_DATE.match(args[1]) is not None
         return AWAY_SPAN.match(" ".join(args)) is not None
+    # A lead's commands, typed in the DM: people to name, a channel, a setting.
+    if word in ("assign", "unassign", "replies"):
+        return is_mention(args[0])
+    if word == "digest":
+        return is_channel(args[0])
+    if word == "settings":
+        return args[0].lower() in SETTING_NAMES and len(args) >= 2
+    if word == "leads":
+        return args[0].lower() in ("add", "remove") and all(map(is_mention, args[1:]))
     return False
 
 

@@ -491,6 +491,27 @@ class MentorService:
         )
 
     def not_enrolled(self, ctx: Context) -> OutgoingMessage:
+        last = (
+            ctx.session.exec(
+                select(Enrolment)
+                .where(Enrolment.learner_id == ctx.learner.id)
+                .order_by(col(Enrolment.updated_at).desc(), col(Enrolment.id).desc())
+                .limit(1)
+            ).first()
+            if ctx.learner.id is not None
+            else None
+        )
+        if last is not None and last.status == STOPPED:
+            # Only a lead's `unassign` leaves someone with no current course; "not taking
+            # a course yet" would deny the weeks they had.
+            course = self.catalog.get(last.course_id)
+            return ctx.answer(
+                f"You are not taking a course now: a lead stopped your lessons in "
+                f"**{course.title if course else last.course_id}** on "
+                f"{self.schedule_for(ctx.learner, ctx.workspace).local(last.updated_at):%d %B}. "
+                f"Your replies are kept (`{grammar.PREFIX} history`). "
+                f"`{grammar.PREFIX} start` begins a course again from its first lesson."
+            )
         return ctx.answer(
             f"You are not taking a course yet. Say `{grammar.PREFIX} start` to begin "
             f"(or `{grammar.PREFIX} courses` to see them all)."
@@ -549,6 +570,7 @@ class MentorService:
                 workspace_id=ctx.workspace.id or 0,
                 user_id=user_id,
                 display_name=ref.name if ref else None,
+                created_at=self.clock(),
             )
             ctx.session.add(learner)
             ctx.session.flush()

@@ -5,7 +5,7 @@ virtual. It starts at the script's first line and jumps from one due instant to 
 next (lessons, reminders, follow-ups, digests, retries), never backwards, so what the
 transcript shows is exactly what the engine would do over those weeks.
 
-A script line is ``YYYY-MM-DDTHH:MM TEXT`` (the learner) or
+A script line is ``YYYY-MM-DDTHH:MM TEXT`` (the learner, ``@learner`` to a lead) or
 ``YYYY-MM-DDTHH:MM @lead TEXT`` (a lead of the same workspace), in the local time of
 ``--tz``; ``#`` starts a comment.
 """
@@ -112,6 +112,12 @@ class Transcript:
 
     def bot(self, message: OutgoingMessage) -> None:
         kind = {"response": "reply", "ack": "answer-ack"}.get(message.kind, message.kind)
+        # Whom it reaches, unless it is the learner or the lead of the script: someone a
+        # lead enrolled (``@lead /mentor assign @ana``), or a channel (a digest).
+        if message.channel and message.channel != f"dm-{message.user}":
+            kind += f" in #{message.channel}"
+        elif message.user not in (LEARNER, LEAD):
+            kind += f" to @{message.user}"
         files = "".join(f"\n[file: {a.filename}]" for a in message.attachments)
         self.write("bot", kind, render(message).strip("\n") + files)
 

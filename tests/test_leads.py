@@ -93,12 +93,22 @@ def test_assign_refuses_nobody_bots_and_channels(app: App) -> None:
 
 
 def test_unassign_stops_deliveries(app: App, clock: Clock) -> None:
-    lena, _, _ = team(app)
-    assert "Stopped deliveries for <@bo>" in lena.text("/mentor unassign @bo")
+    lena, _, bo = team(app)
+    stopped = lena.text("/mentor unassign @bo")
+    assert "Stopped deliveries for <@bo>; each gets a DM saying so." in stopped
     assert "Not taking a course here: <@zed>" in lena.text("/mentor unassign @zed")
+    tick(app)
+    [notice] = inbox(app).of_kind("notice")
+    assert notice.user == "bo" and notice.text.startswith("<@lena> stopped your lessons in")
+    assert "`/mentor start` begins the course again from its first lesson" in notice.text
+    progress = bo.text("/mentor progress")
+    assert progress.startswith("You are not taking a course now: a lead stopped your lessons")
     clock.now = at(26, 9)
     tick(app)
     assert [m.user for m in inbox(app).of_kind("lesson")] == ["ana"]
+    # Typed in the DM without /mentor, a lead's command with its people is a command.
+    assert "Not taking a course here: <@zed>" in lena.text("unassign @zed")
+    assert "Saved: time = 19:30." in lena.text("settings time 7:30pm")
 
 
 def test_team_shows_progress_streaks_and_status(app: App, clock: Clock) -> None:
@@ -186,6 +196,8 @@ def test_weekly_digest_with_chart_and_only_shared_replies(app: App, clock: Clock
     lena, ana, bo = team(app)
     answer = lena.text("/mentor digest #team weekly")
     assert "first on Monday 30 November at 09:00" in answer
+    with Session(app.store.engine) as session:  # the bot's clock, which simulate moves
+        assert session.exec(select(Digest)).one().created_at == clock.now
     clock.now = at(26, 9)
     tick(app)
     ana.say("ana keeps this private")

@@ -69,6 +69,13 @@ def reading(text: str):  # type: ignore[no-untyped-def]
         ("schedule 8:30 Mars/Olympus", "/mentor schedule 8:30 Mars/Olympus"),
         ("snooze 100", "/mentor snooze 100"),
         ("away 3 months", "/mentor away 3 months"),
+        # A lead's commands with the people, channel or setting they take.
+        ("assign @ana @bo", "/mentor assign @ana @bo"),
+        ("unassign <@U123>", "/mentor unassign <@U123>"),
+        ("replies @ana", "/mentor replies @ana"),
+        ("digest #team weekly", "/mentor digest #team weekly"),
+        ("settings time 8:30am", "/mentor settings time 8:30am"),
+        ("leads add @ana", "/mentor leads add @ana"),
     ],
 )
 def test_commands_in_any_spelling_are_commands(typed: str, command: str) -> None:
@@ -121,6 +128,9 @@ def test_an_unknown_slash_word_is_not_kept_as_an_answer() -> None:
         "schedule 2 meetings a week",
         "schedule 1:1s weekly",
         "remind me to write it down",
+        "assign clear owners to every pipeline",
+        "settings matter less than habits",
+        "digest the feedback before reacting",
         "later today I will ask for feedback",
         "away from the keyboard more often",
         "start with the why",

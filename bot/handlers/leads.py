@@ -29,6 +29,7 @@ from bot.digests import digest_schedule, readable_by_leads, record_reads
 from bot.handlers import handles
 from bot.messages import Outcome, Section
 from bot.models import Delivery, Digest, Enrolment, Learner
+from bot.outbox import queue_delivery
 from bot.schedule import (
     ScheduleError,
     format_days,
@@ -129,10 +130,33 @@ def unassign(svc: MentorService, ctx: Context, command: Command, outcome: Outcom
             .where(col(Delivery.learner_id) == learner.id, col(Delivery.status) == "pending")
             .values(status="cancelled", error="unassigned by a lead")
         )
+        course = svc.catalog.get(enrolment.course_id)
+        queue_delivery(  # lessons that stop without a word look like a broken bot
+            ctx.session,
+            key=f"notice:unassigned:{enrolment.id}",
+            learner_id=learner.id,
+            enrolment_id=enrolment.id,
+            kind="notice",
+            origin="learner",
+            course_id=enrolment.course_id,
+            lesson_id=enrolment.lesson_id,
+            day=0,
+            body=(
+                f"{mention(ctx.learner.user_id)} stopped your lessons in "
+                f"**{course.title if course else enrolment.course_id}**, so no more lessons "
+                f"or check-ins will come. Your replies are kept (`{grammar.PREFIX} history`). "
+                f"`{grammar.PREFIX} start` begins the course again from its first lesson; "
+                f"`{grammar.PREFIX} forget-me` deletes your data."
+            ),
+            due_at=svc.clock(),
+        )
         stopped.append(mention(user_id))
     lines = []
     if stopped:
-        lines.append(f"Stopped deliveries for {', '.join(stopped)}. Their replies are kept.")
+        lines.append(
+            f"Stopped deliveries for {', '.join(stopped)}; each gets a DM saying so. "
+            "Their replies are kept."
+        )
     if idle:
         lines.append(f"Not taking a course here: {', '.join(idle)}.")
     outcome.replies.append(ctx.answer(" ".join(lines + notes)))
@@ -366,7 +390,7 @@ def _apply_setting(svc: MentorService, ctx: Context, name: str, value: str) -> s
     if name in ("timezone", "tz", "zone"):
         ws.timezone = parse_zone(value).key
     elif name == "time":
-        ws.delivery_time = f"{parse_clock(value):%H:%M}"
+        ws.delivery_time = value = f"{parse_clock(value):%H:%M}"
     elif name == "days":
         ws.delivery_days = format_days(parse_days(value))
     elif name in ("holidays", "holiday"):
@@ -457,7 +481,10 @@ def digest(svc: MentorService, ctx: Context, command: Command, outcome: Outcome)
         return
     schedule = digest_schedule(svc, ctx.workspace, frequency)
     found = existing or Digest(
-        workspace_id=ctx.workspace.id or 0, channel=channel, frequency=frequency
+        workspace_id=ctx.workspace.id or 0,
+        channel=channel,
+        frequency=frequency,
+        created_at=svc.clock(),  # the first digest covers the time since (bot.digests)
     )
     found.frequency = frequency
     found.created_by = ctx.learner.id
