@@ -16,8 +16,8 @@ from sqlalchemy import and_, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
-from bot.context import QUESTION_KINDS
-from bot.models import Delivery, Learner, Reply
+from bot.context import AWAITING_CONTINUE, QUESTION_KINDS
+from bot.models import Delivery, Enrolment, Learner, Reply
 from bot.router import OpenQuestion, Situation, Target
 from bot.wording import question_name
 
@@ -186,6 +186,13 @@ def situation(
         .where(Reply.learner_id == learner.id, Reply.kind == "answer")
         .order_by(col(Reply.id).desc())
     ).first()
+    # "Shall I go on to the next lesson?" was asked when the enrolment began to wait for
+    # the answer (the prompt and the summary that repeats it say the same).
+    offered_at = session.exec(
+        select(Enrolment.updated_at).where(
+            Enrolment.learner_id == learner.id, Enrolment.status == AWAITING_CONTINUE
+        )
+    ).first()
     return Situation(
         now=now,
         open_questions=open_questions,
@@ -194,6 +201,7 @@ def situation(
         last_answer_at=(last.added_at or last.created_at) if last else None,
         pending_ask=pending_ask(session, learner.id or 0) is not None,
         answer_window=answer_window,
+        offered_at=offered_at,
     )
 
 

@@ -17,9 +17,10 @@ The order of the rules, first match wins:
    (``schedule 25:00``, ``snooze 100``) is a command too, so its error names what is
    wrong. A command is never stored as a reply.
 2. An explicit target: a thread or message reply, the Reply button or form,
-   ``/mentor answer N TEXT``.
+   ``/mentor answer N TEXT``. Without one, "yes please" or "not yet" right after "go on
+   to the next lesson?" answers that.
 3. An addition: a message within ``ADDITION_WINDOW`` of the learner's last answer is
-   appended to that answer.
+   appended to that answer, unless it is small talk ("thanks!").
 4. The newest open question asked (today's lesson question beats an older practice
    check-in).
 5. When unsure (the question is old, the text is small talk, or it puts the question
@@ -71,6 +72,17 @@ _SMALL_TALK = re.compile(
 # The "Remind me later" button, typed: "remind me later", "remind me in 2 hours".
 _REMIND_ME = re.compile(
     r"^remind me(?: later)?(?: in (?P<span>[^.!?]{1,20}))?[.!]*$", re.IGNORECASE
+)
+# A reply to "Shall I go on to the next lesson?" typed instead of pressing a button.
+_GO_ON = re.compile(
+    r"(yes|y|yep|yeah|yup|sure|ok|okay|please|go on|go ahead|continue|let'?s go|send it|"
+    r"sounds good|definitely|absolutely|sure thing)( please| thanks| thank you)?[\s!.]*",
+    re.IGNORECASE,
+)
+_NOT_YET = re.compile(
+    r"(no|nope|nah|not yet|no thanks|no thank you|not now|maybe later|wait|hold on|"
+    r"not really)[\s!.]*",
+    re.IGNORECASE,
 )
 _CONFIRM_YES = {"yes", "y", "yep", "yeah", "yup", "correct", "right"}
 _CONFIRM_NO = {"no", "n", "nope", "nah", "note", "just a note"}
@@ -341,6 +353,7 @@ class Situation:
     last_answer_id: int | None = None
     last_answer_at: datetime | None = None  # created or last added to
     pending_ask: bool = False  # a note is waiting for "yes" / "note"
+    offered_at: datetime | None = None  # when "go on to the next lesson?" was asked
     answer_window: timedelta = ANSWER_WINDOW
     addition_window: timedelta = ADDITION_WINDOW
 
@@ -352,6 +365,17 @@ class Route:
     reply_id: int | None = None
     command: str | None = None
     reason: str = ""  # why the bot asks: late | small-talk | busy | gone
+
+
+def _offer_is_newest(situation: Situation) -> bool:
+    """Whether "go on to the next lesson?" is the last thing the bot asked: no question
+    and no answer came after it."""
+    offered = situation.offered_at
+    if offered is None:
+        return False
+    if situation.last_answer_at is not None and situation.last_answer_at > offered:
+        return False
+    return all(q.sent_at <= offered for q in situation.open_questions)
 
 
 def _stale(question: OpenQuestion, situation: Situation) -> bool:
@@ -377,12 +401,19 @@ def route(situation: Situation, text: str) -> Route:
         if said is not None:
             return Route(RouteKind.CONFIRM, command=said)
     target = situation.target
+    if target is None and _offer_is_newest(situation):
+        flat = " ".join(visible(text).split())
+        if _GO_ON.fullmatch(flat):
+            return Route(RouteKind.CONFIRM, command="continue")
+        if _NOT_YET.fullmatch(flat):
+            return Route(RouteKind.CONFIRM, command="not-yet")
     if target is not None and target.question_id is not None:
         if target.answer_id is not None:
             return Route(RouteKind.ADDITION, target.question_id, target.answer_id)
         return Route(RouteKind.ANSWER, target.question_id)
     if (
         target is None
+        and not is_small_talk(text)  # "thanks!" after an answer is not part of it
         and situation.last_answer_id is not None
         and situation.last_answer_at is not None
         and situation.now - situation.last_answer_at <= situation.addition_window

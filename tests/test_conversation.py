@@ -155,6 +155,34 @@ def test_start_at_the_end_of_a_lesson_says_how_to_go_on(app: App, clock: Clock) 
     assert "/mentor next" not in again
 
 
+def test_yes_please_typed_after_go_on_answers_the_offer(app: App, clock: Clock) -> None:
+    """After the last answer the bot asks whether to go on; "yes please" typed in the DM
+    answers that, and is not glued onto the last answer. "thanks!" is not either."""
+    chat = Chat(app)
+    for text in ("/mentor start", "a", "/mentor next", "b", "/mentor next"):
+        clock.advance(minutes=10)
+        chat.say(text)
+    clock.advance(minutes=10)
+    last = chat.say("c")
+    assert "Shall I send it to you as soon as it is?" in texts(last)
+    assert "isn't published yet. I've noted that you want it" in chat.text("yes please")
+    assert chat.text("thanks!").startswith("You have no open question, so I kept this as a note")
+    assert [strip_learner_marks(r.text) for r in replies(app)] == ["a", "b", "c", "thanks!"]
+    progress = chat.text("progress")
+    assert "Phase: waiting for lesson 0.2.3 to be published" in progress, progress
+
+
+def test_not_yet_typed_after_go_on_answers_the_offer(app: App, clock: Clock) -> None:
+    chat = Chat(app)
+    for text in ("/mentor start", "a", "/mentor next", "b", "/mentor next", "c"):
+        clock.advance(minutes=10)
+        chat.say(text)
+    clock.advance(minutes=1)
+    said = chat.text("Not yet.")
+    assert "Added to your answer" not in said
+    assert [strip_learner_marks(r.text) for r in replies(app)] == ["a", "b", "c"]
+
+
 def test_start_on_the_last_day_does_not_promise_another_lesson_day(app: App, clock: Clock) -> None:
     chat = Chat(app)
     for text in ("/mentor start", "a", "/mentor next", "b", "/mentor next"):

@@ -267,3 +267,16 @@ def test_putting_a_question_off_is_asked_about_not_filed(text: str, busy: bool) 
     assert puts_off(text) is busy
     expected = Route(RouteKind.ASK, 3, reason="busy") if busy else Route(RouteKind.ANSWER, 3)
     assert route(Situation(NOW, [q(3, 1)]), text) == expected
+
+
+def test_yes_or_not_yet_after_the_go_on_offer_answers_it() -> None:
+    offered = NOW - timedelta(minutes=1)
+    asked = Situation(NOW, [], last_answer_id=4, last_answer_at=offered, offered_at=offered)
+    assert route(asked, "yes please") == Route(RouteKind.CONFIRM, command="continue")
+    assert route(asked, "Not yet.") == Route(RouteKind.CONFIRM, command="not-yet")
+    # A question asked after the offer is what "yes" answers; the offer is not newest.
+    later = Situation(NOW, [q(7, 0.01)], offered_at=NOW - timedelta(hours=1))
+    assert route(later, "yes") == Route(RouteKind.ANSWER, 7)
+    # Small talk right after an answer is not added to it.
+    thanks = Situation(NOW, [], last_answer_id=4, last_answer_at=NOW - timedelta(minutes=1))
+    assert route(thanks, "thanks!") == Route(RouteKind.NOTE)

@@ -18,6 +18,7 @@ from bot import commands as grammar
 from bot.commands import Command
 from bot.context import Context
 from bot.handlers import handles
+from bot.handlers.learning import going_on
 from bot.mentoring import first_review, practice_for_answer
 from bot.messages import Action, Outcome, Section
 from bot.models import Delivery, Reply
@@ -239,7 +240,7 @@ def _noted(svc: MentorService, ctx: Context, changed: str):  # type: ignore[no-u
     later = (
         f" The next question comes {svc.when(ctx, nxt)}; say `{grammar.PREFIX} next` to get it now."
         if nxt
-        else f" Say `{grammar.PREFIX} next` to go on."
+        else f" {going_on(svc, ctx, enrolment)}"
     )
     return ctx.answer(
         f"You have no open question, so I kept this as a note (it's in "

@@ -131,6 +131,10 @@ def unassign(svc: MentorService, ctx: Context, command: Command, outcome: Outcom
             .values(status="cancelled", error="unassigned by a lead")
         )
         course = svc.catalog.get(enrolment.course_id)
+        told_at = svc.clock()
+        if enrolment.away_until is not None:  # away means nothing from the bot until then
+            schedule = svc.schedule_for(learner, ctx.workspace)
+            told_at = max(told_at, svc.back_on(schedule, enrolment.away_until))
         queue_delivery(  # lessons that stop without a word look like a broken bot
             ctx.session,
             key=f"notice:unassigned:{enrolment.id}",
@@ -148,7 +152,7 @@ def unassign(svc: MentorService, ctx: Context, command: Command, outcome: Outcom
                 f"`{grammar.PREFIX} start` begins the course again from its first lesson; "
                 f"`{grammar.PREFIX} forget-me` deletes your data."
             ),
-            due_at=svc.clock(),
+            due_at=told_at,
         )
         stopped.append(mention(user_id))
     lines = []
