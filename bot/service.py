@@ -68,18 +68,25 @@ _LEARNER = select(Learner).where(
 )
 _NEWER = aliased(Enrolment)
 # A read-only command's workspace, person and current enrolment (the newest one in a
-# current state, as _CURRENT_ENROLMENT finds it) in one statement: nearly every one of
-# them shows the enrolment, and on PostgreSQL each statement is a round trip.
+# current state, as _CURRENT_ENROLMENT finds it; else their newest, which tells someone
+# a lead unenrolled what happened) in one statement: nearly every one of them shows the
+# enrolment, and on PostgreSQL each statement is a round trip.
 _PERSON = (
     select(Workspace, Learner, Enrolment)
     .join(Learner, col(Learner.workspace_id) == Workspace.id)
     .outerjoin(
         Enrolment,
         col(Enrolment.id)
-        == select(func.max(_NEWER.id))
-        .where(_NEWER.learner_id == Learner.id, col(_NEWER.status).in_(CURRENT_STATES))
-        .correlate(Learner)
-        .scalar_subquery(),
+        == func.coalesce(
+            select(func.max(_NEWER.id))
+            .where(_NEWER.learner_id == Learner.id, col(_NEWER.status).in_(CURRENT_STATES))
+            .correlate(Learner)
+            .scalar_subquery(),
+            select(func.max(_NEWER.id))
+            .where(_NEWER.learner_id == Learner.id)
+            .correlate(Learner)
+            .scalar_subquery(),
+        ),
     )
     .where(
         col(Workspace.platform) == bindparam("platform"),
@@ -115,6 +122,7 @@ class _ReadContext(Context):
     in the same statement as the learner (see ``_PERSON``)."""
 
     current: Enrolment | None = None
+    newest: Enrolment | None = None  # when there is no current one
 
 
 class CatalogHolder:
@@ -214,13 +222,14 @@ class MentorService:
         ).first()
         if found is None:
             return None
-        workspace, learner, current = found
+        workspace, learner, enrolment = found
+        current = enrolment if enrolment and enrolment.status in CURRENT_STATES else None
         if (event.user_name and learner.display_name != event.user_name) or (
             event.timezone and not learner.timezone
         ):
             return None  # the profile changed: record it on the writing path
         outcome = Outcome()
-        ctx = _ReadContext(session, event, workspace, learner, current)
+        ctx = _ReadContext(session, event, workspace, learner, current, enrolment)
         self.run_command(ctx, reading.command or "", outcome)
         return outcome
 
@@ -492,7 +501,9 @@ class MentorService:
 
     def not_enrolled(self, ctx: Context) -> OutgoingMessage:
         last = (
-            ctx.session.exec(
+            ctx.newest
+            if isinstance(ctx, _ReadContext)
+            else ctx.session.exec(
                 select(Enrolment)
                 .where(Enrolment.learner_id == ctx.learner.id)
                 .order_by(col(Enrolment.updated_at).desc(), col(Enrolment.id).desc())
