@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
+from bot.commands import PREFIX
 from bot.course import Lesson
 from bot.models import Delivery, Reply
 from bot.practices import best_sentence, choose, clip, normalise, touches
@@ -93,17 +94,51 @@ def practice_prompt(lesson_name: str, practice: str, reply_text: str) -> str:
     )
 
 
-def phase_prompt(lesson_name: str, practice: str, answers: list[str]) -> str:
+# The weekly practice phase stops after this many check-ins in a row got no answer
+# and were not skipped: a mentor who hears nothing back stops asking, and says so.
+PHASE_UNANSWERED_STOP = 2
+
+
+def phase_prompt(lesson_name: str, practice: str, answers: list[str], first: bool = True) -> str:
     """A weekly practice-phase check-in, quoting the learner's best-fitting sentence
-    when one of their answers touches on the practice."""
+    when one of their answers touches on the practice. Only the first says "a week on":
+    the later ones come weeks after the lesson."""
     quote = ""
     if answers:
         sentence = best_sentence(" ".join(answers), practice)
         if set(normalise(practice).split()) & set(normalise(sentence).split()):
             quote = f" You once wrote: “{learner_text(sentence)}”"
+    opening = (
+        f"A week on from {lesson_name}, one practice to try this week"
+        if first
+        else f"Another practice from {lesson_name} for this week"
+    )
+    return f"{opening}: **{practice}**.{quote} Where could it help you in the days ahead?"
+
+
+def phase_stopped(
+    lesson_name: str,
+    waiting_for: str | None,
+    next_lesson: str | None,
+    published: bool,
+    wrote: bool,
+) -> str:
+    """Said once, instead of a third unanswered weekly check-in."""
+    if waiting_for:
+        then = f"I'll still send lesson {waiting_for} as soon as it is published."
+    elif next_lesson and published:
+        then = f"Say `{PREFIX} continue` whenever you want lesson {next_lesson}."
+    elif next_lesson:
+        then = (
+            f"Lesson {next_lesson} isn't published yet; say `{PREFIX} continue` and I'll "
+            "send it as soon as it is."
+        )
+    else:
+        then = f"`{PREFIX} courses` lists the courses when you want another."
+    kept = f" Everything you wrote is kept (`{PREFIX} history`)." if wrote else ""
     return (
-        f"A week on from {lesson_name}, one practice to try this week: **{practice}**."
-        f"{quote} Where could it help you in the days ahead?"
+        f"The last two practice check-ins from {lesson_name} went unanswered, so I'll stop "
+        f"sending them; no pressure.{kept} {then}"
     )
 
 

@@ -30,10 +30,12 @@ from bot.context import ACTIVE, AWAITING_CONTINUE, PAUSED, STOPPED, WAITING_CONT
 from bot.course import Catalog, Course, Lesson
 from bot.digests import digest_schedule
 from bot.mentoring import (
+    PHASE_UNANSWERED_STOP,
     REVIEW_WEEKS,
     next_phase_time,
     not_brought_up,
     phase_prompt,
+    phase_stopped,
     practice_for_answer,
     practice_histories,
     practice_prompt,
@@ -482,11 +484,32 @@ class Planner:
             .order_by(col(Reply.id))
         ).all():
             answers.setdefault((learner_id, lesson_id), []).append(text)
+        heard = self._phase_heard(session, [due.id for due, _, _ in found])
         for due, slot, lesson in found:
             remaining = not_brought_up(lesson, histories.get(due.learner_id, []))
             written = answers.get((due.learner_id, lesson.id), [])
             practice = choose(remaining, " ".join(written)) if remaining else None
             if practice is None:
+                due.next_due_at = None
+                continue
+            sent = heard.get(due.id, [])
+            if len(sent) >= PHASE_UNANSWERED_STOP and not any(sent[-PHASE_UNANSWERED_STOP:]):
+                course = batch.course(due.course_id)
+                next_id, _, following = course.following(lesson) if course else (None, "", None)
+                batch.queue(
+                    due,
+                    f"notice:phase-stopped:{due.id}:{lesson.id}",
+                    "notice",
+                    due.course_id,
+                    lesson.id,
+                    body=phase_stopped(
+                        lesson.name,
+                        due.waiting_for_lesson,
+                        next_id,
+                        following is not None,
+                        bool(written),
+                    ),
+                )
                 due.next_due_at = None
                 continue
             batch.queue(
@@ -495,10 +518,29 @@ class Planner:
                 "practice",
                 due.course_id,
                 lesson.id,
-                question=phase_prompt(lesson.name, practice, written),
+                question=phase_prompt(lesson.name, practice, written, first=not sent),
                 body=practice,
             )
             due.next_due_at = next_phase_time(slot.schedule, batch.now)
+
+    @staticmethod
+    def _phase_heard(session: Session, enrolment_ids: list[int]) -> dict[int, list[bool]]:
+        """For each enrolment, its weekly practice-phase check-ins sent so far, oldest
+        first: whether the learner answered or skipped each. One query for the batch."""
+        answered = select(Reply.id).where(col(Reply.delivery_id) == Delivery.id).exists()
+        heard: dict[int, list[bool]] = {}
+        for enrolment_id, skipped, replied in session.exec(
+            select(Delivery.enrolment_id, col(Delivery.skipped_at).is_not(None), answered)
+            .where(
+                col(Delivery.enrolment_id).in_(enrolment_ids),
+                Delivery.kind == "practice",
+                col(Delivery.key).startswith("phase:"),
+                Delivery.status == "sent",
+            )
+            .order_by(col(Delivery.id))
+        ).all():
+            heard.setdefault(enrolment_id or 0, []).append(bool(skipped or replied))
+        return heard
 
     @staticmethod
     def _write_back(session: Session, enrolments: list[DueEnrolment], now: datetime) -> None:

@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 
 from bot.config import bundled_content_dir
 from bot.course import load_catalog, parse_lesson
+from bot.messages import OutgoingMessage
 from bot.models import Delivery, Reply
 from bot.practices import best_sentence, choose, clip, rank, touches
 from bot.text import strip_learner_marks
@@ -297,8 +298,12 @@ def test_after_the_last_lesson_one_prompt_a_summary_then_a_weekly_practice_phase
     ]
     [file] = summary.attachments
     assert file.filename == "my-answers-0.2.2.md" and b"Saying no is hard." in file.content
-    phase = [m for m in inbox(app).of_kind("practice") if "A week on from" in (m.question or "")]
-    assert len(phase) >= 2
+    phase = [m for m in inbox(app).of_kind("practice") if m.delivery_key.startswith("phase:")]
+    assert len(phase) == 2  # then nothing: both went unanswered (see below)
+    assert "A week on from 0.2.2" in (phase[0].question or "")
+    assert "Another practice from 0.2.2 Senior / Lead Data Engineer for this week" in (
+        phase[1].question or ""
+    )
     dates = sorted(m.delivery_key for m in phase)
     assert len(set(dates)) == len(dates)
     practices = [m.question.split("**")[1] for m in phase if m.question]
@@ -307,7 +312,33 @@ def test_after_the_last_lesson_one_prompt_a_summary_then_a_weekly_practice_phase
     # Weekly check-ins are invitations: no reminders for them.
     reminded = {m.delivery_id for m in inbox(app).of_kind("reminder")}
     assert not reminded & {m.delivery_id for m in phase}
-    assert "Phase: practice phase" in chat.text("/mentor progress")
+    # Two unanswered in a row: the third week says it stops, once, instead of asking.
+    [stopped] = inbox(app).of_kind("notice")
+    assert stopped.text.startswith("The last two practice check-ins from 0.2.2")
+    assert "Everything you wrote is kept" in stopped.text
+    assert "Phase: finished" in chat.text("/mentor progress")
+    run_until(app, clock, datetime(2027, 1, 31, tzinfo=UTC))
+    assert (
+        len([m for m in inbox(app).of_kind("practice") if m.delivery_key.startswith("phase:")]) == 2
+    )
+
+
+def test_a_learner_who_answers_the_weekly_check_ins_keeps_getting_them(
+    app: App, clock: Clock
+) -> None:
+    chat = Chat(app)
+    chat.say("/mentor start")
+    for text in ("a", "/mentor next", "b", "/mentor next", "c"):
+        clock.advance(minutes=10)
+        chat.say(text)
+    phase: list[OutgoingMessage] = []
+    for _ in due_instants(app, clock, datetime(2027, 1, 10, tzinfo=UTC)):
+        sent = [m for m in inbox(app).of_kind("practice") if m.delivery_key.startswith("phase:")]
+        if len(sent) > len(phase):
+            phase = sent
+            clock.advance(minutes=5)
+            chat.say("/mentor skip" if len(phase) % 2 else "I tried it in a review.")
+    assert len(phase) >= 4 and inbox(app).of_kind("notice") == []
 
 
 def test_spaced_review_shows_an_earlier_answer_and_links_the_new_one(

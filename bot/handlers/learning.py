@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import update
-from sqlmodel import col
+from sqlmodel import col, select
 
 from bot import commands as grammar
 from bot.commands import Command
@@ -412,6 +412,15 @@ def phase(svc: MentorService, ctx: Context, enrolment: Enrolment) -> str:
         return "lesson"
     left = len(remaining_practices(ctx.session, ctx.learner.id or 0, lesson))
     weekly = f"a practice check-in each week ({plural(left, 'practice')} to go)" if left else ""
+    if (
+        weekly
+        and ctx.session.exec(
+            select(Delivery.id).where(
+                Delivery.key == f"notice:phase-stopped:{enrolment.id}:{lesson.id}"
+            )
+        ).first()
+    ):
+        weekly = ""  # stopped after check-ins went unanswered (bot.mentoring)
     if enrolment.status == WAITING_CONTENT:
         waiting = f"waiting for lesson {enrolment.waiting_for_lesson} to be published"
         return f"{waiting}; meanwhile {weekly}" if weekly else waiting
