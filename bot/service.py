@@ -41,6 +41,7 @@ from bot.context import (
 )
 from bot.course import Catalog, Course, Lesson, Problem, load_catalog
 from bot.db import Store, make_room
+from bot.mentoring import next_phase_time
 from bot.messages import Action, EventKind, IncomingEvent, Outcome, OutgoingMessage
 from bot.models import Delivery, Digest, Enrolment, Learner, Reply, ReplyRead, Workspace
 from bot.outbox import insert_or_get, queue_delivery
@@ -775,6 +776,12 @@ class MentorService:
             enrolment.status = WAITING_CONTENT
             enrolment.waiting_for_lesson = next_id
             enrolment.updated_at = self.clock()
+            # Meanwhile the weekly practice phase, a week on as after the summary, not
+            # tomorrow on top of the check-ins of the lesson's last answers. A reload
+            # that publishes the lesson wakes the enrolment sooner.
+            phase_at = next_phase_time(self.schedule_for(ctx.learner, ctx.workspace), self.clock())
+            if enrolment.next_due_at is None or enrolment.next_due_at < phase_at:
+                enrolment.next_due_at = phase_at
             name = f"{next_id} {next_title}" if next_title else next_id
             outcome.replies.append(
                 ctx.answer(

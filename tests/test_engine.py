@@ -151,9 +151,7 @@ def test_waiting_learner_gets_the_lesson_once_it_is_published(
             "## Discussion Questions\n- What is your scope?\n",
             encoding="utf-8",
         )
-        from bot.course import load_catalog_or_raise
-
-        app.catalog.catalog = load_catalog_or_raise(content)
+        assert app.service.reload_content() == []  # wakes who waits for it
         clock.now = at(26, 9)
         tick(app)
         assert inbox(app).of_kind("lesson")[-1].title == (

@@ -438,3 +438,24 @@ def test_the_daily_cap_holds_over_eight_weeks(app: App, clock: Clock) -> None:
         day = delivery.due_at.date()
         per_day[day] = per_day.get(day, 0) + 1
     assert sent and max(per_day.values()) <= 3
+
+
+def test_waiting_for_an_unpublished_lesson_the_weekly_check_in_starts_a_week_on(
+    app: App, clock: Clock
+) -> None:
+    """ "Yes, send it when it's out" must not bring the first weekly check-in the next
+    morning, on top of the check-ins of the lesson's last answers."""
+    chat = Chat(app)
+    chat.say("/mentor start")
+    for text in ("a", "/mentor next", "b", "/mentor next", "c", "/mentor continue"):
+        clock.advance(minutes=10)
+        chat.say(text)
+    asked_at = clock.now
+
+    def phase() -> list[OutgoingMessage]:
+        return [m for m in inbox(app).of_kind("practice") if m.delivery_key.startswith("phase:")]
+
+    run_until(app, clock, asked_at + timedelta(days=6))
+    assert phase() == []
+    run_until(app, clock, asked_at + timedelta(days=8))
+    assert len(phase()) == 1
