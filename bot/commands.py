@@ -114,9 +114,15 @@ class Command:
 
 
 def is_command(text: str) -> bool:
-    """The adapters' first guess; the core's router also catches other spellings."""
+    """The adapters' first guess; the core's router also catches other spellings. A
+    lead's command naming people without the prefix ("assign <@U1>") counts here too,
+    so the adapter looks the people up as it does for ``/mentor assign``."""
     stripped = text.lstrip().lower()
-    return stripped == PREFIX or stripped.startswith(PREFIX + " ")
+    if stripped == PREFIX or stripped.startswith(PREFIX + " "):
+        return True
+    words = stripped.split(None, 2)
+    spec = _BY_NAME.get(words[0].lstrip("/")) if words else None
+    return spec is not None and spec.lead_only and len(words) > 1 and is_mention(words[1])
 
 
 def known_word(word: str) -> bool:

@@ -170,6 +170,10 @@ def test_a_command_typed_in_the_dm_resolves_its_mentions_too(
         assert f"Enrolled <@{ANA}>" in answer
         assert f"<@{BUILDBOT}> is a bot" in answer
         assert [x.user_id for x in rig.learners()] == [LEAD, ANA]
+        # Without the prefix too: a lead's command naming people is a command.
+        await rig.event(message_event(f"unassign <@{BUILDBOT}>", user=LEAD, channel=dm))
+        await rig.settle()
+        assert f"<@{BUILDBOT}> is a bot" in posts(people, dm)[-1].params["text"]
 
     run(slack_settings, people, clock, scenario)
 
