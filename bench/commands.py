@@ -56,12 +56,19 @@ import sqlalchemy as sa  # noqa: E402
 
 from adapters.discord import DiscordAdapter  # noqa: E402
 from bench.common import database, postgres_available  # noqa: E402
-from bench.discord_interactions import CHANNEL, FIRST_USER, GUILD, TOKEN  # noqa: E402
+from bench.discord_interactions import (  # noqa: E402
+    CHANNEL,
+    FIRST_USER,
+    GUILD,
+    TOKEN,
+    start_app,
+    stop_app,
+)
 from bench.discord_interactions import Bench as DiscordBench  # noqa: E402
 from bench.slack_ack import Running  # noqa: E402
 from bot.config import Settings, bundled_content_dir  # noqa: E402
 from bot.models import Enrolment, Learner, Workspace  # noqa: E402
-from mentorbot.bootstrap import App, build, settle_heap  # noqa: E402
+from mentorbot.bootstrap import App, build  # noqa: E402
 from tests.emulators.discord_api import (  # noqa: E402
     DiscordEmulator,
     FakeChannel,
@@ -205,7 +212,6 @@ Slack = SlackHere | SlackElsewhere
 def seed_enrolled(url: str, users: list[str], now: datetime) -> None:
     """The Slack workspace and ``users`` enrolled in the default course, with the name and
     time zone users.info gives them (so their read-only commands stay read-only)."""
-    from mentorbot.bootstrap import build
 
     settings = Settings(database_url=url, content_dir=bundled_content_dir())
     app = build(settings)
@@ -460,27 +466,10 @@ class DiscordElsewhere:
         )
         self.process.start()
         api_url, gateway_url = await asyncio.to_thread(self.conn.recv)
-        settings = Settings(
-            database_url=self.url,
-            content_dir=bundled_content_dir(),
-            discord_token=TOKEN,
-            discord_api_url=api_url,
-            discord_gateway_url=gateway_url,
-        )
-        self.app = build(settings)
-        self.adapter = DiscordAdapter(settings, self.app.store, guild_ready_timeout=0.05)
-        self.app.dispatcher.adapters["discord"] = self.adapter
-        self.task = asyncio.create_task(self.adapter.start(self.app.hub))
-        await self.adapter.wait_ready(30)
-        settle_heap()  # as mentorbot.bootstrap.serve does once it runs
+        self.app, self.adapter, self.task = await start_app(self.url, api_url, gateway_url)
 
     async def stop(self) -> None:
-        if self.adapter is not None:
-            await self.adapter.stop()
-        if self.task is not None:
-            await self.task
-        if self.app is not None:
-            self.app.store.dispose()
+        await stop_app(self.app, self.adapter, self.task)
         self.conn.send(None)
         self.process.join(10)
 

@@ -71,6 +71,41 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[index]
 
 
+async def start_app(
+    database_url: str,
+    api_url: str,
+    gateway_url: str,
+    clock: Clock | None = None,
+    **adapter_options: Any,
+) -> tuple[App, DiscordAdapter, asyncio.Task[None]]:
+    """The real app with the real Discord adapter, connected to an emulator and ready."""
+    settings = Settings(
+        database_url=database_url,
+        content_dir=bundled_content_dir(),
+        discord_token=TOKEN,
+        discord_api_url=api_url,
+        discord_gateway_url=gateway_url,
+    )
+    app = build(settings, clock=clock) if clock is not None else build(settings)
+    adapter = DiscordAdapter(settings, app.store, guild_ready_timeout=0.05, **adapter_options)
+    app.dispatcher.adapters["discord"] = adapter
+    task = asyncio.create_task(adapter.start(app.hub))
+    await adapter.wait_ready(30)
+    settle_heap()  # as mentorbot.bootstrap.serve does once it runs
+    return app, adapter, task
+
+
+async def stop_app(
+    app: App | None, adapter: DiscordAdapter | None, task: asyncio.Task[None] | None
+) -> None:
+    if adapter is not None:
+        await adapter.stop()
+    if task is not None:
+        await task
+    if app is not None:
+        app.store.dispose()
+
+
 class Bench:
     def __init__(
         self,
@@ -101,33 +136,17 @@ class Bench:
 
     async def start(self) -> None:
         self.dc.start_in_thread()
-        settings = Settings(
-            database_url=self.database_url,
-            content_dir=bundled_content_dir(),
-            discord_token=TOKEN,
-            discord_api_url=self.dc.base_url,
-            discord_gateway_url=self.dc.gateway_url,
-        )
-        self.app = build(settings, clock=self.clock)
-        self.adapter = DiscordAdapter(
-            settings,
-            self.app.store,
-            guild_ready_timeout=0.05,
+        self.app, self.adapter, self.task = await start_app(
+            self.database_url,
+            self.dc.base_url,
+            self.dc.gateway_url,
+            self.clock,
             ack_after=self.ack_after,
             defer_when_busy=self.defer_when_busy,
         )
-        self.app.dispatcher.adapters["discord"] = self.adapter
-        self.task = asyncio.create_task(self.adapter.start(self.app.hub))
-        await self.adapter.wait_ready(30)
-        settle_heap()  # as mentorbot.bootstrap.serve does once it runs
 
     async def stop(self) -> None:
-        if self.adapter is not None:
-            await self.adapter.stop()
-        if self.task is not None:
-            await self.task
-        if self.app is not None:
-            self.app.store.dispose()
+        await stop_app(self.app, self.adapter, self.task)
         self.dc.stop()
 
     async def interact(self, payloads: list[dict[str, Any]]) -> list[tuple[float, float]]:
