@@ -19,14 +19,14 @@ QUESTION_KINDS = ("lesson", "practice", "review")
 
 
 def resting(enrolment: Enrolment) -> bool:
-    """Paused or away: nothing the bot starts (reminders, check-ins, prompts) may reach
-    the learner.
+    """Paused, away or stopped (a lead's ``unassign``, another course started): nothing
+    the bot starts (reminders, check-ins, prompts) may reach the learner.
 
     Away is a pause that ends by itself (``away_until``, see ``MentorService.go_away``).
     The learner's own actions while away (answering a lesson's last question, going on
     to the next lesson) may move the status on from paused, as they do during a pause;
     the away period still holds until its end, so it is checked on its own."""
-    return enrolment.status == PAUSED or enrolment.away_until is not None
+    return enrolment.status in (PAUSED, STOPPED) or enrolment.away_until is not None
 
 
 @dataclass

@@ -16,7 +16,7 @@ from sqlalchemy import and_, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
-from bot.context import AWAITING_CONTINUE, QUESTION_KINDS
+from bot.context import AWAITING_CONTINUE, QUESTION_KINDS, STOPPED
 from bot.models import Delivery, Enrolment, Learner, Reply
 from bot.router import OpenQuestion, Situation, Target
 from bot.wording import question_name
@@ -172,9 +172,18 @@ def situation(
     lesson_times = [
         i.delivery.sent_at for i in items if i.delivery.kind == "lesson" and i.delivery.sent_at
     ]
+    # Questions of a stopped enrolment (a lead's unassign, another course started) are
+    # over: a message now is not an answer to them.
+    stopped = set(
+        session.exec(
+            select(Enrolment.id).where(
+                Enrolment.learner_id == learner.id, Enrolment.status == STOPPED
+            )
+        ).all()
+    )
     open_questions = []
     for item in items:
-        if not item.is_open:
+        if not item.is_open or item.delivery.enrolment_id in stopped:
             continue
         sent = item.delivery.sent_at or item.delivery.due_at
         superseded = any(t > sent for t in lesson_times)

@@ -501,6 +501,19 @@ class MentorService:
         )
 
     def not_enrolled(self, ctx: Context) -> OutgoingMessage:
+        stopped = self.stopped_by_lead(ctx)
+        if stopped is not None:
+            return ctx.answer(f"You are not taking a course now: {stopped}")
+        return ctx.answer(
+            f"You are not taking a course yet. Say `{grammar.PREFIX} start` to begin "
+            f"(or `{grammar.PREFIX} courses` to see them all)."
+        )
+
+    def stopped_by_lead(self, ctx: Context) -> str | None:
+        """For someone with no current course whose last one a lead stopped, what
+        happened and how to go on; None otherwise. Only a lead's `unassign` leaves a
+        person with no current course, and "not taking a course yet" would deny the
+        weeks they had."""
         last = (
             ctx.newest
             if isinstance(ctx, _ReadContext)
@@ -513,20 +526,14 @@ class MentorService:
             if ctx.learner.id is not None
             else None
         )
-        if last is not None and last.status == STOPPED:
-            # Only a lead's `unassign` leaves someone with no current course; "not taking
-            # a course yet" would deny the weeks they had.
-            course = self.catalog.get(last.course_id)
-            return ctx.answer(
-                f"You are not taking a course now: a lead stopped your lessons in "
-                f"**{course.title if course else last.course_id}** on "
-                f"{self.schedule_for(ctx.learner, ctx.workspace).local(last.updated_at):%d %B}. "
-                f"Your replies are kept (`{grammar.PREFIX} history`). "
-                f"`{grammar.PREFIX} start` begins a course again from its first lesson."
-            )
-        return ctx.answer(
-            f"You are not taking a course yet. Say `{grammar.PREFIX} start` to begin "
-            f"(or `{grammar.PREFIX} courses` to see them all)."
+        if last is None or last.status != STOPPED:
+            return None
+        course = self.catalog.get(last.course_id)
+        day = self.schedule_for(ctx.learner, ctx.workspace).local(last.updated_at)
+        return (
+            f"a lead stopped your lessons in **{course.title if course else last.course_id}** "
+            f"on {day:%d %B}. Your replies are kept (`{grammar.PREFIX} history`). "
+            f"`{grammar.PREFIX} start` begins a course again from its first lesson."
         )
 
     # ------------------------------------------------------------------ enrolling

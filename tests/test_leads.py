@@ -16,7 +16,7 @@ from bot.ports import PermanentSendError
 from bot.text import strip_learner_marks
 from mentorbot.bootstrap import App
 from tests.conftest import Clock
-from tests.harness import Chat, InboxAdapter
+from tests.harness import Chat, InboxAdapter, due_instants
 
 LEAD_COMMANDS = [
     "assign @bo",
@@ -109,6 +109,28 @@ def test_unassign_stops_deliveries(app: App, clock: Clock) -> None:
     # Typed in the DM without /mentor, a lead's command with its people is a command.
     assert "Not taking a course here: <@zed>" in lena.text("unassign @zed")
     assert "Saved: time = 19:30." in lena.text("settings time 7:30pm")
+
+
+def test_after_unassign_nothing_more_comes_and_a_message_is_a_note(app: App, clock: Clock) -> None:
+    """The notice promises "no more lessons or check-ins": the check-in an earlier answer
+    had planned does not come, and what the person writes next is not filed as an
+    answer to a question of the stopped course."""
+    lena, _, bo = team(app)
+    clock.now = at(26, 9)
+    tick(app)
+    bo.say("I prefer guiding others and reviewing designs early.")  # plans a check-in
+    clock.now = at(26, 10)
+    lena.say("/mentor unassign @bo")
+    tick(app)
+    before = len([m for m in inbox(app).sent if m.user == "bo"])
+    for _ in due_instants(app, clock, datetime(2026, 12, 10, tzinfo=UTC)):
+        pass
+    assert [m.kind for m in inbox(app).sent if m.user == "bo"][before:] == []
+    said = bo.text("wait, why did that stop?")
+    assert said.startswith("I kept your message as a note. You are not taking a course now")
+    with Session(app.store.engine) as session:
+        kinds = [r.kind for r in session.exec(select(Reply).where(Reply.text.contains("why")))]
+    assert kinds == ["note"]
 
 
 def test_team_shows_progress_streaks_and_status(app: App, clock: Clock) -> None:

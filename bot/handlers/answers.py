@@ -230,6 +230,11 @@ def _ask(svc: MentorService, ctx: Context, question: Delivery, reason: str, chan
 
 def _noted(svc: MentorService, ctx: Context, changed: str):  # type: ignore[no-untyped-def]
     enrolment = svc.enrolment(ctx)
+    stopped = svc.stopped_by_lead(ctx) if enrolment is None else None
+    if stopped is not None:
+        return ctx.answer(
+            f"I kept your message as a note. You are not taking a course now: {stopped}{changed}"
+        )
     if enrolment is None:
         return ctx.answer(
             "Hi! I'm mentorbot, a mentoring bot: I send a short lesson and a discussion "
