@@ -187,8 +187,10 @@ def situation(
             continue
         sent = item.delivery.sent_at or item.delivery.due_at
         superseded = any(t > sent for t in lesson_times)
+        delivery = item.delivery
+        topic = (delivery.body if delivery.kind == "practice" else None) or delivery.question
         open_questions.append(
-            OpenQuestion(item.delivery.id or 0, item.delivery.kind, sent, superseded)
+            OpenQuestion(delivery.id or 0, delivery.kind, sent, superseded, topic or "")
         )
     last = session.exec(
         select(Reply)

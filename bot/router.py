@@ -22,7 +22,7 @@ The order of the rules, first match wins:
 3. An addition: a message within ``ADDITION_WINDOW`` of the learner's last answer is
    appended to that answer, unless it is small talk ("thanks!").
 4. The newest open question asked (today's lesson question beats an older practice
-   check-in).
+   check-in), unless the text plainly speaks to another current one (``newest_open``).
 5. When unsure (the question is old, the text is small talk, or it puts the question
    off: "too busy today") the bot asks, keeping the text as a note meanwhile and, for
    a busy day, offering a reminder; with no open question the text is a note.
@@ -47,6 +47,7 @@ from bot.commands import (
     is_mention,
     known_word,
 )
+from bot.practices import terms
 from bot.schedule import (
     AWAY_DATE,
     AWAY_SPAN,
@@ -335,6 +336,7 @@ class OpenQuestion:
     kind: str  # lesson | practice
     sent_at: datetime
     superseded: bool = False  # a newer lesson-day was delivered after it
+    topic: str = ""  # what it asks about: the question, or a check-in's practice
 
 
 @dataclass(frozen=True)
@@ -382,16 +384,26 @@ def _stale(question: OpenQuestion, situation: Situation) -> bool:
     return question.superseded or situation.now - question.sent_at > situation.answer_window
 
 
-def newest_open(situation: Situation) -> OpenQuestion | None:
+def newest_open(situation: Situation, text: str = "") -> OpenQuestion | None:
     """The question free text most likely answers: the newest one asked, preferring
     current ones (not old, not replaced by a newer lesson-day). So today's lesson
     question beats an older practice check-in, and a check-in sent after today's lesson
-    beats the lesson."""
+    beats the lesson, unless the text plainly speaks to an older current question:
+    "Giving feedback is the hardest part of leadership" answers "What part of
+    leadership feels difficult to you?", not the check-in on "Review designs early"
+    that came an hour later. Plainly: at least two of its words, and more than the
+    newest question shares with the text."""
     if not situation.open_questions:
         return None
     current = [q for q in situation.open_questions if not _stale(q, situation)]
     pool = current or list(situation.open_questions)
-    return max(pool, key=lambda q: (q.sent_at, q.id))
+    newest = max(pool, key=lambda q: (q.sent_at, q.id))
+    words = set(terms(text, expand=False)) if text and len(pool) > 1 else set()
+    if not words:
+        return newest
+    shared = {q.id: len(words & set(terms(q.topic, expand=False))) for q in pool}
+    best = max(pool, key=lambda q: (shared[q.id], q.sent_at, q.id))
+    return best if shared[best.id] >= 2 and shared[best.id] > shared[newest.id] else newest
 
 
 def route(situation: Situation, text: str) -> Route:
@@ -420,7 +432,7 @@ def route(situation: Situation, text: str) -> Route:
         and not any(q.sent_at >= situation.last_answer_at for q in situation.open_questions)
     ):
         return Route(RouteKind.ADDITION, reply_id=situation.last_answer_id)
-    candidate = newest_open(situation)
+    candidate = newest_open(situation, text)
     if candidate is None:
         return Route(RouteKind.NOTE, reason="gone" if target is not None else "")
     if target is not None:

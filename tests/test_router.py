@@ -280,3 +280,19 @@ def test_yes_or_not_yet_after_the_go_on_offer_answers_it() -> None:
     # Small talk right after an answer is not added to it.
     thanks = Situation(NOW, [], last_answer_id=4, last_answer_at=NOW - timedelta(minutes=1))
     assert route(thanks, "thanks!") == Route(RouteKind.NOTE)
+
+
+def test_text_that_plainly_answers_an_older_current_question_goes_there() -> None:
+    lesson = OpenQuestion(
+        3,
+        "lesson",
+        NOW - timedelta(hours=3),
+        topic=("What part of leadership feels difficult to you?"),
+    )
+    check_in = OpenQuestion(5, "practice", NOW - timedelta(hours=1), topic="Review designs early")
+    both = Situation(NOW, [lesson, check_in])
+    said = "Giving difficult feedback is the hardest part of leadership for me."
+    assert route(both, said) == Route(RouteKind.ANSWER, 3)
+    # Nothing plain to go by: the newest question asked.
+    assert route(both, "I tried it with my team.") == Route(RouteKind.ANSWER, 5)
+    assert route(both, "We review every design early now.") == Route(RouteKind.ANSWER, 5)
