@@ -209,6 +209,11 @@ def test_snooze_reminds_later_once(app: App, clock: Clock) -> None:
     clock.now = at(25, 10)
     tick(app)
     assert len(inbox(app).of_kind("reminder")) == 1
+    # The snooze replaced the question's own reminder (due four hours after it came).
+    for hour in (12, 13, 17):
+        clock.now = at(25, hour)
+        tick(app)
+    assert len(inbox(app).of_kind("reminder")) == 1
 
 
 def test_a_snoozed_reminder_gives_way_to_a_newer_question(app: App, clock: Clock) -> None:

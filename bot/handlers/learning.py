@@ -286,6 +286,14 @@ def snooze(svc: MentorService, ctx: Context, command: Command, outcome: Outcome)
     if queued is None:
         outcome.replies.append(ctx.answer("I'll already remind you about this question."))
         return
+    # The snooze replaces the question's own reminder: one reminder, at the time asked.
+    question.remind_at = None
+    ctx.session.add(question)
+    ctx.session.exec(
+        update(Delivery)  # type: ignore[call-overload]
+        .where(col(Delivery.key) == f"remind:{question.id}", col(Delivery.status) == "pending")
+        .values(status="cancelled", error="replaced by a snooze")
+    )
     about = name_of(ctx.session, question)
     outcome.replies.append(ctx.answer(f"OK, I'll remind you of {about} on {svc.when(ctx, at)}."))
 
