@@ -150,8 +150,9 @@ def render_digest(
     session.info.setdefault(SHOWN, {})[delivery.id] = [reply.id for reply in shown]
     if got:
         participation = (
-            f"Participation: {len(answered_by):,} of {plural(len(got), 'learner')} who got a "
-            "question answered at least one."
+            # Of those who got a question in the period.
+            f"Participation: {len(answered_by):,} of {plural(len(got), 'learner')} answered "
+            "at least one question."
         )
     else:
         participation = "Participation: no questions went out in this period."

@@ -85,6 +85,8 @@ _NOT_YET = re.compile(
     r"not really)[\s!.]*",
     re.IGNORECASE,
 )
+# "forget me", "forget me confirm": the command `forget-me` as people type it.
+_FORGET_ME = re.compile(r"^forget[- ]?me(?P<confirm>\s+confirm)?[.!]*$", re.IGNORECASE)
 _CONFIRM_YES = {"yes", "y", "yep", "yeah", "yup", "correct", "right"}
 _CONFIRM_NO = {"no", "n", "nope", "nah", "note", "just a note"}
 
@@ -152,6 +154,12 @@ def _reads_as_arguments(word: str, rest: str) -> bool:
         if args and args[0].lower() == "until":
             return len(args) == 2 and AWAY_DATE.match(args[1]) is not None
         return AWAY_SPAN.match(" ".join(args)) is not None
+    # Commands that point at a numbered question or reply, or confirm a deletion, as
+    # `open`, `history` and `forget-me` tell people to type them.
+    if word in ("skip", "answer", "move"):
+        return args[0].isdigit() and (word != "skip" or len(args) == 1)
+    if word == "forget-me":
+        return [a.lower() for a in args] == ["confirm"]
     # A lead's commands, typed in the DM: people to name, a channel, a setting.
     if word in ("assign", "unassign", "replies"):
         return is_mention(args[0])
@@ -224,6 +232,10 @@ def read_text(text: str, *, max_reply_chars: int) -> TextReading:
             return TextReading(Verdict.COMMAND, command=f"{PREFIX} {rest}")
     if head == "mentor" and not rest:
         return TextReading(Verdict.COMMAND, command=f"{PREFIX} help")
+    forget = _FORGET_ME.match(stripped)
+    if forget:
+        confirm = " confirm" if forget.group("confirm") else ""
+        return TextReading(Verdict.COMMAND, command=f"{PREFIX} forget-me{confirm}")
     remind = _REMIND_ME.match(stripped)
     if remind:
         return TextReading(

@@ -69,6 +69,14 @@ def reading(text: str):  # type: ignore[no-untyped-def]
         ("schedule 8:30 Mars/Olympus", "/mentor schedule 8:30 Mars/Olympus"),
         ("snooze 100", "/mentor snooze 100"),
         ("away 3 months", "/mentor away 3 months"),
+        # Numbered questions and replies, and the deletion, as `open`, `history` and
+        # `forget-me` tell people to type them.
+        ("answer 2 I think guiding matters", "/mentor answer 2 I think guiding matters"),
+        ("skip 2", "/mentor skip 2"),
+        ("move 3 note", "/mentor move 3 note"),
+        ("forget-me confirm", "/mentor forget-me confirm"),
+        ("Forget me", "/mentor forget-me"),
+        ("forget me confirm", "/mentor forget-me confirm"),
         # A lead's commands with the people, channel or setting they take.
         ("assign @ana @bo", "/mentor assign @ana @bo"),
         ("unassign <@U123>", "/mentor unassign <@U123>"),
@@ -129,6 +137,10 @@ def test_an_unknown_slash_word_is_not_kept_as_an_answer() -> None:
         "schedule 1:1s weekly",
         "remind me to write it down",
         "assign clear owners to every pipeline",
+        "answer the call when on duty",
+        "skip the meetings that do not need me",
+        "move fast and fix things",
+        "forget me not",
         "settings matter less than habits",
         "digest the feedback before reacting",
         "later today I will ask for feedback",
