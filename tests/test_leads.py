@@ -133,6 +133,29 @@ def test_after_unassign_nothing_more_comes_and_a_message_is_a_note(app: App, clo
     assert kinds == ["note"]
 
 
+def test_visibility_leads_keeps_the_promise_made_under_each_question(
+    app: App, clock: Clock
+) -> None:
+    """A question sent while replies were private said "private to you": its answer
+    stays private after a lead lets leads read replies. Learners are told by DM."""
+    lena, ana, _ = team(app)
+    clock.now = at(26, 9)
+    tick(app)  # day 1, "your answer is private to you"
+    said = lena.text("/mentor settings visibility leads")
+    assert "2 learners taking a course got a DM saying so" in said
+    tick(app)
+    notices = [m for m in inbox(app).of_kind("notice") if m.user == "ana"]
+    assert len(notices) == 1 and "your leads can read the replies you write" in notices[0].text
+    assert "It is private to you." in ana.text("I prefer guiding others.")
+    assert "No replies" in lena.text("/mentor replies @ana")
+    clock.now = at(27, 9)
+    tick(app)  # day 2, sent under the new setting
+    assert "Your leads can read it" in ana.text("Yes, the billing pipeline.")
+    shown = lena.say("/mentor replies @ana")[0]
+    assert shown.title == "Replies leads may read"
+    assert [strip_learner_marks(s.body) for s in shown.sections] == ["Yes, the billing pipeline."]
+
+
 def test_team_shows_progress_streaks_and_status(app: App, clock: Clock) -> None:
     lena, ana, bo = team(app)
     clock.now = at(26, 9)
@@ -192,6 +215,7 @@ def test_workspace_visibility_applies_only_to_new_replies(app: App, clock: Clock
     changed = lena.text("/mentor settings visibility leads")
     assert "applies to replies written from now on" in changed
     assert "your leads can read the replies you write" in ana.text("/mentor help")
+    clock.advance(minutes=1)
     ana.say("/mentor next")
     clock.advance(minutes=10)  # past the addition window: a new answer, not an addition
     assert "Your leads can read it" in ana.text("written while visible")

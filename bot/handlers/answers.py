@@ -12,12 +12,13 @@ import shlex
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 
 from bot import commands as grammar
 from bot.commands import Command
 from bot.context import Context
 from bot.handlers import handles
+from bot.handlers.leads import VISIBILITY_NOTICE
 from bot.handlers.learning import going_on
 from bot.mentoring import first_review, practice_for_answer
 from bot.messages import Action, Outcome, Section
@@ -109,6 +110,24 @@ def _clean(ctx: Context) -> tuple[str, str]:
         # PostgreSQL cannot store NUL in text; it is never meaningful in a reply.
         return text.replace("\x00", ""), " (I removed a NUL control character from it.)"
     return text, ""
+
+
+def _promised(ctx: Context, question: Delivery) -> str:
+    """Who may read an answer: what the workspace says now, unless leads were given the
+    right to read replies after ``question`` went out under "private to you"."""
+    if ctx.workspace.reply_visibility != "leads":
+        return ctx.workspace.reply_visibility
+    changed = ctx.session.exec(
+        select(func.max(Delivery.created_at)).where(
+            Delivery.learner_id == ctx.learner.id,
+            Delivery.kind == "notice",
+            col(Delivery.key).startswith(VISIBILITY_NOTICE),
+        )
+    ).one()
+    asked = question.sent_at or question.due_at
+    if changed is not None and asked is not None and asked <= changed:  # doubt: private
+        return "private"
+    return "leads"
 
 
 def _asked_me(text: str, answer: Reply) -> str:
@@ -268,13 +287,13 @@ def file_answer(
     reply = Reply(
         learner_id=ctx.learner.id or 0,
         delivery_id=question.id,
+        visibility=_promised(ctx, question),
         course_id=question.course_id,
         lesson_id=question.lesson_id,
         question=question.question or "",
         text=text,
         platform_message_id=ctx.event.message_id,
         created_at=created_at or now,
-        visibility=ctx.workspace.reply_visibility,
     )
     schedule = svc.schedule_for(ctx.learner, ctx.workspace)
     if question.kind == "lesson":

@@ -29,7 +29,7 @@ from bot.digests import digest_schedule, readable_by_leads, record_reads
 from bot.handlers import handles
 from bot.messages import Outcome, Section
 from bot.models import Delivery, Digest, Enrolment, Learner
-from bot.outbox import queue_delivery
+from bot.outbox import queue_delivery, queue_many
 from bot.schedule import (
     ScheduleError,
     format_days,
@@ -347,9 +347,10 @@ def replies_(svc: MentorService, ctx: Context, command: Command, outcome: Outcom
     )
     outcome.replies.append(
         ctx.answer(
-            f"{plural(len(found), 'reply', 'replies')}{scope} shared with leads "
-            "(newest first). Their authors can see that you read them.",
-            title="Replies shared with leads",
+            f"{plural(len(found), 'reply', 'replies')}{scope} that leads may read: shared by "
+            "their authors, or written while the workspace let leads read replies (newest "
+            "first). Their authors can see that you read them.",
+            title="Replies leads may read",
             sections=sections,
         )
     )
@@ -410,10 +411,13 @@ def _apply_setting(svc: MentorService, ctx: Context, name: str, value: str) -> s
     elif name == "visibility":
         if value.lower() not in ("private", "leads"):
             raise ValueError(f"visibility must be private or leads, not {value!r}")
-        ws.reply_visibility = value.lower()
+        was, ws.reply_visibility = ws.reply_visibility, value.lower()
+        told = _tell_visibility(svc, ctx) if was != ws.reply_visibility else 0
         return (
             f"Reply visibility is now **{ws.reply_visibility}**. It applies to replies written "
-            "from now on; learners are told in their welcome message and in help."
+            "from now on, except answers to questions sent before; "
+            f"{plural(told, 'learner')} taking a course got a DM saying so, and new learners "
+            "are told in their welcome message and in help."
         )
     elif name in ("auto-enrol", "auto-enroll", "autoenrol"):
         if value.lower() not in ("on", "off"):
@@ -432,6 +436,56 @@ def _apply_setting(svc: MentorService, ctx: Context, name: str, value: str) -> s
     if name in ("timezone", "tz", "zone", "time", "days"):
         _reschedule_workspace(svc, ctx)
     return f"Saved: {name} = {value}."
+
+
+VISIBILITY_NOTICE = "notice:visibility:"  # + learner id and when: see answers.file_answer
+
+
+def _tell_visibility(svc: MentorService, ctx: Context) -> int:
+    """A DM to everyone taking a course in the workspace that leads can now (or can no
+    longer) read what they write: the promise under each question they got before
+    was the other one. Returns how many were told."""
+    now = svc.clock()
+    learners = ctx.session.exec(
+        select(Enrolment.learner_id, Enrolment.id)
+        .join(Learner, col(Learner.id) == Enrolment.learner_id)
+        .where(
+            Learner.workspace_id == ctx.workspace.id,
+            col(Enrolment.status).in_(CURRENT_STATES),
+        )
+    ).all()
+    if ctx.workspace.reply_visibility == "leads":
+        body = (
+            "A lead changed a workspace setting: from now on your leads can read the replies "
+            "you write here. What you wrote before stays as it was, and so do your answers to "
+            "questions you got before this message (private unless you share them)."
+        )
+    else:
+        body = (
+            "A lead changed a workspace setting: from now on the replies you write here are "
+            f"private to you unless you share one (`{grammar.PREFIX} share`). Replies you "
+            "wrote before keep their setting."
+        )
+    queued = queue_many(
+        ctx.session,
+        [
+            {
+                "key": f"{VISIBILITY_NOTICE}{learner_id}:{now.isoformat()}",
+                "learner_id": learner_id,
+                "enrolment_id": enrolment_id,
+                "kind": "notice",
+                "origin": "learner",
+                "course_id": "",
+                "lesson_id": "",
+                "day": 0,
+                "body": body,
+                "due_at": now,
+                "created_at": now,
+            }
+            for learner_id, enrolment_id in learners
+        ],
+    )
+    return sum(queued.values())
 
 
 def _holiday_summary(stored: str | None) -> str:

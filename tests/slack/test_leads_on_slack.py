@@ -278,7 +278,7 @@ def test_a_private_reply_reaches_the_lead_only_once_shared_and_the_export_shows_
         assert responses(people)[-1]["text"].startswith("Shared your answer to")
 
         shared = await as_lead(rig, f"replies <@{LEARNER}>")
-        assert shared["blocks"][0]["text"]["text"] == "Replies shared with leads"
+        assert shared["blocks"][0]["text"]["text"] == "Replies leads may read"
         assert "I prefer guiding others" in block_text(shared["blocks"])
         (read,) = rig.db(lambda s: s.exec(select(ReplyRead)).all())
         assert (read.reader_name, read.via) == ("lena", "replies")
