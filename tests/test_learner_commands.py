@@ -68,7 +68,10 @@ def test_whole_lesson_then_continue_to_a_lesson_not_yet_published(app: App) -> N
     # The next lesson is not in the content yet: the offer says so before the click.
     assert "isn't published yet" in prompt.text and "as soon as it is" in prompt.text
     assert [a.label for a in prompt.actions] == ["Yes, send it when it's out", "Not yet"]
-    assert "No rush" in chat.text("/mentor not-yet")
+    assert chat.text("/mentor not-yet") == (
+        "No rush. I'll ask once more on your next delivery day. Lesson 0.2.3 isn't published "
+        "yet; say `/mentor continue` and I'll send it as soon as it is."
+    )
     waiting = chat.text("/mentor continue")
     assert "isn't published yet" in waiting and "as soon as it is" in waiting
     progress = chat.text("/mentor progress")

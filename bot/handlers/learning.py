@@ -194,15 +194,23 @@ def next_(svc: MentorService, ctx: Context, _command: Command, outcome: Outcome)
 
 @handles("not-yet")
 def not_yet(svc: MentorService, ctx: Context, _command: Command, outcome: Outcome) -> None:
-    if svc.enrolment(ctx) is None:
+    enrolment = svc.enrolment(ctx)
+    if enrolment is None:
         outcome.replies.append(svc.not_enrolled(ctx))
         return
-    outcome.replies.append(
-        ctx.answer(
-            "No rush. I'll ask again on your next delivery day, or say "
-            f"`{grammar.PREFIX} next` whenever you're ready."
+    if enrolment.status != AWAITING_CONTINUE:
+        outcome.replies.append(ctx.answer(f"No rush. {going_on(svc, ctx, enrolment)}"))
+        return
+    # The planner asks twice: the prompt, then the summary, which says it won't again.
+    summarised = ctx.session.exec(
+        select(Delivery.id).where(
+            Delivery.enrolment_id == enrolment.id,
+            Delivery.lesson_id == enrolment.lesson_id,
+            Delivery.kind == "summary",
         )
-    )
+    ).first()
+    again = "" if summarised else "I'll ask once more on your next delivery day. "
+    outcome.replies.append(ctx.answer(f"No rush. {again}{continue_hint(svc, enrolment)}"))
 
 
 def question_for(
