@@ -23,6 +23,7 @@ The order of the rules, first match wins:
    appended to that answer, unless it is small talk ("thanks!").
 4. The newest open question asked (today's lesson question beats an older practice
    check-in), unless the text plainly speaks to another current one (``newest_open``).
+   "What is this bot?" gets what the bot is, and is kept as a note.
 5. When unsure (the question is old, the text is small talk, or it puts the question
    off: "too busy today") the bot asks, keeping the text as a note meanwhile and, for
    a busy day, offering a reminder; with no open question the text is a note.
@@ -299,6 +300,12 @@ _PUTTING_OFF = re.compile(
     rf"({_FILLER}[,!.]?\s+)*{_PUT_OFF}([,!.]?\s*{_WHEN})*[\s!.,:()-]*",
     re.IGNORECASE,
 )
+# "What is this bot?", "who are you?", "what do you do?": asked of the bot itself.
+_ABOUT_THE_BOT = re.compile(
+    r"^(hi,? |hey,? |hello,? )?(what|who)('?s| is| are| do)? (is )?(this( bot| thing)?|you|"
+    r"mentorbot|the bot)( do| for)?[\s?!.]*$",
+    re.IGNORECASE,
+)
 _ASKING = re.compile(
     r"^(what|how|why|who|where|when|which|can|could|would|should|do|does|did|is|are|will)\b",
     re.IGNORECASE,
@@ -309,6 +316,11 @@ def puts_off(text: str) -> bool:
     """A short "too busy today" is putting the question off, not answering it."""
     flat = " ".join(visible(text).split())
     return len(flat.split()) <= 8 and _PUTTING_OFF.fullmatch(flat) is not None
+
+
+def about_the_bot(text: str) -> bool:
+    """ "What is this bot?": the bot says what it is instead of filing it as an answer."""
+    return _ABOUT_THE_BOT.match(" ".join(visible(text).split())) is not None
 
 
 def reads_as_question(text: str) -> bool:
@@ -378,7 +390,7 @@ class Route:
     question_id: int | None = None
     reply_id: int | None = None
     command: str | None = None
-    reason: str = ""  # why the bot asks: late | small-talk | busy | gone
+    reason: str = ""  # why the bot asks: late | small-talk | busy | gone; about-bot
 
 
 def _offer_is_newest(situation: Situation) -> bool:
@@ -425,6 +437,8 @@ def route(situation: Situation, text: str) -> Route:
         if said is not None:
             return Route(RouteKind.CONFIRM, command=said)
     target = situation.target
+    if target is None and about_the_bot(text):
+        return Route(RouteKind.NOTE, reason="about-bot")
     if target is None and _offer_is_newest(situation):
         flat = " ".join(visible(text).split())
         if _GO_ON.fullmatch(flat):

@@ -126,6 +126,16 @@ def test_a_question_to_the_bot_is_kept_and_the_learner_told_who_can_answer(app: 
     assert "I can't answer questions myself, but your leads can read it." in shared
 
 
+def test_what_is_this_bot_gets_what_the_bot_is(app: App) -> None:
+    chat = Chat(app)
+    chat.say("/mentor start")
+    said = chat.text("what is this bot?")
+    assert said.startswith("I'm mentorbot, a mentoring bot: each delivery day")
+    assert "Reply here to answer your open question" in said
+    assert [r.kind for r in replies(app)] == ["note"]
+    assert chat.text("I prefer guiding others.").startswith("Thanks, I kept your answer")
+
+
 def test_too_busy_today_is_not_filed_as_the_answer(app: App) -> None:
     """ "Honestly too busy today" puts the question off: the bot offers a reminder and
     keeps the message as a note, and "yes" still makes it the answer."""

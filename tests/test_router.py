@@ -308,3 +308,10 @@ def test_text_that_plainly_answers_an_older_current_question_goes_there() -> Non
     # Nothing plain to go by: the newest question asked.
     assert route(both, "I tried it with my team.") == Route(RouteKind.ANSWER, 5)
     assert route(both, "We review every design early now.") == Route(RouteKind.ANSWER, 5)
+
+
+def test_what_is_this_bot_is_never_an_answer() -> None:
+    situation = Situation(NOW, [q(3, 1)])
+    for text in ("what is this bot?", "Who are you?", "hi, what is this?", "what do you do?"):
+        assert route(situation, text) == Route(RouteKind.NOTE, reason="about-bot"), text
+    assert route(situation, "what is this pipeline doing wrong") == Route(RouteKind.ANSWER, 3)

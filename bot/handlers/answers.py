@@ -207,6 +207,23 @@ def file_text(
     if question is not None:
         outcome.replies.append(_ask(svc, ctx, question, where.reason, changed))
         return
+    if where.reason == "about-bot":
+        enrolment = svc.enrolment(ctx)
+        how = (
+            "Reply here to answer your open question"
+            if enrolment is not None
+            else f"Say `{grammar.PREFIX} start` to begin"
+        )
+        outcome.replies.append(
+            ctx.answer(
+                "I'm mentorbot, a mentoring bot: each delivery day I send you a short lesson "
+                "and one discussion question here, and I keep your answers so you can look "
+                "back on them. I can't answer questions myself; your lead can. "
+                f"{how}, or see `{grammar.PREFIX} help` for everything I do. "
+                f"(I kept your message as a note.){changed}"
+            )
+        )
+        return
     if where.reason == "gone":
         outcome.replies.append(
             ctx.answer(
