@@ -156,6 +156,19 @@ def test_visibility_leads_keeps_the_promise_made_under_each_question(
     assert [strip_learner_marks(s.body) for s in shown.sections] == ["Yes, the billing pipeline."]
 
 
+def test_a_new_workspace_time_is_told_to_whom_it_moves(app: App, clock: Clock) -> None:
+    """The welcome promised 09:00; a lead's new default must not just happen to them."""
+    lena, ana, bo = team(app)
+    assert "08:30" in bo.text("/mentor schedule 08:30")  # bo keeps his own time
+    said = lena.text("/mentor settings time 7am")
+    assert said == (
+        "Saved: time = 07:00. 1 learner whose lessons it moves got a DM saying when they come now."
+    )
+    tick(app)
+    [notice] = inbox(app).of_kind("notice")
+    assert notice.user == "ana" and "Lessons arrive at 07:00 weekdays (UTC)" in notice.text
+
+
 def test_team_shows_progress_streaks_and_status(app: App, clock: Clock) -> None:
     lena, ana, bo = team(app)
     clock.now = at(26, 9)

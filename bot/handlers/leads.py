@@ -42,7 +42,7 @@ from bot.schedule import (
 )
 from bot.stats import Counts, counts_for
 from bot.text import learner_text, preview
-from bot.wording import mention, plural
+from bot.wording import mention, plural, schedule_sentence, when
 
 if TYPE_CHECKING:
     from bot.service import MentorService
@@ -434,7 +434,13 @@ def _apply_setting(svc: MentorService, ctx: Context, name: str, value: str) -> s
             "auto-enrol or course"
         )
     if name in ("timezone", "tz", "zone", "time", "days"):
-        _reschedule_workspace(svc, ctx)
+        field = {"time": "delivery_time", "days": "delivery_days"}.get(name, "timezone")
+        told = _reschedule_workspace(svc, ctx, tell=field)
+        if told:
+            return (
+                f"Saved: {name} = {value}. {plural(told, 'learner')} whose lessons it moves "
+                "got a DM saying when they come now."
+            )
     return f"Saved: {name} = {value}."
 
 
@@ -496,9 +502,11 @@ def _holiday_summary(stored: str | None) -> str:
     return ", ".join(f"{code} ({holiday_calendar_name(code)})" for code in codes)
 
 
-def _reschedule_workspace(svc: MentorService, ctx: Context) -> None:
+def _reschedule_workspace(svc: MentorService, ctx: Context, tell: str | None = None) -> int:
     """New workspace defaults move the next delivery of everyone who uses them, and the
-    day an away learner comes back."""
+    day an away learner comes back. With ``tell`` (the learner's own field that would
+    override the change), those whose lessons it moves get a DM saying when they come
+    now: their welcome promised another time. Returns how many were told."""
     rows = ctx.session.exec(
         select(Enrolment, Learner)
         .join(Learner, col(Learner.id) == Enrolment.learner_id)
@@ -511,6 +519,7 @@ def _reschedule_workspace(svc: MentorService, ctx: Context) -> None:
         )
     ).all()
     now = svc.clock()
+    notices: list[dict[str, object]] = []
     for enrolment, learner in rows:
         schedule = svc.schedule_for(learner, ctx.workspace)
         if enrolment.away_until is not None:
@@ -518,6 +527,27 @@ def _reschedule_workspace(svc: MentorService, ctx: Context) -> None:
         else:
             enrolment.next_due_at = schedule.next_after(now)
         ctx.session.add(enrolment)
+        if tell is not None and getattr(learner, tell) is None:
+            notices.append(
+                {
+                    "key": f"notice:schedule:{learner.id}:{now.isoformat()}",
+                    "learner_id": learner.id,
+                    "enrolment_id": enrolment.id,
+                    "kind": "notice",
+                    "origin": "learner",
+                    "course_id": "",
+                    "lesson_id": "",
+                    "day": 0,
+                    "body": (
+                        "A lead changed when lessons arrive in this workspace. "
+                        f"{schedule_sentence(schedule, False)} Next lesson-day: "
+                        f"{when(schedule, enrolment.next_due_at)}."
+                    ),
+                    "due_at": now,
+                    "created_at": now,
+                }
+            )
+    return sum(queue_many(ctx.session, notices).values())
 
 
 @handles("digest")
