@@ -199,6 +199,23 @@ def test_no_reminder_after_skip_or_after_the_quiet_hour(app: App, clock: Clock) 
     assert inbox(app).of_kind("reminder") == []
 
 
+def test_snooze_promises_only_what_will_happen(app: App, clock: Clock) -> None:
+    """A reminder gives way to a newer question, so a snooze past the next one says so:
+    the next lesson-day brings a lesson question up again, and a snooze past a planned
+    check-in comes just before it."""
+    chat = started(app)
+    assert chat.text("/mentor snooze 30") == (
+        "OK. Your next lesson-day comes first, Thursday 26 November at 09:00 (UTC), and it "
+        "brings this question up again."
+    )
+    chat.say("I prefer guiding others and reviewing designs early.")  # plans a check-in
+    chat.say("/mentor next")
+    chat.say("/mentor next")  # day 3 of 3: no lesson-day left, the check-in is next
+    said = chat.text("/mentor snooze 72")
+    assert said.startswith("OK, I'll remind you of “What part of leadership")
+    assert said.endswith("on Friday 27 November at 10:55 (UTC), before your next question.")
+
+
 def test_snooze_reminds_later_once(app: App, clock: Clock) -> None:
     chat = started(app)
     assert "Wednesday 25 November at 10:00" in chat.text("/mentor snooze")

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import update
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 
 from bot import commands as grammar
 from bot.commands import Command
@@ -15,7 +15,7 @@ from bot.context import ACTIVE, AWAITING_CONTINUE, PAUSED, STOPPED, WAITING_CONT
 from bot.handlers import handles
 from bot.mentoring import remaining_practices
 from bot.messages import Action, Outcome
-from bot.models import Delivery, Enrolment
+from bot.models import Delivery, Enrolment, Reply
 from bot.outbox import queue_delivery
 from bot.questions import name_of, numbered_questions, resolve_target, situation
 from bot.router import newest_open
@@ -278,6 +278,30 @@ def snooze(svc: MentorService, ctx: Context, command: Command, outcome: Outcome)
         schedule.local_date(now)
     ):
         at = max(at, schedule.next_after(now))
+    if ctx.session.exec(select(Delivery.id).where(Delivery.key == f"snooze:{question.id}")).first():
+        outcome.replies.append(ctx.answer("I'll already remind you about this question."))
+        return
+    # A reminder gives way to a newer question (bot.rendering); promise only what holds.
+    newer, lesson_day = _next_question(svc, ctx)
+    before = ""
+    if newer is not None and newer <= at:
+        if question.kind == "lesson" and newer == lesson_day:
+            outcome.replies.append(
+                ctx.answer(
+                    f"OK. Your next lesson-day comes first, {svc.when(ctx, newer)}, and it "
+                    "brings this question up again."
+                )
+            )
+            return
+        if newer - now < SNOOZE_ROOM:
+            outcome.replies.append(
+                ctx.answer(
+                    f"Your next question comes sooner, {svc.when(ctx, newer)}, so I won't "
+                    f"remind you after it. This one stays open: `{grammar.PREFIX} open` lists it."
+                )
+            )
+            return
+        at, before = newer - SNOOZE_AHEAD, ", before your next question"
     queued = queue_delivery(
         ctx.session,
         key=f"snooze:{question.id}",
@@ -303,7 +327,32 @@ def snooze(svc: MentorService, ctx: Context, command: Command, outcome: Outcome)
         .values(status="cancelled", error="replaced by a snooze")
     )
     about = name_of(ctx.session, question)
-    outcome.replies.append(ctx.answer(f"OK, I'll remind you of {about} on {svc.when(ctx, at)}."))
+    outcome.replies.append(
+        ctx.answer(f"OK, I'll remind you of {about} on {svc.when(ctx, at)}{before}.")
+    )
+
+
+SNOOZE_ROOM = timedelta(minutes=30)  # less than this before the next question: no snooze
+SNOOZE_AHEAD = timedelta(minutes=5)  # a snooze that would fall after it comes this early
+
+
+def _next_question(svc: MentorService, ctx: Context) -> tuple[datetime | None, datetime | None]:
+    """When the learner's next lesson or practice question comes, if known (the next
+    lesson-day, a practice check-in an answer planned, one already queued), and the
+    next lesson-day itself."""
+    lesson_day = svc.next_lesson_day(svc.enrolment(ctx))
+    check_in = ctx.session.exec(
+        select(func.min(Reply.follow_up_at)).where(Reply.learner_id == ctx.learner.id)
+    ).one()
+    queued = ctx.session.exec(
+        select(func.min(Delivery.due_at)).where(
+            Delivery.learner_id == ctx.learner.id,
+            Delivery.status == "pending",
+            col(Delivery.kind).in_(("lesson", "practice")),
+        )
+    ).one()
+    known = [t for t in (lesson_day, check_in, queued) if t is not None]
+    return (min(known) if known else None), lesson_day
 
 
 @handles("schedule")
