@@ -86,6 +86,11 @@ _NOT_YET = re.compile(
     r"not really)[\s!.]*",
     re.IGNORECASE,
 )
+# "I'm back", "hello, back early!": the command `resume` (alias `back`) as people say it.
+_IM_BACK = re.compile(
+    r"^((hi|hello|hey)\W*\s*)?(i'?m|i am|im)\s+back(\s+(now|early|again|from \w+))?[\s.!]*$",
+    re.IGNORECASE,
+)
 # "forget me", "forget me confirm": the command `forget-me` as people type it.
 _FORGET_ME = re.compile(r"^forget[- ]?me(?P<confirm>\s+confirm)?[.!]*$", re.IGNORECASE)
 _CONFIRM_YES = {"yes", "y", "yep", "yeah", "yup", "correct", "right"}
@@ -233,6 +238,8 @@ def read_text(text: str, *, max_reply_chars: int) -> TextReading:
             return TextReading(Verdict.COMMAND, command=f"{PREFIX} {rest}")
     if head == "mentor" and not rest:
         return TextReading(Verdict.COMMAND, command=f"{PREFIX} help")
+    if _IM_BACK.match(stripped):
+        return TextReading(Verdict.COMMAND, command=f"{PREFIX} back")
     forget = _FORGET_ME.match(stripped)
     if forget:
         confirm = " confirm" if forget.group("confirm") else ""

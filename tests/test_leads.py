@@ -158,7 +158,7 @@ def test_visibility_leads_keeps_the_promise_made_under_each_question(
 
 def test_a_new_workspace_time_is_told_to_whom_it_moves(app: App, clock: Clock) -> None:
     """The welcome promised 09:00; a lead's new default must not just happen to them."""
-    lena, ana, bo = team(app)
+    lena, _, bo = team(app)
     assert "08:30" in bo.text("/mentor schedule 08:30")  # bo keeps his own time
     said = lena.text("/mentor settings time 7am")
     assert said == (

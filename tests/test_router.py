@@ -76,6 +76,8 @@ def reading(text: str):  # type: ignore[no-untyped-def]
         ("move 3 note", "/mentor move 3 note"),
         ("forget-me confirm", "/mentor forget-me confirm"),
         ("Forget me", "/mentor forget-me"),
+        ("Hello? I'm back early", "/mentor back"),
+        ("I am back from vacation!", "/mentor back"),
         ("forget me confirm", "/mentor forget-me confirm"),
         # A lead's commands with the people, channel or setting they take.
         ("assign @ana @bo", "/mentor assign @ana @bo"),
@@ -141,6 +143,7 @@ def test_an_unknown_slash_word_is_not_kept_as_an_answer() -> None:
         "skip the meetings that do not need me",
         "move fast and fix things",
         "forget me not",
+        "I'm back to writing design docs",
         "settings matter less than habits",
         "digest the feedback before reacting",
         "later today I will ask for feedback",
