@@ -17,7 +17,7 @@ from bot import commands as grammar
 from bot.chart import bar_chart_png
 from bot.messages import Attachment, OutgoingMessage, Section
 from bot.models import Delivery, Digest, Enrolment, Learner, Reply, ReplyRead, Workspace
-from bot.outbox import queue_delivery
+from bot.outbox import notice, queue_delivery
 from bot.schedule import Schedule
 from bot.stats import streaks
 from bot.text import learner_text, preview
@@ -241,17 +241,14 @@ def digest_failed(svc: MentorService, session: Session, delivery: Delivery, reas
         return
     queue_delivery(
         session,
-        key=f"notice:digest:{delivery.id}",
-        learner_id=digest.created_by,
-        kind="notice",
-        origin="learner",
-        course_id=delivery.course_id,
-        lesson_id=delivery.lesson_id,
-        day=0,
-        body=(
+        **notice(
+            f"notice:digest:{delivery.id}",
+            digest.created_by,
             f"I couldn't post the {digest.frequency} digest in <#{digest.channel}>: {reason}. "
             f"Invite me to that channel, or pick another with `{grammar.PREFIX} digest "
-            "#channel weekly`. The next digest will cover this period too."
+            "#channel weekly`. The next digest will cover this period too.",
+            svc.clock(),
+            course_id=delivery.course_id,
+            lesson_id=delivery.lesson_id,
         ),
-        due_at=svc.clock(),
     )

@@ -54,6 +54,34 @@ def insert_or_get(
     return session.exec(query).one()
 
 
+def notice(
+    key: str,
+    learner_id: int,
+    body: str,
+    at: datetime,
+    *,
+    enrolment_id: int | None = None,
+    course_id: str = "",
+    lesson_id: str = "",
+) -> dict[str, object]:
+    """The outbox row of a notice: a message told once to one person (``key`` makes it
+    once), sent as written, asked for by nobody's schedule (not part of the daily cap).
+    For ``queue_delivery(session, **notice(…))`` or a list for ``queue_many``."""
+    return {
+        "key": key,
+        "learner_id": learner_id,
+        "enrolment_id": enrolment_id,
+        "kind": "notice",
+        "origin": "learner",
+        "course_id": course_id,
+        "lesson_id": lesson_id,
+        "day": 0,
+        "body": body,
+        "due_at": at,
+        "created_at": at,
+    }
+
+
 def queue_delivery(session: Session, *, key: str, **values: object) -> int | None:
     """Insert an outbox row unless one with ``key`` exists; return the new id or None."""
     dialect = session.get_bind().dialect.name

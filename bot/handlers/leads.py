@@ -29,7 +29,7 @@ from bot.digests import digest_schedule, readable_by_leads, record_reads
 from bot.handlers import handles
 from bot.messages import Outcome, Section
 from bot.models import Delivery, Digest, Enrolment, Learner
-from bot.outbox import queue_delivery, queue_many
+from bot.outbox import notice, queue_delivery, queue_many
 from bot.schedule import (
     ScheduleError,
     format_days,
@@ -135,24 +135,24 @@ def unassign(svc: MentorService, ctx: Context, command: Command, outcome: Outcom
         if enrolment.away_until is not None:  # away means nothing from the bot until then
             schedule = svc.schedule_for(learner, ctx.workspace)
             told_at = max(told_at, svc.back_on(schedule, enrolment.away_until))
+        body = (
+            f"{mention(ctx.learner.user_id)} stopped your lessons in "
+            f"**{course.title if course else enrolment.course_id}**, so no more lessons "
+            f"or check-ins will come. Your replies are kept (`{grammar.PREFIX} history`). "
+            f"`{grammar.PREFIX} start` begins the course again from its first lesson; "
+            f"`{grammar.PREFIX} forget-me` deletes your data."
+        )
         queue_delivery(  # lessons that stop without a word look like a broken bot
             ctx.session,
-            key=f"notice:unassigned:{enrolment.id}",
-            learner_id=learner.id,
-            enrolment_id=enrolment.id,
-            kind="notice",
-            origin="learner",
-            course_id=enrolment.course_id,
-            lesson_id=enrolment.lesson_id,
-            day=0,
-            body=(
-                f"{mention(ctx.learner.user_id)} stopped your lessons in "
-                f"**{course.title if course else enrolment.course_id}**, so no more lessons "
-                f"or check-ins will come. Your replies are kept (`{grammar.PREFIX} history`). "
-                f"`{grammar.PREFIX} start` begins the course again from its first lesson; "
-                f"`{grammar.PREFIX} forget-me` deletes your data."
+            **notice(
+                f"notice:unassigned:{enrolment.id}",
+                learner.id or 0,
+                body,
+                told_at,
+                enrolment_id=enrolment.id,
+                course_id=enrolment.course_id,
+                lesson_id=enrolment.lesson_id,
             ),
-            due_at=told_at,
         )
         stopped.append(mention(user_id))
     lines = []
@@ -475,19 +475,13 @@ def _tell_visibility(svc: MentorService, ctx: Context) -> int:
     queued = queue_many(
         ctx.session,
         [
-            {
-                "key": f"{VISIBILITY_NOTICE}{learner_id}:{now.isoformat()}",
-                "learner_id": learner_id,
-                "enrolment_id": enrolment_id,
-                "kind": "notice",
-                "origin": "learner",
-                "course_id": "",
-                "lesson_id": "",
-                "day": 0,
-                "body": body,
-                "due_at": now,
-                "created_at": now,
-            }
+            notice(
+                f"{VISIBILITY_NOTICE}{learner_id}:{now.isoformat()}",
+                learner_id,
+                body,
+                now,
+                enrolment_id=enrolment_id,
+            )
             for learner_id, enrolment_id in learners
         ],
     )
@@ -529,23 +523,15 @@ def _reschedule_workspace(svc: MentorService, ctx: Context, tell: str | None = N
         ctx.session.add(enrolment)
         if tell is not None and getattr(learner, tell) is None:
             notices.append(
-                {
-                    "key": f"notice:schedule:{learner.id}:{now.isoformat()}",
-                    "learner_id": learner.id,
-                    "enrolment_id": enrolment.id,
-                    "kind": "notice",
-                    "origin": "learner",
-                    "course_id": "",
-                    "lesson_id": "",
-                    "day": 0,
-                    "body": (
-                        "A lead changed when lessons arrive in this workspace. "
-                        f"{schedule_sentence(schedule, False)} Next lesson-day: "
-                        f"{when(schedule, enrolment.next_due_at)}."
-                    ),
-                    "due_at": now,
-                    "created_at": now,
-                }
+                notice(
+                    f"notice:schedule:{learner.id}:{now.isoformat()}",
+                    learner.id or 0,
+                    "A lead changed when lessons arrive in this workspace. "
+                    f"{schedule_sentence(schedule, False)} Next lesson-day: "
+                    f"{when(schedule, enrolment.next_due_at)}.",
+                    now,
+                    enrolment_id=enrolment.id,
+                )
             )
     return sum(queue_many(ctx.session, notices).values())
 
