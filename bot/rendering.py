@@ -205,11 +205,13 @@ def _render(
             select(Reply.id).where(Reply.delivery_id == parent.id, Reply.kind == "answer")
         ).first():
             return "the question was answered"
-        newer = {"learner_id": learner.id, "parent_id": parent.id, "now": svc.clock()}
+        # A reminder falling due with (or after) a newer question would put two
+        # questions in front of the learner at once; the newer one speaks, and the next
+        # lesson-day still mentions an open lesson question. A snooze was asked for with
+        # the questions of that moment in view: only one that came since replaces it.
+        since = delivery.id if delivery.key.startswith("snooze:") else parent.id
+        newer = {"learner_id": learner.id, "parent_id": since, "now": svc.clock()}
         if session.exec(_NEWER_QUESTION, params=newer).first():
-            # A snoozed reminder falling due with (or after) the next question would put
-            # two questions in front of the learner at once; the newer one speaks, and
-            # the next lesson-day still mentions an open lesson question.
             return "a newer question replaced it"
         what = "practice check-in" if parent.kind == "practice" else "question"
         return OutgoingMessage(

@@ -68,7 +68,8 @@ _INVISIBLE = {"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u180
 _SMALL_TALK = re.compile(
     r"^(ok(ay)?|k|kk|thanks?|thank you|thx|ty|cheers|hi|hello|hey|yo|good (morning|night|"
     r"evening|afternoon)|bye|cool|great|nice|got it|sure|lol|np|sounds good|will do|"
-    r"noted|perfect|awesome)\b",
+    r"noted|perfect|awesome|sorry,? (i )?(was|am|'?m) (busy|late|away|swamped)|"
+    r"sorry for the (delay|late reply))\b",
     re.IGNORECASE,
 )
 # The "Remind me later" button, typed: "remind me later", "remind me in 2 hours".

@@ -252,6 +252,20 @@ def test_a_snoozed_reminder_gives_way_to_a_newer_question(app: App, clock: Clock
     assert snoozed.status == "cancelled" and snoozed.error == "a newer question replaced it"
 
 
+def test_a_snooze_of_an_older_question_keeps_its_promise(app: App, clock: Clock) -> None:
+    """Snoozed after a newer question was already out, the reminder comes as promised:
+    only a question that arrives after the snooze replaces it."""
+    chat = started(app)
+    chat.say("/mentor next")  # day 2, answered; day 1's question is the open one
+    chat.say("Yes, the billing pipeline.")
+    clock.now = at(25, 9)
+    assert "“Do you prefer individual work" in chat.text("/mentor snooze 1")
+    clock.now = at(25, 10)
+    tick(app)
+    [reminder] = inbox(app).of_kind("reminder")
+    assert reminder.question == "Do you prefer individual work or guiding others?"
+
+
 def test_practice_follow_up_two_delivery_days_after_a_reply(app: App, clock: Clock) -> None:
     chat = started(app)
     chat.say("I prefer guiding others, and I write down why we decide things.")

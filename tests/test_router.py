@@ -168,7 +168,15 @@ def test_empty_invisible_and_oversized_messages() -> None:
 
 
 def test_small_talk() -> None:
-    for text in ("thanks!", "ok thanks, please ping me when it's out!", "👍", "Hi there", "ok"):
+    for text in (
+        "thanks!",
+        "ok thanks, please ping me when it's out!",
+        "👍",
+        "Hi there",
+        "ok",
+        "sorry was busy.",
+        "Sorry, I was away",
+    ):
         assert is_small_talk(text), text
     for text in ("I owned the outage review", "Okay so the hard part is saying no to people"):
         assert not is_small_talk(text), text
