@@ -530,8 +530,11 @@ def test_two_processes_on_one_database_deliver_each_row_once(
     count = 120
     _seed_due_learners(store_url, count)
     journal = tmp_path / "journal.jsonl"
+    # Each send takes 50 ms, so one process alone would need 1.5 s for all 120: time
+    # enough for the other to finish its first planning pass (which may wait for the
+    # write lock) and take its share, however the two are scheduled.
     workers = [
-        _worker(store_url, journal, delay_after=0.01, concurrency=4, batch=8, barrier=True)
+        _worker(store_url, journal, delay_after=0.05, concurrency=4, batch=8, barrier=True)
         for _ in range(2)
     ]
     deadline = time.monotonic() + 60
