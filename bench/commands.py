@@ -61,6 +61,7 @@ from bench.discord_interactions import (  # noqa: E402
     FIRST_USER,
     GUILD,
     TOKEN,
+    report_latency,
     start_app,
     stop_app,
 )
@@ -490,16 +491,7 @@ class DiscordElsewhere:
         for _ in range(rounds):
             samples += await self.round(0, concurrency, "progress")
         print(f"interactions: {len(samples)} in {rounds} rounds of {concurrency} concurrent")
-        for label, index in (("acknowledged", 0), ("answer shown", 1)):
-            ms = [sample[index] * 1000 for sample in samples]
-            print(
-                f"  {label:>12}: p50 {percentile(ms, 50):.1f} ms, "
-                f"p99 {percentile(ms, 99):.1f} ms, max {max(ms):.1f} ms "
-                f"(mean {statistics.fmean(ms):.1f} ms; target p99 <= 100 ms)"
-            )
-            key = "ack" if index == 0 else "answer"
-            self.figures[f"{key}_p50_ms"] = f"{percentile(ms, 50):.1f}"
-            self.figures[f"{key}_p99_ms"] = f"{percentile(ms, 99):.1f}"
+        report_latency(samples, self.figures)
 
 
 async def discord_bench(kind: str, figures: dict[str, str], emulator: str = "process") -> None:

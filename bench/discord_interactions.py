@@ -71,6 +71,20 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[index]
 
 
+def report_latency(samples: list[tuple[float, float]], figures: dict[str, str]) -> None:
+    """Print p50/p99 of (ack, answer shown) seconds and put them in ``figures``."""
+    for label, index in (("acknowledged", 0), ("answer shown", 1)):
+        ms = [sample[index] * 1000 for sample in samples]
+        print(
+            f"  {label:>12}: p50 {percentile(ms, 0.50):.1f} ms, "
+            f"p99 {percentile(ms, 0.99):.1f} ms, max {max(ms):.1f} ms "
+            f"(mean {statistics.fmean(ms):.1f} ms; target p99 < 100 ms)"
+        )
+        key = "ack" if index == 0 else "answer"
+        figures[f"{key}_p50_ms"] = f"{percentile(ms, 0.50):.1f}"
+        figures[f"{key}_p99_ms"] = f"{percentile(ms, 0.99):.1f}"
+
+
 async def start_app(
     database_url: str,
     api_url: str,
@@ -197,16 +211,7 @@ class Bench:
             f"interactions: {len(samples)} in {rounds} rounds of {concurrency} concurrent "
             f"(each round's frames leave the emulator within {spread:.0f} ms)"
         )
-        for label, index in (("acknowledged", 0), ("answer shown", 1)):
-            ms = [sample[index] * 1000 for sample in samples]
-            print(
-                f"  {label:>12}: p50 {percentile(ms, 0.50):.1f} ms, "
-                f"p99 {percentile(ms, 0.99):.1f} ms, max {max(ms):.1f} ms "
-                f"(mean {statistics.fmean(ms):.1f} ms; target p99 < 100 ms)"
-            )
-            key = "ack" if index == 0 else "answer"
-            self.figures[f"{key}_p50_ms"] = f"{percentile(ms, 0.50):.1f}"
-            self.figures[f"{key}_p99_ms"] = f"{percentile(ms, 0.99):.1f}"
+        report_latency(samples, self.figures)
         self.figures["interactions"] = str(len(samples))
 
     async def throughput(self, limit: int) -> None:
