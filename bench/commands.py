@@ -9,12 +9,10 @@ reachable), the real app with the real Slack and Discord adapters on loopback:
    figures for all four rounds, and for the two repeated ones (no first lookups).
    A load generator in another process (so it does not share the server's CPU and GIL)
    signs each request as Slack does and sends it to the app's HTTP endpoint; the answer
-   counts when Slack has it: the HTTP ack when it carries the answer (Slack shows an
-   ack's body as the command's answer), else the POST to the command's response_url
-   reaching the Slack emulator; measured from the moment the request was sent. How many
-   answers rode on the ack is printed. Target: p99 at most 250 ms.
-2. Slack, ``/mentor start`` from 200 new people at once; the answer is the welcome, in
-   the ack or on the response_url (the first lesson-day then goes to their DM, paced by the
+   counts when it reaches the Slack emulator (the POST to the command's response_url),
+   measured from the moment the request was sent. Target: p99 at most 250 ms.
+2. Slack, ``/mentor start`` from 200 new people at once; the answer is the welcome on
+   the response_url (the first lesson-day then goes to their DM, paced by the
    dispatcher, and is not counted). Target: p99 at most 600 ms.
 3. Discord, 50 interactions at once (``/mentor progress``, 10 rounds): from the
    emulator sending INTERACTION_CREATE to the answer being shown (the interaction
@@ -37,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import multiprocessing
 import os
@@ -114,26 +111,26 @@ def new_user(n: int) -> str:
     return f"UN{n:07d}"
 
 
-def fire(url: str, commands: list[tuple[str, str, str]]) -> list[tuple[float, float, bool]]:
+def fire(url: str, commands: list[tuple[str, str, str]]) -> list[tuple[float, float]]:
     """Runs in the load generator's process: sign ``/mentor <text>`` from each (user,
     text, response_url), as Slack would (so the signing is not counted as the app's
     CPU), send every request at once and return, for each, the wall-clock time it was
-    sent (to compare with the emulator's clock), its time to the HTTP ack in
-    milliseconds, and whether the ack carried the answer (a message body)."""
+    sent (to compare with the emulator's clock) and its time to the HTTP ack in
+    milliseconds."""
     requests = [signed(user, text, response_url) for user, text, response_url in commands]
 
     async def one(
         http: aiohttp.ClientSession, body: str, headers: dict[str, str]
-    ) -> tuple[float, float, bool]:
+    ) -> tuple[float, float]:
         sent = time.time()
         began = time.perf_counter()
         async with http.post(url, data=body.encode(), headers=headers) as response:
-            answer = await response.read()
+            await response.read()
             if response.status != 200:
                 raise RuntimeError(f"answered HTTP {response.status}: {await response.text()}")
-        return sent, (time.perf_counter() - began) * 1000, carries_answer(answer)
+        return sent, (time.perf_counter() - began) * 1000
 
-    async def main() -> list[tuple[float, float, bool]]:
+    async def main() -> list[tuple[float, float]]:
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as http:
             return list(await asyncio.gather(*(one(http, b, h) for b, h in requests)))
@@ -264,16 +261,6 @@ def seed_enrolled(url: str, users: list[str], now: datetime) -> None:
         app.store.dispose()
 
 
-def carries_answer(body: bytes) -> bool:
-    """Does an ack's body hold a message (``text`` or ``blocks``), which Slack shows as
-    the command's answer?"""
-    try:
-        payload = json.loads(body) if body.strip() else None
-    except ValueError:
-        return bool(body.strip())  # plain text is shown too
-    return isinstance(payload, dict) and bool(payload.get("text") or payload.get("blocks"))
-
-
 def signed(user: str, text: str, response_url: str) -> tuple[str, dict[str, str]]:
     """The body and headers of ``/mentor <text>`` from ``user``, signed as Slack signs."""
     body = slash_command_body(
@@ -312,21 +299,16 @@ async def slack_round(
     client: ProcessPoolExecutor,
     users: list[str],
     text: str,
-) -> tuple[list[float], list[float], int]:
-    """One round of ``/mentor <text>`` from every user at once: (answer ms, ack ms, how
-    many answers the acks carried)."""
+) -> tuple[list[float], list[float]]:
+    """One round of ``/mentor <text>`` from every user at once: (answer ms, ack ms)."""
     urls = [slack.new_response_url() for _ in users]
     commands = [(user, text, url) for user, url in zip(users, urls, strict=True)]
     before = len(await slack.answers_since(0))
     loop = asyncio.get_running_loop()
     results = await loop.run_in_executor(client, fire, running.url, commands)
-    posted = {url for url, (_, _, carried) in zip(urls, results, strict=True) if not carried}
-    times = await answered(slack, posted, before) if posted else {}
-    answers = [
-        ack if carried else (times[url] - sent) * 1000
-        for url, (sent, ack, carried) in zip(urls, results, strict=True)
-    ]
-    return answers, [ack for _, ack, _ in results], len(urls) - len(posted)
+    times = await answered(slack, set(urls), before)
+    answers = [(times[url] - sent) * 1000 for url, (sent, _) in zip(urls, results, strict=True)]
+    return answers, [ack for _, ack in results]
 
 
 def describe(label: str, samples: list[float], target: float | None = None) -> str:
@@ -370,9 +352,7 @@ async def slack_bench(kind: str, figures: dict[str, str], emulator: str = "proce
             )
             for number, text in enumerate(READ_ROUNDS, start=1):
                 began, cpu = time.perf_counter(), time.process_time()
-                answers, round_acks, carried = await slack_round(
-                    slack, running, client, readers, text
-                )
+                answers, round_acks = await slack_round(slack, running, client, readers, text)
                 wall = (time.perf_counter() - began) * 1000
                 used = (time.process_time() - cpu) * 1000 / PEOPLE
                 reads += answers
@@ -381,20 +361,18 @@ async def slack_bench(kind: str, figures: dict[str, str], emulator: str = "proce
                 acks += round_acks
                 print(
                     describe(f"{number}. /mentor {text}", answers)
-                    + f" round {wall:.0f} ms, CPU {used:.2f} ms/answer, {carried} in the ack"
+                    + f" round {wall:.0f} ms, CPU {used:.2f} ms/answer"
                 )
             print(describe("all read-only answers", reads, TARGETS["read"]))
             print(describe("the repeated rounds", warm, TARGETS["read"]))
             print(describe("their acks", acks))
             began, cpu = time.perf_counter(), time.process_time()
-            starts, start_acks, carried = await slack_round(
-                slack, running, client, starters, "start"
-            )
+            starts, start_acks = await slack_round(slack, running, client, starters, "start")
             wall = (time.perf_counter() - began) * 1000
             used = (time.process_time() - cpu) * 1000 / PEOPLE
             print(
                 describe("/mentor start (new)", starts, TARGETS["start"])
-                + f" round {wall:.0f} ms, CPU {used:.2f} ms/answer, {carried} in the ack"
+                + f" round {wall:.0f} ms, CPU {used:.2f} ms/answer"
             )
             print(describe("their acks", start_acks))
             running.app.dispatcher.stop()  # the lesson-days still paced out are not measured

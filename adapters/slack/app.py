@@ -1,10 +1,8 @@
 """The Slack adapter: slack_bolt's ``AsyncApp`` on the core's event loop.
 
-Slack wants an answer within 3 seconds, so the work runs in a task and every listener
-acknowledges without waiting for it to end (``process_before_response`` is on, so the
-HTTP answer or Socket Mode ack leaves as soon as ``ack()`` returns, not after a polling
-interval). A slash command's ack waits up to ACK_ANSWER_SECONDS for the answer and
-carries it (``_AckAnswer``): Slack shows it at once, with no response_url post.
+Slack wants an answer within 3 seconds, so every listener acknowledges first and does
+the work in a task afterwards (``process_before_response`` is on, so the HTTP answer or
+Socket Mode ack leaves as soon as ``ack()`` returns, not after a polling interval).
 Work for one learner runs in order, one event at a time, so "a second message is added
 to the same answer" holds even when Slack delivers two messages at once.
 
@@ -150,9 +148,6 @@ API_TIERS: Mapping[str, tuple[float, int]] = MappingProxyType(
 UPLOAD_METHODS = ("files.getUploadURLExternal", "files.completeUploadExternal")
 API_TIMEOUT_SECONDS = 15
 DRAIN_SECONDS = 10.0  # how long stop() lets in-flight events finish
-# How long a slash command's ack waits to carry the answer itself (Slack allows 3 s
-# for the ack, and the network between Slack and here takes its share of them).
-ACK_ANSWER_SECONDS = 1.5
 EVENT_ID_MEMORY_SECONDS = 15 * 60  # Slack retries an event 3 times within about 5 minutes
 TOKEN_CACHE_SECONDS = 300.0
 # users.info answers and installers are remembered this long: an admin who is demoted,
@@ -279,42 +274,6 @@ class _CheckedSocketMode(AsyncSocketModeHandler):
             return
         log.info("slack: refused a Socket Mode %s: %s", req.type, problem)
         await client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
-
-
-class _AckAnswer:
-    """The first answer to a slash command, carried in the command's own ack when it is
-    ready within ACK_ANSWER_SECONDS: Slack shows an ack's body as the ephemeral answer,
-    so it arrives with the ack and costs no response_url post. Anything else (a file,
-    a message for the DM, an answer longer than one message, or one that was not ready
-    in time) leaves the ack empty and goes out as before, after the ack."""
-
-    def __init__(self) -> None:
-        self.answer: asyncio.Future[Part | None] = asyncio.get_running_loop().create_future()
-        self.sent = asyncio.Event()  # set once ack() was called, with or without a body
-
-    @property
-    def decided(self) -> bool:
-        return self.answer.done()
-
-    def offer(self, message: OutgoingMessage) -> bool:
-        """Take ``message`` for the ack if nothing was decided yet and it fits one body."""
-        if self.decided or not message.ephemeral or message.attachments:
-            return False
-        parts = render_parts(message)
-        if len(parts) != 1:
-            return False
-        self.answer.set_result(parts[0])
-        return True
-
-    def close(self) -> None:
-        """Nothing (more) for the ack: it leaves empty if it has not left yet."""
-        if not self.answer.done():
-            self.answer.set_result(None)
-
-    async def wait(self) -> Part | None:
-        await asyncio.wait({self.answer}, timeout=ACK_ANSWER_SECONDS)
-        self.close()
-        return self.answer.result()
 
 
 class SlackAdapter:
@@ -609,48 +568,34 @@ class SlackAdapter:
     async def _on_command(
         self, ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient
     ) -> None:
+        await ack()
         team, user = command.get("team_id") or "", command.get("user_id") or ""
         if not team or not user:
-            await ack()
             return
-        carried = _AckAnswer()
 
         async def work() -> None:
-            try:
-                profile = await self._caller(client, team, user)
-                text = from_slack_text(command.get("text") or "")
-                respond = self._responder(
-                    client,
-                    team,
-                    user,
-                    response_url=command.get("response_url"),
-                    origin=command.get("channel_id"),
-                    ack_answer=carried,
-                )
-                event = await self._command_event(
-                    client,
-                    team,
-                    user,
-                    text,
-                    profile,
-                    respond,
-                    workspace_name=command.get("team_domain"),
-                )
-                if event is not None:
-                    await self._handle(event, respond)
-            finally:
-                carried.close()
+            profile = await self._caller(client, team, user)
+            text = from_slack_text(command.get("text") or "")
+            respond = self._responder(
+                client,
+                team,
+                user,
+                response_url=command.get("response_url"),
+                origin=command.get("channel_id"),
+            )
+            event = await self._command_event(
+                client,
+                team,
+                user,
+                text,
+                profile,
+                respond,
+                workspace_name=command.get("team_domain"),
+            )
+            if event is not None:
+                await self._handle(event, respond)
 
         self._spawn(team, user, work)
-        try:
-            part = await carried.wait()
-            if part is None:
-                await ack()
-            else:
-                await ack({"response_type": "ephemeral", "text": part.text, "blocks": part.blocks})
-        finally:
-            carried.close()  # cancelled before the ack: the answers go the usual way
-            carried.sent.set()
 
     async def _on_message(
         self,
@@ -1010,24 +955,15 @@ class SlackAdapter:
         channel: str | None = None,
         thread_ts: str | None = None,
         origin: str | None = None,
-        ack_answer: _AckAnswer | None = None,
     ) -> Respond:
-        """Where answers go: the first one into the slash command's ack when it fits
-        (``ack_answer``), other ephemeral ones back through ``response_url`` (a slash
+        """Where answers go: ephemeral ones back through ``response_url`` (a slash
         command or a button), the rest into the learner's DM, in the thread when the
         learner wrote in one. Answers with files go to the DM (see ``_answer_with_files``);
         ``origin`` is the conversation the person acted in, to tell whether they are
-        looking at the DM already. Nothing leaves before the ack, so answers (and the
-        lesson a ``start`` sends next) arrive in the order the core gave them."""
+        looking at the DM already."""
 
         async def respond(messages: list[OutgoingMessage]) -> None:
             for message in messages:
-                if ack_answer is not None and not ack_answer.sent.is_set():
-                    taken = ack_answer.offer(message)
-                    ack_answer.close()
-                    await ack_answer.sent.wait()
-                    if taken:
-                        continue
                 try:
                     if message.attachments:
                         await self._answer_with_files(

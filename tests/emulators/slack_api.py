@@ -1178,7 +1178,6 @@ class SlackEmulator:
         return ws
 
     def _on_socket_text(self, data: str) -> None:
-        received = time.time()
         try:
             message = json.loads(data)
         except json.JSONDecodeError:
@@ -1187,38 +1186,7 @@ class SlackEmulator:
             self._socket_inbox.append(message)
             if isinstance(message, dict) and "envelope_id" in message:
                 self._acks[str(message["envelope_id"])] = message
-                envelope = next(
-                    (e for e in self._envelopes_sent if e["envelope_id"] == message["envelope_id"]),
-                    None,
-                )
-                if envelope is not None and envelope["type"] == "slash_commands":
-                    url = envelope["payload"].get("response_url")
-                    self._show_ack(str(url or ""), message.get("payload"), received)
             self._cond.notify_all()
-
-    def show_command_ack(self, response_url: str, status: int, body: str) -> None:
-        """What Slack does with the HTTP ack of a slash command it sent: a 200 whose
-        body is a message (JSON with ``text`` or ``blocks``, or plain text) is shown to
-        the person as the command's ephemeral answer. Recorded with the answers posted
-        to the command's response_url (method ``response_url``, ``"via": "ack"``): the
-        person sees both alike. Whoever posts a command to the app over HTTP (playing
-        Slack's part) hands the ack here."""
-        if status != 200 or not body.strip():
-            return
-        try:
-            payload: Any = json.loads(body)
-        except json.JSONDecodeError:
-            payload = {"text": body}
-        with self._cond:
-            self._show_ack(response_url, payload, time.time())
-            self._cond.notify_all()
-
-    def _show_ack(self, response_url: str, payload: Any, received: float) -> None:
-        """Record an ack's message as an ephemeral answer (called with the lock held)."""
-        if not isinstance(payload, dict) or not (payload.get("text") or payload.get("blocks")):
-            return
-        params = {**payload, "response_url": response_url, "via": "ack"}
-        self._calls.append(RecordedCall("response_url", params, None, received, "POST", 200, "ok"))
 
     # -- helpers used by method handlers (called with the lock held) ----------------------------
 

@@ -143,12 +143,8 @@ class SlackRig:
                 await writer.wait_closed()
 
     async def command(self, text: str, **payload: Any) -> tuple[int, str]:
-        """Send ``/mentor <text>`` as Slack would; an answer the ack carries is shown
-        with the response_url answers (``responses``), as Slack shows it."""
-        url = payload.setdefault("response_url", self.slack.new_response_url())
-        status, body = await self.post(slash_command_body("/mentor", text, **payload))
-        self.slack.show_command_ack(url, status, body)
-        return status, body
+        payload.setdefault("response_url", self.slack.new_response_url())
+        return await self.post(slash_command_body("/mentor", text, **payload))
 
     async def event(self, event: dict[str, Any], **envelope: Any) -> tuple[int, str]:
         return await self.post(

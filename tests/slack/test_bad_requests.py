@@ -143,16 +143,14 @@ def test_a_replayed_request_is_handled_once(
             first = await rig.post(body, headers=headers)
             again = await rig.post(body, headers=headers)
             await rig.settle()
-            assert first[0] == 200
-            assert "/mentor start" in json.loads(first[1])["text"]  # the help, in the ack
+            assert first == (200, "")
             assert again == (401, '{"error": "replayed request"}')
-            assert responses(slack) == []  # and nothing more for the replay
+            assert len(responses(slack)) == 1
             # The same command signed at another second is a new request.
             earlier = int(headers["X-Slack-Request-Timestamp"]) - 1
-            status, answer = await rig.post(body, timestamp=earlier)
+            assert (await rig.post(body, timestamp=earlier))[0] == 200
             await rig.settle()
-            assert status == 200 and json.loads(answer)["text"] == json.loads(first[1])["text"]
-            assert responses(slack) == []
+            assert len(responses(slack)) == 2
 
     asyncio.run(main())
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
-from adapters.slack.app import _AckAnswer
 from adapters.slack.render import (
     MESSAGE_BLOCK_LIMIT,
     SECTION_LIMIT,
@@ -19,7 +17,7 @@ from adapters.slack.render import (
     to_mrkdwn,
 )
 from adapters.slack.translate import read_dm, submitted_answer
-from bot.messages import Action, Attachment, EventKind, OutgoingMessage, Section
+from bot.messages import Action, EventKind, OutgoingMessage, Section
 
 
 def message(**fields: object) -> OutgoingMessage:
@@ -174,34 +172,3 @@ def test_read_dm_sorts_replies_edits_commands_and_noise() -> None:
         },
     ]
     assert [read_dm(e, "UB1") for e in ignored] == [None] * len(ignored)
-
-
-def test_only_an_ephemeral_answer_of_one_message_fits_in_a_command_ack() -> None:
-    async def main() -> None:
-        sections = tuple(Section(f"Part {i}", f"Body {i}.") for i in range(120))
-        long = OutgoingMessage("slack", "T1", "U1", "", sections=sections, ephemeral=True)
-        to_dm = OutgoingMessage("slack", "T1", "U1", "For the DM")
-        with_file = OutgoingMessage(
-            "slack",
-            "T1",
-            "U1",
-            "Here",
-            ephemeral=True,
-            attachments=(Attachment("a.txt", b"a", "text/plain"),),
-        )
-        short = OutgoingMessage("slack", "T1", "U1", "Short and *kind*", ephemeral=True)
-
-        carried = _AckAnswer()
-        assert not carried.offer(long) and not carried.offer(to_dm)
-        assert not carried.offer(with_file)
-        assert carried.offer(short)
-        assert not carried.offer(short)  # one answer per ack
-        part = await carried.wait()
-        assert part is not None and part.text == "Short and _kind_"  # as mrkdwn
-
-        closed = _AckAnswer()
-        closed.close()  # the work ended, or the ack left empty
-        assert not closed.offer(short)
-        assert await closed.wait() is None
-
-    asyncio.run(main())
