@@ -48,12 +48,12 @@ class ThrottledPlatform:
     def rate_limits(self, message: OutgoingMessage) -> list[Limit]:
         return [
             # 20 ms of slack absorbs event-loop wake-up jitter without a real burst.
+            Limit("bench:global", self.rate, burst=max(2, int(self.rate / 50))),
             # This platform names the per-recipient limit in its 429 (``scope``), so
             # that limit is ``exact``: its 429s are that recipient's alone. Were it
             # not, the core would blame them on the cells that were busy, the global
             # one in a fan-out (as it does for Slack, whose 429s do not say which limit
             # was met), and 5 % of them would cut the fan-out to the pace's floor.
-            Limit("bench:global", self.rate, burst=max(2, int(self.rate / 50))),
             Limit(f"bench:user:{message.user}", 5.0, burst=5, exact=True),
         ]
 
